@@ -1,0 +1,219 @@
+"""Experiment configuration: trees of frozen dataclasses, plus a dotted-override CLI helper.
+
+Configs cross process boundaries (Ray workers, checkpoints, result folders) as plain dicts via
+`asdict(cfg)` and are rebuilt with `from_dict`, which rejects unknown keys and invalid `Literal` values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    arch: Literal["srresnet", "rrdbnet"] = "srresnet"
+    num_features: int = 64
+    num_blocks: int = 16
+    norm: Literal["batch", "none"] = "batch"  # SRResNet only; RRDB never uses BatchNorm
+    # v1 bounded its output with a sigmoid; later versions output a linear image (clamped at inference).
+    output: Literal["linear", "sigmoid"] = "linear"
+    growth: int = 32  # RRDB dense-block growth channels
+    res_scale: float = 0.2  # RRDB residual scaling
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    num_features: int = 64
+    num_stages: int = 4  # each stage: conv (stride 1) + conv (stride 2); features double per stage, cap 512
+    norm: Literal["batch", "none"] = "batch"
+    hidden: int = 1024  # width of the dense head
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    pixel_type: Literal["l1", "mse"] = "l1"
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 0.0  # 0 disables the VGG19 network entirely
+    perceptual_layer: Literal["conv5_4", "conv5_4_relu", "conv2_2", "conv3_4", "conv4_4"] = "conv5_4"
+    # "imagenet" needs torchvision's VGG19 weights in the torch hub cache; "untrained" is an explicit opt-in
+    # to random features that is recorded in every result as a flag.
+    perceptual_weights: Literal["imagenet", "untrained"] = "imagenet"
+    adv_type: Literal["vanilla", "relativistic"] = "vanilla"
+    adv_weight: float = 5e-3
+    # Batch mean of D's output in the relativistic loss under DDP: "global" all-reduces it across ranks so a
+    # multi-worker run computes the same loss as one process on the global batch; "local" uses each rank's.
+    relativistic_mean: Literal["global", "local"] = "global"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    milestones: tuple[int, ...] = ()  # steps (counted from the start of each phase) where lr is multiplied
+    gamma: float = 0.5
+    ema_decay: float = 0.0  # 0 disables the EMA copy of G
+    amp: bool = True  # bf16 autocast + channels_last on CUDA; always off on CPU
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_dirs: tuple[str, ...] = ("train/T91",)  # relative paths resolve against the data root
+    val_set: str = "set5"
+    patch_size: int = 96  # HR patch side; LR patches are patch_size // scale
+    batch_size: int = 16
+    augment: bool = True  # random flips and 90-degree rotations
+    # "matlab": LR made from HR with the MATLAB-compatible antialiased bicubic (the papers' pairs).
+    # "naive": torch's bicubic without antialiasing (aliased pairs, as the first notebook made them).
+    degradation: Literal["matlab", "naive"] = "matlab"
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    warmup_steps: int = 0  # pixel-loss-only steps before the GAN phase
+    gan_steps: int = 1000
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 500
+    ckpt_every: int = 500
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "v3"
+    scale: int = 4
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.data.patch_size % self.scale:
+            raise ValueError(f"data.patch_size {self.data.patch_size} is not a multiple of scale {self.scale}")
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the dataclass tree."""
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check/convert a JSON-ish value to the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, _where=where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, where) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: union types are not supported in configs")
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {tp!r}")
+
+
+def from_dict(cls: type, data: dict[str, Any], *, _where: str = "") -> Any:
+    """Rebuild a dataclass tree from a dict; unknown keys and bad values raise `ConfigError`."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{_where}." if _where else ""
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
+    kwargs = {k: _coerce(hints[k], v, f"{_where}.{k}" if _where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def override(cfg: Any, updates: dict[str, Any]) -> Any:
+    """Apply dotted overrides such as {"loss.adv_weight": 1e-3}; unknown keys raise `ConfigError`."""
+    tree = to_dict(cfg)
+    for dotted, value in updates.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config key: {dotted}")
+            node = node[part]
+        if leaf not in node or isinstance(node[leaf], dict):
+            raise ConfigError(f"unknown config key: {dotted}")
+        if isinstance(value, str) and value[:1] in "[{" and value[-1:] in "]}":
+            value = json.loads(value)
+        node[leaf] = value
+    return from_dict(type(cfg), tree)
+
+
+def parse_set_args(pairs: list[str] | None) -> dict[str, str]:
+    """Turn ["loss.adv_weight=5e-3", ...] into a dict; a missing "=" is a `ConfigError`."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field by its dotted path, e.g. --set loss.adv_weight=1e-3 (repeatable)",
+    )

@@ -1,0 +1,326 @@
+"""Image I/O, MATLAB-compatible bicubic `imresize`, mod-crop and the paired patch dataset.
+
+Images are float tensors in [0, 1], (3, H, W) RGB, unless a name says otherwise (`*_u8`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torchvision.io import ImageReadMode, decode_png
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------------- image I/O
+
+
+def load_image_u8(path: str | Path) -> torch.Tensor:
+    """Decode an image to a (3, H, W) tensor of its native depth (uint8, or int32 holding 16-bit values).
+
+    Grayscale and palette images become RGB; an alpha channel is dropped (logged once per call)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not raw:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    if raw[:8] == b"\x89PNG\r\n\x1a\n":
+        # torchvision keeps 16-bit PNGs at full depth (PIL silently truncates 16-bit RGB to 8 bits).
+        try:
+            img = decode_png(torch.frombuffer(bytearray(raw), dtype=torch.uint8), ImageReadMode.UNCHANGED)
+        except RuntimeError as err:
+            raise ImageError(f"{path}: corrupt or truncated PNG ({str(err).splitlines()[0]})") from None
+        if img.shape[0] in (2, 4):
+            log.info("%s: alpha channel dropped", path)
+            img = img[:-1]
+        if img.shape[0] == 1:
+            img = img.expand(3, -1, -1)
+        return img.contiguous() if img.dtype == torch.uint8 else img.to(torch.int32).contiguous()
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            mode = pil.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(pil, dtype=np.int32)
+                if arr.max() > 255 or mode.startswith("I;16"):
+                    t = torch.from_numpy(arr.copy())[None].expand(3, -1, -1)
+                    return t.contiguous()
+                pil = pil.convert("L")
+            if "A" in mode or (mode == "P" and "transparency" in pil.info):
+                log.info("%s: alpha channel dropped", path)
+            rgb = pil.convert("RGB")
+            arr = np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable image ({err})") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_float(img: torch.Tensor) -> torch.Tensor:
+    """uint8 -> /255; int32 holding 16-bit data -> /65535."""
+    if img.dtype == torch.uint8:
+        return img.float() / 255.0
+    return img.float() / 65535.0
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image as float32 RGB (3, H, W) in [0, 1]."""
+    return to_float(load_image_u8(path))
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 8-bit grid (returned as float in [0, 1])."""
+    return img.clamp(0, 1).mul(255).round().div(255)
+
+
+def save_image(img: torch.Tensor, path: str | Path) -> None:
+    """Write a (3, H, W) or (1, 3, H, W) float image in [0, 1] as an 8-bit PNG (or any PIL format)."""
+    if img.dim() == 4:
+        img = img[0]
+    arr = img.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def modcrop(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop the bottom/right so H and W are multiples of `scale` (the top-left corner is kept)."""
+    h, w = img.shape[-2:]
+    return img[..., : h - h % scale, : w - w % scale]
+
+
+# ----------------------------------------------------------------------------- MATLAB-compatible imresize
+
+
+def _cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys cubic kernel with a = -0.5 (MATLAB's `cubic`)."""
+    ax = x.abs()
+    ax2, ax3 = ax**2, ax**3
+    near = (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
+    far = (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return near + far
+
+
+@lru_cache(maxsize=256)
+def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
+    """Dense (out_len, in_len) float64 matrix equal to MATLAB's `contributions` for the bicubic kernel.
+
+    Downscaling with antialiasing widens the kernel by 1/scale; out-of-range taps are mirrored
+    (symmetric padding), which folds their weights back onto edge pixels."""
+    kernel_width = 4.0
+    if scale < 1 and antialias:
+        kernel_width /= scale
+    x = torch.arange(1, out_len + 1, dtype=torch.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)  # output pixel centre in input coordinates (1-based)
+    left = torch.floor(u - kernel_width / 2)
+    taps = math.ceil(kernel_width) + 2
+    idx = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]  # (out, taps), 1-based
+    dist = u[:, None] - idx
+    weights = scale * _cubic(dist * scale) if (scale < 1 and antialias) else _cubic(dist)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    # symmetric padding: index sequence 1..n, n..1 repeated
+    mirror = torch.cat([torch.arange(in_len), torch.arange(in_len - 1, -1, -1)])
+    src = mirror[torch.remainder(idx.long() - 1, 2 * in_len)]
+    matrix = torch.zeros(out_len, in_len, dtype=torch.float64)
+    matrix.scatter_add_(1, src, weights)
+    return matrix
+
+
+def imresize(img: torch.Tensor, *, scale: float | None = None, size: tuple[int, int] | None = None,
+             antialias: bool = True) -> torch.Tensor:
+    """MATLAB `imresize(img, scale, 'bicubic')` on float tensors (..., C, H, W); no clamping or rounding.
+
+    Exactly one of `scale` (e.g. 1/4) or `size` (H, W) is given. Like MATLAB, the dimension with the smaller
+    scale factor is resized first (height first on ties). Computed in float64 for float64 input,
+    otherwise in float32."""
+    if (scale is None) == (size is None):
+        raise ValueError("give exactly one of scale or size")
+    h, w = img.shape[-2:]
+    if size is None:
+        out_h, out_w = math.ceil(h * scale), math.ceil(w * scale)
+        scale_h = scale_w = float(scale)
+    else:
+        out_h, out_w = size
+        scale_h, scale_w = out_h / h, out_w / w
+    dtype = torch.float64 if img.dtype == torch.float64 else torch.float32
+    out = img.to(dtype)
+    order = sorted([(scale_h, 0), (scale_w, 1)])
+    for s, dim in order:
+        if dim == 0:
+            m = _resize_matrix(h, out_h, s, antialias).to(dtype=dtype, device=img.device)
+            out = torch.matmul(m, out)  # (..., out_h, W)
+        else:
+            m = _resize_matrix(w, out_w, s, antialias).to(dtype=dtype, device=img.device)
+            out = torch.matmul(out, m.T)  # (..., H', out_w)
+    return out
+
+
+def bicubic_downscale(gt: torch.Tensor, scale: int) -> torch.Tensor:
+    """The papers' LR: MATLAB bicubic with antialiasing of the (mod-cropped) HR."""
+    return imresize(gt, scale=1.0 / scale)
+
+
+def naive_downscale(gt: torch.Tensor, scale: int) -> torch.Tensor:
+    """Torch bicubic without antialiasing: aliased LR, as made by quick first experiments (v1)."""
+    squeeze = gt.dim() == 3
+    x = gt[None] if squeeze else gt
+    out = F.interpolate(x, scale_factor=1.0 / scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    return out[0] if squeeze else out
+
+
+# ------------------------------------------------------------------------------- scanning a training folder
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+def scan_training_images(
+    folders: Iterable[str | Path], *, min_size: int
+) -> tuple[list[tuple[Path, torch.Tensor]], list[SkippedFile]]:
+    """Decode every image of `folders`; keep those at least `min_size` px on both sides.
+
+    Returns the decoded images (native depth, see `load_image_u8`) and the skipped files with their reason;
+    each skipped file is logged once here. Byte-identical duplicates are kept once."""
+    images: list[tuple[Path, torch.Tensor]] = []
+    skipped: list[SkippedFile] = []
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training folder not found: {folder}")
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            reason = None
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                reason = f"not an image file (suffix {path.suffix or 'none'!r})"
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest in seen:
+                    reason = f"byte-identical duplicate of {seen[digest].name}"
+                else:
+                    try:
+                        img = load_image_u8(path)
+                    except ImageError as err:
+                        reason = str(err).removeprefix(f"{path}: ")
+                    else:
+                        h, w = img.shape[-2:]
+                        if min(h, w) < min_size:
+                            reason = f"too small ({w}x{h} px) for {min_size}-px patches"
+                        else:
+                            seen[digest] = path
+                            images.append((path, img))
+            if reason is not None:
+                log.warning("skipping %s: %s", path, reason)
+                skipped.append(SkippedFile(path, reason))
+    if not images:
+        names = ", ".join(str(Path(f)) for f in folders)
+        raise ValueError(f"no usable training images in {names} ({len(skipped)} file(s) skipped)")
+    return images, skipped
+
+
+# ---------------------------------------------------------------------------------------- patch dataset
+
+
+def augment(*imgs: torch.Tensor, flip_h: bool, flip_v: bool, rot90: bool) -> list[torch.Tensor]:
+    out = []
+    for img in imgs:
+        if flip_h:
+            img = img.flip(-1)
+        if flip_v:
+            img = img.flip(-2)
+        if rot90:
+            img = img.transpose(-1, -2)
+        out.append(img)
+    return out
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Random HR patches with their LR made on the fly, addressed by a global sample index.
+
+    Sample `i` depends only on (seed, i): any process can draw any sample, so training resumes exactly and
+    DDP ranks share one global stream (see `StepSampler`). The dataset has no natural length; `__len__` is
+    the number of source images (for information)."""
+
+    def __init__(self, folders: Sequence[str | Path], *, scale: int, patch_size: int, augment: bool = True,
+                 degradation: str = "matlab", seed: int = 0) -> None:
+        if patch_size % scale:
+            raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
+        self.images, self.skipped = scan_training_images(folders, min_size=patch_size)
+        self.scale, self.patch_size, self.augment = scale, patch_size, augment
+        self.degradation, self.seed = degradation, seed
+        # sample source images in proportion to their area, so big images are not under-used
+        areas = torch.tensor([img.shape[-1] * img.shape[-2] for _, img in self.images], dtype=torch.float64)
+        self.weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(hash((self.seed, int(index))) & 0x7FFF_FFFF_FFFF_FFFF)
+        which = int(torch.multinomial(self.weights, 1, generator=gen))
+        _, img = self.images[which]
+        h, w = img.shape[-2:]
+        p = self.patch_size
+        top = int(torch.randint(0, h - p + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - p + 1, (1,), generator=gen))
+        gt = to_float(img[:, top : top + p, left : left + p])
+        if self.augment:
+            flips = torch.randint(0, 2, (3,), generator=gen).tolist()
+            (gt,) = augment(gt, flip_h=bool(flips[0]), flip_v=bool(flips[1]), rot90=bool(flips[2]))
+        if self.degradation == "matlab":
+            lq = bicubic_downscale(gt, self.scale).clamp(0, 1)
+        else:
+            lq = naive_downscale(gt, self.scale)
+        return lq.contiguous(), gt.contiguous()
+
+
+class StepSampler(torch.utils.data.Sampler[int]):
+    """Global sample indices for steps `start_step`, `start_step + 1`, ...: rank r of `world` takes its
+    contiguous share of every global batch, so W workers see exactly the samples of one process."""
+
+    def __init__(self, *, global_batch: int, start_step: int = 0, num_steps: int, rank: int = 0,
+                 world: int = 1) -> None:
+        if global_batch % world:
+            raise ValueError(f"global batch {global_batch} is not divisible by {world} workers")
+        self.global_batch, self.start_step, self.num_steps = global_batch, start_step, num_steps
+        self.rank, self.world = rank, world
+        self.local_batch = global_batch // world
+
+    def __len__(self) -> int:
+        return self.num_steps * self.local_batch
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start_step, self.start_step + self.num_steps):
+            first = step * self.global_batch + self.rank * self.local_batch
+            yield from range(first, first + self.local_batch)
+
+
+def make_loader(dataset: PatchDataset, *, global_batch: int, start_step: int, num_steps: int, rank: int = 0,
+                world: int = 1, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    sampler = StepSampler(global_batch=global_batch, start_step=start_step, num_steps=num_steps, rank=rank,
+                          world=world)
+    return torch.utils.data.DataLoader(dataset, batch_size=global_batch // world, sampler=sampler,
+                                       num_workers=num_workers, persistent_workers=False, drop_last=False)
