@@ -1,0 +1,501 @@
+"""Build the HTML report of a results folder: `python -m reports.build RESULTS_DIR [--out DIR]`.
+
+Reads the files named in `benchmarks.schema` with polars (never harness, Ray or torch) and writes a folder
+whose `index.html` works offline from disk: plotly.js is copied next to it once, image crops are PNG files
+beside it, and every user-derived string goes through Jinja2's autoescaping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import plotly
+import plotly.offline
+import polars as pl
+from PIL import Image
+
+from benchmarks import schema
+from reports import figures
+
+log = logging.getLogger(__name__)
+
+METRICS = ("psnr", "ssim", "lpips")
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
+METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
+BASELINE = "baseline"
+MAX_IMAGES_PER_DATASET = 3  # visual comparisons per dataset; the per-image table lists them all
+CROP_MAX = 64  # crop side in HR pixels
+CROP_DISPLAY = 192  # crop side on the page, in CSS pixels (nearest-neighbour zoom)
+MISSING = "—"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Results:
+    root: Path
+    run: dict
+    trials: pl.DataFrame
+    scores: pl.DataFrame
+    summary: pl.DataFrame
+    history: pl.DataFrame | None
+    datasets: list[str]
+
+    def label(self, trial_id: str) -> str:
+        return self.labels.get(trial_id, trial_id)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {r["trial_id"]: r["label"] or r["trial_id"] for r in self.trials.iter_rows(named=True)}
+
+
+def _read(path: Path, columns: dict[str, str], *, required: bool) -> pl.DataFrame | None:
+    """A parquet file conformed to the schema: missing columns become nulls, extra columns are kept."""
+    target = schema.polars_schema(columns)
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(f"results file missing: {path}")
+        return None
+    frame = pl.read_parquet(path)
+    return frame.with_columns(
+        [pl.lit(None, dtype=kind).alias(name) for name, kind in target.items() if name not in frame.columns]
+        + [pl.col(name).cast(kind) for name, kind in target.items() if name in frame.columns]
+    )
+
+
+def load_results(results_dir: Path) -> Results:
+    root = Path(results_dir)
+    run_path = root / schema.RUN_FILE
+    run = json.loads(run_path.read_text()) if run_path.exists() else {}
+    trials = _read(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS, required=True)
+    empty_scores = pl.DataFrame(schema=schema.polars_schema(schema.SCORE_COLUMNS))
+    empty_summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
+    scores = _read(root / schema.SCORES_FILE, schema.SCORE_COLUMNS, required=False)
+    summary = _read(root / schema.SUMMARY_FILE, schema.SUMMARY_COLUMNS, required=False)
+    history = _read(root / schema.HISTORY_FILE, schema.HISTORY_COLUMNS, required=False)
+    assert trials is not None
+    # Baselines first, then the trials in the order the sweep wrote them.
+    trials = trials.with_row_index("_order").sort(pl.col("status") != BASELINE, "_order").drop("_order")
+    summary = summary if summary is not None else empty_summary
+    datasets = [str(d) for d in run.get("datasets") or []]
+    datasets += sorted(set(summary["dataset"].drop_nulls().to_list()) - set(datasets))
+    return Results(root, run, trials, scores if scores is not None else empty_scores, summary, history, datasets)
+
+
+# ------------------------------------------------------------------------------------------ summary table
+
+
+@dataclass
+class Cell:
+    text: str
+    title: str | None = None
+    best: bool = False
+    missing: bool = False
+    sort: str = ""
+
+
+@dataclass
+class SummaryTable:
+    params: list[str]
+    columns: list[tuple[str, str]]  # (dataset, metric)
+    rows: list[dict]  # {"trial": row dict, "params": [str], "cells": [Cell]}
+    footnotes: list[str] = field(default_factory=list)
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.{METRIC_DIGITS.get(metric, 3)}f}"
+
+
+def _fmt_param(value: object) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def summary_table(results: Results) -> SummaryTable:
+    columns = [(d, m) for d in results.datasets for m in METRICS]
+    by_key = {(r["trial_id"], r["dataset"]): r for r in results.summary.iter_rows(named=True)}
+    best: dict[tuple[str, str], float] = {}
+    for dataset, metric in columns:
+        values = [r[metric] for (_, d), r in by_key.items() if d == dataset and _is_number(r[metric])]
+        if values:
+            best[dataset, metric] = max(values) if schema.HIGHER_IS_BETTER[metric] else min(values)
+    reasons: dict[str, dict[str, list[str]]] = {}  # metric -> reason -> datasets
+    params = ["preset", "pixel_weight", "perceptual_weight", "adv_weight", "seed", "status"]
+    rows = []
+    for trial in results.trials.iter_rows(named=True):
+        cells = []
+        for dataset, metric in columns:
+            row = by_key.get((trial["trial_id"], dataset))
+            value = row[metric] if row else None
+            if _is_number(value):
+                is_best = (dataset, metric) in best and value == best[dataset, metric]
+                cells.append(Cell(_fmt(value, metric), best=is_best, sort=repr(float(value))))
+                continue
+            if row is None:
+                reason = (f"trial failed: {_first_line(trial['error'])}" if trial["status"] == "failed"
+                          else f"no scores for {dataset}")
+            else:
+                reason = row.get(f"{metric}_missing") or "not computed"
+                reasons.setdefault(metric, {}).setdefault(reason, [])
+                if dataset not in reasons[metric][reason]:
+                    reasons[metric][reason].append(dataset)
+            cells.append(Cell(MISSING, title=reason, missing=True))
+        rows.append({"trial": trial, "params": [_fmt_param(trial[p]) for p in params], "cells": cells})
+    footnotes = [
+        f"{METRIC_NAMES[metric]} missing: {reason} ({', '.join(datasets)})"
+        for metric, by_reason in reasons.items() for reason, datasets in by_reason.items()
+    ]
+    if any(t["status"] == "failed" for t in results.trials.iter_rows(named=True)):
+        footnotes.append(f"{MISSING} on a failed trial: it has no scores (see Failed and stopped trials).")
+    return SummaryTable(params, columns, rows, footnotes)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+# -------------------------------------------------------------------------------------------- summaries
+
+
+def _mean_by(frame: pl.DataFrame, key: str, metric: str) -> list[tuple[str, float]]:
+    means = (frame.filter(pl.col(metric).is_not_null() & pl.col(metric).is_not_nan())
+             .group_by(key).agg(pl.col(metric).mean()).sort(metric, descending=schema.HIGHER_IS_BETTER[metric]))
+    return [(str(k), float(v)) for k, v in means.iter_rows()]
+
+
+def auto_summary(results: Results) -> str:
+    """One paragraph, generated from the data: best by PSNR and by LPIPS, versions ranked."""
+    joined = results.summary.join(results.trials.select("trial_id", "label", "preset", "status"), on="trial_id")
+    n_trials = results.trials.filter(pl.col("status") != BASELINE).height
+    sentences = [f"{n_trials} trials on {len(results.datasets)} dataset(s) ({', '.join(results.datasets)})."]
+    trained = joined.filter(pl.col("status") != BASELINE)
+    for metric, unit in (("psnr", " dB"), ("lpips", "")):
+        ranked = _mean_by(trained, "trial_id", metric)
+        if not ranked:
+            reasons = joined["lpips_missing"].drop_nulls().unique().to_list() if metric == "lpips" else []
+            why = f" ({reasons[0]})" if reasons else ""
+            sentences.append(f"No trial has {METRIC_NAMES[metric]}{why}.")
+            continue
+        trial_id, value = ranked[0]
+        arrow = "highest" if schema.HIGHER_IS_BETTER[metric] else "lowest"
+        text = (f"Best by {METRIC_NAMES[metric]}: {results.label(trial_id)} ({arrow} mean over datasets, "
+                f"{_fmt(value, metric)}{unit})")
+        baseline = _mean_by(joined.filter(pl.col("status") == BASELINE), "label", metric)
+        if baseline:
+            text += f"; {baseline[0][0]} scores {_fmt(baseline[0][1], metric)}{unit}"
+        sentences.append(text + ".")
+    for metric in ("psnr", "lpips"):
+        versions = _mean_by(trained, "preset", metric)
+        if len(versions) > 1:
+            order = " > ".join(f"{name} ({_fmt(v, metric)})" for name, v in versions)
+            sentences.append(f"Versions ranked by mean {METRIC_NAMES[metric]}: {order}.")
+    failed = results.trials.filter(pl.col("status") == "failed").height
+    stopped = results.trials.filter(pl.col("status") == "stopped").height
+    if failed or stopped:
+        sentences.append(f"{failed} trial(s) failed and {stopped} stopped early.")
+    return " ".join(sentences)
+
+
+# ------------------------------------------------------------------------------------- visual comparisons
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """A file-name fragment made only of [A-Za-z0-9_-]; never empty."""
+    return _UNSAFE.sub("_", text).strip("_")[:limit] or "x"
+
+
+def _is_plain_component(name: str) -> bool:
+    """A name that addresses one entry of a folder (no separators, no '..'): safe to join to a path."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
+
+
+def _y_channel(rgb_u8: np.ndarray) -> np.ndarray:
+    rgb = rgb_u8.astype(np.float64) / 255.0
+    return 16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
+
+
+def psnr_y(a_u8: np.ndarray, b_u8: np.ndarray) -> float:
+    """PSNR on the BT.601 Y channel (16-235), float64; a quick per-crop figure, not the benchmark protocol."""
+    mse = float(np.mean((_y_channel(a_u8) - _y_channel(b_u8)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def _crop_box(hr_u8: np.ndarray) -> tuple[int, int, int]:
+    """(top, left, side) of the most textured square window — where SR methods differ the most."""
+    h, w = hr_u8.shape[:2]
+    side = max(1, min(CROP_MAX, max(16, min(h, w) // 2), h, w))
+    y = _y_channel(hr_u8)
+    stride = max(1, side // 2)
+    best = (-1.0, 0, 0)
+    for top in range(0, h - side + 1, stride):
+        for left in range(0, w - side + 1, stride):
+            variance = float(y[top:top + side, left:left + side].var())
+            if variance > best[0]:
+                best = (variance, top, left)
+    return best[1], best[2], side
+
+
+def _load_rgb(path: Path) -> np.ndarray | None:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError) as error:
+        log.warning("cannot read %s: %s", path, error)
+        return None
+
+
+@dataclass
+class Crop:
+    label: str
+    src: str  # relative to index.html
+    psnr: str
+    kind: str  # "hr" | "baseline" | "trial"
+
+
+@dataclass
+class Comparison:
+    dataset: str
+    image: str
+    box: str
+    crops: list[Crop]
+    notes: list[str]
+
+
+class _CropWriter:
+    def __init__(self, out_dir: Path) -> None:
+        self.folder = out_dir / "crops"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob("*.png"):
+            stale.unlink()
+        self.count = 0
+
+    def save(self, crop_u8: np.ndarray, *parts: str) -> str:
+        self.count += 1
+        name = f"{self.count:04d}_" + "_".join(safe_name(p, 24) for p in parts) + ".png"
+        Image.fromarray(crop_u8).save(self.folder / name, compress_level=1)
+        return f"crops/{name}"
+
+
+def visual_comparisons(results: Results, out_dir: Path) -> list[Comparison]:
+    hr_root = results.root / schema.IMAGES_DIR / schema.HR_DIR
+    if not hr_root.is_dir():
+        return []
+    writer = _CropWriter(out_dir)
+    trial_rows = [t for t in results.trials.iter_rows(named=True) if t["status"] != "failed"]
+    on_disk = sorted(p.name for p in hr_root.iterdir() if p.is_dir())
+    datasets = [d for d in results.datasets if d in on_disk] + [d for d in on_disk if d not in results.datasets]
+    comparisons = []
+    for dataset in datasets:
+        files = sorted(p for p in (hr_root / dataset).iterdir() if p.suffix.lower() == ".png" and p.is_file())
+        if len(files) > MAX_IMAGES_PER_DATASET:
+            log.info("%s: showing %d of %d images", dataset, MAX_IMAGES_PER_DATASET, len(files))
+        for hr_path in files[:MAX_IMAGES_PER_DATASET]:
+            hr = _load_rgb(hr_path)
+            if hr is None:
+                continue
+            top, left, side = _crop_box(hr)
+            window = (slice(top, top + side), slice(left, left + side))
+            crops = [Crop("HR", writer.save(hr[window], dataset, hr_path.stem, "hr"), "", "hr")]
+            notes = []
+            for trial in trial_rows:
+                trial_id = trial["trial_id"]
+                if not _is_plain_component(trial_id):
+                    notes.append(f"{trial['label']}: trial id is not a plain folder name; skipped")
+                    continue
+                sr_path = results.root / schema.IMAGES_DIR / trial_id / dataset / hr_path.name
+                if not sr_path.is_file():
+                    if trial["status"] == BASELINE:
+                        notes.append(f"{trial['label']}: no saved images, baseline crop skipped")
+                    continue
+                sr = _load_rgb(sr_path)
+                if sr is None or sr.shape != hr.shape:
+                    notes.append(f"{trial['label']}: image missing or not the HR size, skipped")
+                    continue
+                kind = "baseline" if trial["status"] == BASELINE else "trial"
+                src = writer.save(sr[window], dataset, hr_path.stem, trial_id)
+                crops.append(Crop(trial["label"] or trial_id, src, f"{_fmt(psnr_y(sr[window], hr[window]), 'psnr')} dB",
+                                  kind))
+            box = f"{side}×{side} px at ({left}, {top}) of {hr.shape[1]}×{hr.shape[0]}"
+            comparisons.append(Comparison(dataset, hr_path.stem, box, crops, notes))
+    return comparisons
+
+
+# --------------------------------------------------------------------------------- other page sections
+
+
+def image_score_rows(results: Results) -> list[dict]:
+    labels = results.labels
+    why = {(r["trial_id"], r["dataset"]): r for r in results.summary.iter_rows(named=True)}
+    rows = []
+    for r in results.scores.sort("dataset", "image", "trial_id").iter_rows(named=True):
+        cells = []
+        for m in METRICS:
+            if _is_number(r[m]):
+                cells.append(Cell(_fmt(r[m], m), sort=repr(float(r[m]))))
+            else:
+                reason = (why.get((r["trial_id"], r["dataset"])) or {}).get(f"{m}_missing") or "not computed"
+                cells.append(Cell(MISSING, title=reason, missing=True))
+        rows.append({"dataset": r["dataset"], "image": r["image"], "trial": labels.get(r["trial_id"], r["trial_id"]),
+                     "cells": cells})
+    return rows
+
+
+def _flags(value: str | None) -> list[str]:
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return [value]
+    return [str(f) for f in parsed] if isinstance(parsed, list) else [str(parsed)]
+
+
+def _pretty_json(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return json.dumps(json.loads(value), indent=2, sort_keys=True)
+    except json.JSONDecodeError:
+        return value
+
+
+def run_metadata(results: Results) -> dict:
+    run = results.run
+    fields = [(name, run.get(name)) for name in schema.RUN_FIELDS if name != "protocol"]
+    fields += [(k, v) for k, v in run.items() if k not in schema.RUN_FIELDS]
+    shown = [(k, ", ".join(map(str, v)) if isinstance(v, list) else _fmt_param(v)) for k, v in fields]
+    protocol = run.get("protocol") or {}
+    protocol_rows = [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in
+                     (protocol.items() if isinstance(protocol, dict) else [("protocol", protocol)])]
+    trials = []
+    for t in results.trials.iter_rows(named=True):
+        trials.append({"label": t["label"] or t["trial_id"], "trial_id": t["trial_id"], "status": t["status"],
+                       "steps": _fmt_param(t["steps"]),
+                       "wall_s": MISSING if t["wall_s"] is None else f"{t['wall_s']:.1f}",
+                       "device_hours": MISSING if t["device_hours"] is None else f"{t['device_hours']:.4f}",
+                       "flags": _flags(t["flags"]), "config": _pretty_json(t["config_json"])})
+    total = results.trials["device_hours"].drop_nulls().sum()
+    warnings = []
+    for t in trials:
+        for flag in t["flags"]:
+            warnings.append(f"{t['label']}: {flag}")
+    for key, value in protocol_rows:
+        if "untrained" in f"{key} {value}".lower():
+            warnings.append(f"protocol {key}: {value}")
+    return {"fields": shown, "protocol": protocol_rows, "trials": trials, "total_device_hours": f"{total:.4f}",
+            "warnings": warnings}
+
+
+@dataclass
+class Chart:
+    id: str
+    json: str
+    title: str = ""
+    note: str = ""
+
+
+def charts(results: Results) -> tuple[list[Chart], list[Chart], Chart | None]:
+    """(perception–distortion charts per dataset, training curves per trial, validation overview)."""
+    planes = []
+    for i, dataset in enumerate(results.datasets):
+        fig, x_metric = figures.perception_distortion(results.summary, results.trials, dataset)
+        note = "" if x_metric == "lpips" else "LPIPS missing on this dataset: SSIM on the x axis instead."
+        planes.append(Chart(f"plane-{i}", figures.figure_json(fig), dataset, note))
+    curves: list[Chart] = []
+    overview = None
+    history = results.history
+    if history is not None and history.height:
+        for i, trial in enumerate(results.trials.iter_rows(named=True)):
+            part = history.filter(pl.col("trial_id") == trial["trial_id"])
+            if part.height == 0:
+                continue
+            label = trial["label"] or trial["trial_id"]
+            fig = figures.training_curves(part, label)
+            curves.append(Chart(f"curves-{i}", figures.figure_json(fig), label, trial["status"] or ""))
+        overview = Chart("overview", figures.figure_json(figures.validation_overview(history, results.labels)))
+    return planes, curves, overview
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+
+
+def _write_plotlyjs(out_dir: Path) -> str:
+    name = f"plotly-{safe_name(plotly.offline.get_plotlyjs_version(), 20)}.min.js"
+    target = out_dir / name
+    script = plotly.offline.get_plotlyjs()
+    if not target.exists() or target.stat().st_size != len(script.encode()):
+        target.write_text(script, encoding="utf-8")
+    return name
+
+
+def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> Path:
+    """Write the report of `results_dir` to `out_dir` (default `results_dir/report`); returns index.html."""
+    results = load_results(Path(results_dir))
+    out = Path(out_dir) if out_dir is not None else results.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    planes, curves, overview = charts(results)
+    trials = list(results.trials.iter_rows(named=True))
+    page = _environment().get_template("report.html").render(
+        title=f"enhance-this report: {results.root.name}",
+        plotly_js=_write_plotlyjs(out),
+        summary=summary_table(results),
+        metric_names=METRIC_NAMES,
+        higher_is_better=schema.HIGHER_IS_BETTER,
+        paragraph=auto_summary(results),
+        planes=planes,
+        curves=curves,
+        overview=overview,
+        comparisons=visual_comparisons(results, out),
+        crop_display=CROP_DISPLAY,
+        image_rows=image_score_rows(results),
+        meta=run_metadata(results),
+        failed=[t for t in trials if t["status"] == "failed"],
+        stopped=[t for t in trials if t["status"] == "stopped"],
+        has_history=results.history is not None,
+    )
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    log.info("report written to %s", index)
+    return index
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the HTML report of a results folder.")
+    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: RESULTS_DIR/report)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(build_report(args.results_dir, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The built report in headless Chromium: charts render, images load, nothing runs or leaves the machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from benchmarks import schema
+from reports import build
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class PageVisit:
+    page: object
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
+def _visit(browser: object, index: Path) -> PageVisit:
+    """Open index.html from disk, recording console errors, dialogs and any request not for file: or data:."""
+    context = browser.new_context()
+    page = context.new_page()
+    visit = PageVisit(page)
+
+    def route(route: object) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            visit.outside_requests.append(url)
+            route.abort()
+
+    def dialog(d: object) -> None:
+        visit.dialogs.append(d.message)
+        d.dismiss()
+
+    context.route("**/*", route)
+    page.on("console", lambda m: visit.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: visit.page_errors.append(str(e)))
+    page.on("dialog", dialog)
+    page.goto(index.resolve().as_uri(), wait_until="load")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-figure]')].every(el => el.querySelector('.main-svg'))",
+        timeout=30_000,
+    )
+    return visit
+
+
+def test_report_renders_offline(browser: object, results_dir: Path, tmp_path: Path) -> None:
+    index = build.build_report(results_dir, tmp_path / "report")
+    visit = _visit(browser, index)
+    page = visit.page
+    charts = page.eval_on_selector_all(
+        ".js-plotly-plot", "els => els.map(el => el.querySelectorAll('svg.main-svg').length)"
+    )
+    n_figures = page.eval_on_selector_all("[data-figure]", "els => els.length")
+    assert n_figures > 0 and len(charts) == n_figures and all(n > 0 for n in charts)
+    trials = pl.read_parquet(results_dir / schema.TRIALS_FILE)
+    assert page.eval_on_selector_all("#summary-table tbody tr", "rows => rows.length") == trials.height
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert widths and all(w > 0 for w in widths)
+    # The per-image table sorts on a header click.
+    page.click("#image-table thead th:nth-child(4)")
+    assert page.get_attribute("#image-table thead th:nth-child(4)", "aria-sort") == "ascending"
+    assert visit.console_errors == [] and visit.page_errors == []
+    assert visit.outside_requests == []
+    assert visit.dialogs == []
+
+
+def test_hostile_names_do_not_run(browser: object, hostile_results: Path, tmp_path: Path) -> None:
+    index = build.build_report(hostile_results, tmp_path / "report")
+    visit = _visit(browser, index)
+    page = visit.page
+    page.hover("strong.flag >> nth=0")  # the flag payload is an onmouseover handler
+    assert page.locator("b[onmouseover]").count() == 0
+    assert page.evaluate("() => typeof window.__xss") == "undefined"
+    assert visit.dialogs == []
+    assert visit.outside_requests == []
+    # The payloads are shown as text.
+    assert "<script>window.__xss=1</script>" in page.inner_text("#summary-table")
+    assert '<img src=x onerror="window.__xss=2">' in page.inner_text("body")
+    legend = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
+    assert "<script>window.__xss=1</script>" in legend
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert widths and all(w > 0 for w in widths)
+    assert visit.console_errors == [] and visit.page_errors == []
