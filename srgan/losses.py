@@ -39,8 +39,8 @@ def vgg19_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
 
 
-def load_vgg19_state(*, download: bool = True) -> dict[str, torch.Tensor]:
-    """The ImageNet VGG19 state dict from the torch hub cache, fetching it there first if allowed."""
+def ensure_vgg19_weights(*, download: bool = True) -> Path:
+    """The path of the ImageNet VGG19 weights in the torch hub cache, fetching them there first if allowed."""
     path = vgg19_cache_path()
     if not path.exists() and download:
         try:
@@ -55,7 +55,12 @@ def load_vgg19_state(*, download: bool = True) -> dict[str, torch.Tensor]:
             f"DIR), or copy {VGG19_URL} to that path. To train with random VGG features instead, opt in "
             f"explicitly with --set loss.perceptual_weights=untrained (the results will be flagged)."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def load_vgg19_state(*, download: bool = True) -> dict[str, torch.Tensor]:
+    """The ImageNet VGG19 state dict (see `ensure_vgg19_weights`), loaded with weights_only=True."""
+    return torch.load(ensure_vgg19_weights(download=download), map_location="cpu", weights_only=True)
 
 
 class PerceptualLoss(nn.Module):
@@ -65,23 +70,27 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, layer: str = "conv5_4", weights: str = "imagenet") -> None:
         super().__init__()
-        from torchvision.models import vgg19
+        from torchvision.models.vgg import cfgs, make_layers
 
         name, relu = layer.removesuffix("_relu"), layer.endswith("_relu")
         end = VGG19_LAYERS[name] + (2 if relu else 1)
-        net = vgg19(weights=None)
+        # Only the convolutional part of torchvision's vgg19 (same layers and state-dict keys): building the
+        # whole model would also allocate and initialise its 120 M-parameter classifier (~0.5 GB, ~1.5 s).
+        features = make_layers(cfgs["E"], batch_norm=False)
         if weights == "imagenet":
-            net.load_state_dict(load_vgg19_state())
+            state = load_vgg19_state()
+            features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                                      if k.startswith("features.")})
         elif weights == "untrained":
             # Explicit opt-in: deterministic random features, flagged in every result.
             gen = torch.Generator().manual_seed(19)
-            for module in net.features:
+            for module in features:
                 if isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, generator=gen)
                     nn.init.zeros_(module.bias)
         else:
             raise ValueError(f"unknown perceptual weights {weights!r}")
-        self.features = net.features[:end].eval()
+        self.features = features[:end].eval()
         for p in self.features.parameters():
             p.requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
