@@ -1,0 +1,111 @@
+"""The GAN step: phase isolation (G step leaves D alone and vice versa), non-finite losses, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from srgan_helpers import small
+
+from srgan.engine import GanEngine, NonFiniteLoss
+
+
+def snapshot(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def unchanged(net: torch.nn.Module, before: list[torch.Tensor]) -> bool:
+    return all(torch.equal(p, b) for p, b in zip(net.parameters(), before, strict=True))
+
+
+def batch(cfg, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    p, s = cfg.data.patch_size, cfg.scale
+    gt = torch.rand(2, 3, p, p, generator=gen)
+    return torch.rand(2, 3, p // s, p // s, generator=gen), gt
+
+
+@pytest.mark.parametrize("name", ["v1", "ragan", "esrgan"])
+def test_generator_step_leaves_d_unchanged_and_discriminator_step_leaves_g_unchanged(name: str) -> None:
+    cfg = small(name, train__warmup_steps=0)
+    engine = GanEngine(cfg, device="cpu")
+    lq, gt = batch(cfg)
+    g0, d0 = snapshot(engine.net_g), snapshot(engine.net_d)
+    metrics, sr = engine.generator_step(lq, gt)
+    assert unchanged(engine.net_d, d0), "the G step changed D's parameters"
+    assert not unchanged(engine.net_g, g0), "the G step did not train G"
+    assert all(p.grad is None for p in engine.net_d.parameters()), "the G step computed D gradients"
+    assert all(p.requires_grad for p in engine.net_d.parameters()), "D left frozen after the G step"
+    assert not sr.requires_grad and sr.shape == gt.shape
+    assert {"loss_pixel", "loss_adv_g", "loss_g", "grad_norm_g"} <= set(metrics)
+    g1, d1 = snapshot(engine.net_g), snapshot(engine.net_d)
+    metrics = engine.discriminator_step(gt, sr)
+    assert unchanged(engine.net_g, g1), "the D step changed G's parameters"
+    assert not unchanged(engine.net_d, d1), "the D step did not train D"
+    assert {"loss_d_real", "loss_d_fake", "d_real", "d_fake"} <= set(metrics)
+
+
+def test_warmup_step_trains_only_g_with_the_pixel_loss() -> None:
+    cfg = small("v3", train__warmup_steps=2)
+    engine = GanEngine(cfg, device="cpu")
+    lq, gt = batch(cfg)
+    d0 = snapshot(engine.net_d)
+    phases = []
+    for _ in range(3):
+        phases.append(engine.phase)
+        metrics = engine.train_step(lq, gt)
+    assert phases == ["warmup", "warmup", "gan"]
+    assert unchanged(engine.net_d, d0) is False  # D trained in the GAN step only
+    assert "loss_d_real" in metrics and "loss_perceptual" in metrics
+    engine2 = GanEngine(cfg, device="cpu")
+    d0 = snapshot(engine2.net_d)
+    warm = engine2.train_step(lq, gt)
+    assert set(warm) == {"step", "lr_g", "lr_d", "loss_pixel", "grad_norm_g"}
+    assert unchanged(engine2.net_d, d0)
+
+
+def test_ema_copy_follows_g_with_its_decay() -> None:
+    cfg = small("esrgan", train__warmup_steps=1, optim__ema_decay=0.9)
+    engine = GanEngine(cfg, device="cpu")
+    ema0, g0 = snapshot(engine.net_g_ema), snapshot(engine.net_g)
+    assert all(torch.equal(a, b) for a, b in zip(ema0, g0, strict=True))
+    engine.train_step(*batch(cfg))
+    for e0, e1, g1 in zip(ema0, engine.net_g_ema.parameters(), engine.net_g.parameters(), strict=True):
+        torch.testing.assert_close(e1, 0.9 * e0 + 0.1 * g1)
+    assert engine.inference_generator() is engine.net_g_ema
+
+
+@pytest.mark.parametrize("warmup", [1, 0])
+def test_nan_input_raises_non_finite_loss_naming_step_and_loss(warmup: int) -> None:
+    cfg = small("ragan", train__warmup_steps=warmup)
+    engine = GanEngine(cfg, device="cpu")
+    lq, gt = batch(cfg)
+    if warmup:
+        engine.train_step(lq, gt)  # one good step first, so the failing step is step 1
+    g0 = snapshot(engine.net_g)
+    lq_nan = lq.clone()
+    lq_nan[0, 0, 0, 0] = float("nan")
+    step = engine.step
+    with pytest.raises(NonFiniteLoss, match=rf"generator step {step}: loss_pixel is nan"):
+        engine.train_step(lq_nan, gt)
+    assert unchanged(engine.net_g, g0), "a non-finite loss must not update the weights"
+
+
+def test_nan_in_warmup_names_the_warmup_phase() -> None:
+    cfg = small("v2", train__warmup_steps=3)
+    engine = GanEngine(cfg, device="cpu")
+    lq, gt = batch(cfg)
+    gt = gt.clone()
+    gt[1, 2, 5, 5] = float("inf")
+    with pytest.raises(NonFiniteLoss, match=r"warmup step 0: loss_pixel is (inf|nan)"):
+        engine.train_step(lq, gt)
+
+
+def test_same_seed_same_trajectory_different_seed_different(run_training) -> None:
+    cfg = small("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2")
+    first = run_training(cfg, 3)
+    second = run_training(cfg, 3)
+    assert first == second  # exact float equality on CPU, every metric of every step
+    assert [m["step"] for m in first] == [0, 1, 2]
+    assert "loss_d_real" in first[-1]
+    other = run_training(small("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2", train__seed=1), 3)
+    assert [m["loss_pixel"] for m in other] != [m["loss_pixel"] for m in first]
