@@ -1,0 +1,293 @@
+"""Full-reference metrics with the papers' protocol: PSNR and SSIM on Y, LPIPS (AlexNet v0.1) through pyiqa.
+
+One entry point per metric, each a pure function on torch tensors, so a whole batch is scored on the CPU or
+GPU without leaving the device:
+
+    psnr(sr, gt, *, crop=scale)  -> (B,) float64 dB
+    ssim(sr, gt, *, crop=scale)  -> (B,) float64
+    lpips(sr, gt, *, net=load_lpips(device=...))  -> (B,) float64
+
+The protocol (see `protocol()`, written into every results folder):
+  - images are quantised to 8 bits first (SR is clamped to [0, 1] and rounded, as a saved PNG would be);
+  - Y of BT.601 YCbCr, 16-235 range: Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1], kept
+    unrounded in float64 on the 0..255 scale (BasicSR / skimage convention), peak 255;
+  - `crop` pixels (the scale) removed from every border;
+  - SSIM: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region only (no padding), mean of the map.
+
+`color="yiq"` gives pyiqa's default Y (0.299 R + 0.587 G + 0.114 B, full range), which reads 20 log10(255/219)
+= 1.32 dB lower; `color="rgb"` scores the three channels (BasicSR's shipped configs). Both are recorded by name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import re
+import urllib.error
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Color = Literal["ycbcr_bt601", "yiq", "rgb"]
+COLORS: tuple[str, ...] = ("ycbcr_bt601", "yiq", "rgb")
+
+# Y weights per colour convention, for RGB on the 0..255 scale (so Y is on 0..255 too).
+_Y_WEIGHTS = {
+    "ycbcr_bt601": ((65.481, 128.553, 24.966), 16.0),  # ITU-R BT.601, studio range 16..235 (MATLAB rgb2ycbcr)
+    "yiq": ((0.299 * 255, 0.587 * 255, 0.114 * 255), 0.0),  # NTSC YIQ luma, full range (pyiqa's default)
+}
+PEAK = 255.0
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+# LPIPS AlexNet v0.1: the ImageNet backbone (torchvision's hub cache) and the linear heads (pyiqa's cache).
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+LPIPS_HEADS_FILE = "LPIPS_v0.1_alex-df73285e.pth"
+LPIPS_HEADS_URL = f"https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{LPIPS_HEADS_FILE}"
+SEED_HINT = ("seed the cache on a machine with internet: `python -m benchmarks.prefetch --cache DIR`, copy DIR "
+             "over and set TORCH_HOME=DIR")
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric whose weights are neither cached nor downloadable; the message says what is missing."""
+
+
+# ------------------------------------------------------------------------------------------- PSNR / SSIM
+
+
+def to_u8_scale(img: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) float in [0, 1] or uint8 -> float64 on 0..255, quantised to the 8-bit grid."""
+    if img.dtype == torch.uint8:
+        return img.to(torch.float64)
+    # rounded in the input's own dtype, exactly as `srgan.data.save_image` writes a PNG, then widened
+    return img.detach().clamp(0, 1).mul(PEAK).round().to(torch.float64)
+
+
+def to_y(img_255: torch.Tensor, *, color: Color = "ycbcr_bt601") -> torch.Tensor:
+    """(B, 3, H, W) float64 RGB on 0..255 -> (B, 1, H, W) Y on 0..255; "rgb" returns the input unchanged."""
+    if color == "rgb":
+        return img_255
+    if color not in _Y_WEIGHTS:
+        raise ValueError(f"unknown color {color!r}; choose one of {', '.join(COLORS)}")
+    (wr, wg, wb), offset = _Y_WEIGHTS[color]
+    rgb = img_255 / PEAK  # the formula is defined for RGB in [0, 1]
+    y = rgb[:, 0:1] * wr
+    y.add_(rgb[:, 1:2], alpha=wg).add_(rgb[:, 2:3], alpha=wb)
+    return y.add_(offset)
+
+
+def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop: int, color: Color) -> tuple[torch.Tensor, torch.Tensor]:
+    if sr.dim() == 3:
+        sr, gt = sr[None], gt[None]
+    if sr.shape != gt.shape:
+        raise ValueError(f"sr {tuple(sr.shape)} and gt {tuple(gt.shape)} differ in shape")
+    if sr.shape[1] != 3:
+        raise ValueError(f"expected RGB (B, 3, H, W) images, got {tuple(sr.shape)}")
+    h, w = sr.shape[-2:]
+    if crop < 0 or 2 * crop >= min(h, w):
+        raise ValueError(f"crop {crop} leaves nothing of a {h}x{w} image")
+    sr_y = to_y(to_u8_scale(sr), color=color)
+    gt_y = to_y(to_u8_scale(gt), color=color)
+    if crop:
+        sr_y, gt_y = sr_y[..., crop:-crop, crop:-crop], gt_y[..., crop:-crop, crop:-crop]
+    return sr_y, gt_y
+
+
+def psnr(sr: torch.Tensor, gt: torch.Tensor, *, crop: int, color: Color = "ycbcr_bt601") -> torch.Tensor:
+    """PSNR in dB per image of a (B, 3, H, W) batch (float in [0, 1] or uint8), float64, peak 255."""
+    sr_y, gt_y = _prepare(sr, gt, crop, color)
+    mse = (sr_y - gt_y).pow(2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(PEAK**2 / mse)  # identical images give +inf, as they should
+
+
+@lru_cache(maxsize=8)
+def _gaussian_1d(device: torch.device) -> torch.Tensor:
+    x = torch.arange(SSIM_WINDOW, dtype=torch.float64, device=device) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-(x**2) / (2 * SSIM_SIGMA**2))
+    return g / g.sum()  # the 2-D window is the outer product: separable, normalised to sum 1
+
+
+def _filter_valid(x: torch.Tensor) -> torch.Tensor:
+    """11x11 Gaussian filtering of (..., H, W), valid region only, as two 1-D passes (float64).
+
+    Each pass is a weighted sum of 11 shifted views: plain vectorised multiply-adds, which run ~50x faster
+    than float64 `conv2d` on the CPU (no oneDNN path for double) and are just as fast on the GPU."""
+    g = _gaussian_1d(x.device).tolist()
+    n = SSIM_WINDOW
+    h, w = x.shape[-2:]
+    rows = x[..., 0 : h - n + 1, :] * g[0]
+    for k in range(1, n):
+        rows.add_(x[..., k : h - n + 1 + k, :], alpha=g[k])  # in place: no temporaries per tap
+    out = rows[..., 0 : w - n + 1] * g[0]
+    for k in range(1, n):
+        out.add_(rows[..., k : w - n + 1 + k], alpha=g[k])
+    return out
+
+
+def ssim(sr: torch.Tensor, gt: torch.Tensor, *, crop: int, color: Color = "ycbcr_bt601") -> torch.Tensor:
+    """Mean SSIM per image of a (B, 3, H, W) batch, float64 (for "rgb", the mean over the three channels)."""
+    x, y = _prepare(sr, gt, crop, color)
+    b, c, h, w = x.shape
+    if min(h, w) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} px after the crop, got {h}x{w}")
+    x, y = x.reshape(b * c, 1, h, w), y.reshape(b * c, 1, h, w)
+    # the five local statistics in one filtering pass: (5 * B * C, 1, H, W)
+    stats = _filter_valid(torch.cat([x, y, x * x, y * y, x * y]))
+    mu_x, mu_y, xx, yy, xy = stats.chunk(5)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = (SSIM_K1 * PEAK) ** 2, (SSIM_K2 * PEAK) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.reshape(b, c, -1).mean(dim=2).mean(dim=1)
+
+
+# ------------------------------------------------------------------------------------ LPIPS and pyiqa FR
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A pretrained file the project can use: where it comes from and where the standard cache keeps it."""
+
+    name: str
+    url: str
+    relpath: str  # relative to torch.hub.get_dir() (TORCH_HOME/hub)
+
+    def cache_path(self, hub_dir: str | Path | None = None) -> Path:
+        return Path(hub_dir if hub_dir is not None else torch.hub.get_dir()) / self.relpath
+
+
+ALEXNET = WeightFile("torchvision AlexNet (ImageNet) for LPIPS", ALEXNET_URL, f"checkpoints/{ALEXNET_FILE}")
+LPIPS_HEADS = WeightFile("LPIPS v0.1 AlexNet linear heads (pyiqa)", LPIPS_HEADS_URL, f"pyiqa/{LPIPS_HEADS_FILE}")
+
+
+def _lpips_pip_heads() -> Path | None:
+    """The heads that ship inside the `lpips` wheel, if that package is installed."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
+    return path if path.is_file() else None
+
+
+def fetch_weight(weight: WeightFile, *, hub_dir: str | Path | None = None) -> Path:
+    """Download one weight file into the cache (atomic: torch writes a temp file and renames it)."""
+    path = weight.cache_path(hub_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(weight.url, str(path), progress=False)
+    return path
+
+
+def _ensure(weight: WeightFile, *, download: bool) -> Path:
+    path = weight.cache_path()
+    if path.is_file():
+        return path
+    reason = "download disabled"
+    if download:
+        try:
+            return fetch_weight(weight)
+        except (urllib.error.URLError, OSError, ValueError, RuntimeError) as err:
+            reason = f"download failed: {err}"
+    raise MetricUnavailable(f"{weight.name} not in the cache ({path}) and {reason}; {SEED_HINT}")
+
+
+# Failed loads are remembered per process, so a sweep of many trials tries the network once, not per trial.
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def load_lpips(*, device: str | torch.device = "cpu", download: bool = True) -> nn.Module:
+    """pyiqa's LPIPS (AlexNet, v0.1) with weights from the standard caches; raises `MetricUnavailable`.
+
+    The heads are loaded here with `weights_only=True` (pyiqa itself unpickles them with weights_only=False)."""
+    if "lpips" in _UNAVAILABLE:
+        raise MetricUnavailable(_UNAVAILABLE["lpips"])
+    import pyiqa
+
+    try:
+        heads = _lpips_pip_heads() or _ensure(LPIPS_HEADS, download=download)
+        _ensure(ALEXNET, download=download)  # torchvision then loads it from the cache without the network
+    except MetricUnavailable as err:
+        _UNAVAILABLE["lpips"] = str(err)
+        raise
+    metric = pyiqa.create_metric("lpips", device=torch.device(device), pretrained=False)
+    state = torch.load(heads, map_location="cpu", weights_only=True)
+    # pyiqa's file and the lpips wheel name the heads lin0..lin4 (pyiqa's module also lists them as lins.N)
+    state = {re.sub(r"^lins\.(\d)\.", r"lin\1.", k.removeprefix("module.")): v for k, v in state.items()}
+    wanted = [k for k in metric.net.state_dict() if re.match(r"^lin\d\.", k)]
+    absent = [k for k in wanted if k not in state]
+    if absent:
+        raise MetricUnavailable(f"{heads}: not LPIPS AlexNet heads (missing {', '.join(absent)})")
+    metric.net.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    return metric.eval()
+
+
+def lpips(sr: torch.Tensor, gt: torch.Tensor, *, net: nn.Module) -> torch.Tensor:
+    """LPIPS per image (lower is better) of 8-bit-quantised (B, 3, H, W) images in [0, 1], as float64."""
+    with torch.no_grad():
+        score = net(to_u8_scale(sr).float() / PEAK, to_u8_scale(gt).float() / PEAK)
+    return score.reshape(-1).to(torch.float64)
+
+
+def load_pyiqa_metric(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Any other pyiqa full-reference metric by its pyiqa name; raises `MetricUnavailable` without weights."""
+    if name in _UNAVAILABLE:
+        raise MetricUnavailable(_UNAVAILABLE[name])
+    import pyiqa
+
+    if name not in pyiqa.list_models(metric_mode="FR"):
+        raise ValueError(f"unknown full-reference metric {name!r}; pyiqa knows: {', '.join(pyiqa.list_models('FR'))}")
+    try:
+        return pyiqa.create_metric(name, device=torch.device(device)).eval()
+    except (urllib.error.URLError, OSError, ValueError, RuntimeError) as err:
+        _UNAVAILABLE[name] = f"pyiqa {name} weights unavailable ({type(err).__name__}: {err}); {SEED_HINT}"
+        raise MetricUnavailable(_UNAVAILABLE[name]) from None
+
+
+def pyiqa_score(sr: torch.Tensor, gt: torch.Tensor, *, net: nn.Module) -> torch.Tensor:
+    """A pyiqa FR metric per image on 8-bit-quantised inputs, as float64."""
+    with torch.no_grad():
+        score = net(to_u8_scale(sr).float() / PEAK, to_u8_scale(gt).float() / PEAK)
+    return score.reshape(-1).to(torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+
+
+def protocol(*, color: Color = "ycbcr_bt601", crop: int | None = None, lpips_weights: str | None = None) -> dict:
+    """The measuring protocol as a dict, written into run.json so every number says how it was made."""
+    y_formula = {
+        "ycbcr_bt601": "Y = 16 + 65.481 R + 128.553 G + 24.966 B (BT.601, 16-235; RGB in [0, 1])",
+        "yiq": "Y = 255 (0.299 R + 0.587 G + 0.114 B) (YIQ luma, full range, pyiqa default)",
+        "rgb": "none: R, G, B channels scored (mean MSE over channels; SSIM averaged over channels)",
+    }[color]
+    return {
+        "color": color,
+        "y_formula": y_formula,
+        "y_rounding": "none (float64, 0..255 scale)",
+        "quantisation": "SR clamped to [0, 1] and rounded to 8 bits before scoring; HR read as 8-bit",
+        "crop_border": "scale" if crop is None else crop,
+        "psnr": {"peak": PEAK, "dtype": "float64"},
+        "ssim": {"window": f"{SSIM_WINDOW}x{SSIM_WINDOW} Gaussian", "sigma": SSIM_SIGMA, "k1": SSIM_K1,
+                 "k2": SSIM_K2, "region": "valid (no padding)", "dtype": "float64",
+                 "filter": "separable (two 1-D passes)"},
+        "lpips": {"variant": "AlexNet v0.1 (pyiqa 'lpips')", "inputs": "[0, 1], 8-bit quantised",
+                  "weights": lpips_weights or "not loaded",
+                  "files": {ALEXNET_FILE: ALEXNET_URL, LPIPS_HEADS_FILE: LPIPS_HEADS_URL}},
+        "reference": "bicubic Set5 x4: 28.42 dB / 0.8104 (papers' tables)",
+    }
+
+
+def describe_lpips_weights() -> str:
+    """Where LPIPS weights were read from (for `protocol(lpips_weights=...)`)."""
+    heads = _lpips_pip_heads() or LPIPS_HEADS.cache_path()
+    return f"backbone {ALEXNET.cache_path()}, heads {heads}"
+
+
+def psnr_db_offset_yiq_to_ycbcr() -> float:
+    """The constant by which YIQ-full-range PSNR reads lower than BT.601 studio-range PSNR: 20 log10(255/219)."""
+    return 20 * math.log10(255 / 219)
