@@ -384,11 +384,19 @@ def _pretty_json(value: str | None) -> str:
         return value
 
 
+def _show(value: object) -> str:
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=1, sort_keys=True, default=str)
+    return _fmt_param(value)
+
+
 def run_metadata(results: Results) -> dict:
     run = results.run
     fields = [(name, run.get(name)) for name in schema.RUN_FIELDS if name != "protocol"]
     fields += [(k, v) for k, v in run.items() if k not in schema.RUN_FIELDS]
-    shown = [(k, ", ".join(map(str, v)) if isinstance(v, list) else _fmt_param(v)) for k, v in fields]
+    shown = [(k, _show(v)) for k, v in fields]
     protocol = run.get("protocol") or {}
     protocol_rows = [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in
                      (protocol.items() if isinstance(protocol, dict) else [("protocol", protocol)])]
@@ -467,6 +475,7 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
     page = _environment().get_template("report.html").render(
         title=f"enhance-this report: {results.root.name}",
         plotly_js=_write_plotlyjs(out),
+        plotly_template=figures.template_json(),
         summary=summary_table(results),
         metric_names=METRIC_NAMES,
         higher_is_better=schema.HIGHER_IS_BETTER,

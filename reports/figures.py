@@ -15,13 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
 
 BASELINE_STATUS = "baseline"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "font": {"size": 12}}
+TEMPLATE = "plotly_white"
+# Figures carry an empty template: the page embeds TEMPLATE once and every chart uses it (`template_json`).
+# A per-figure template would be copied into each figure's JSON and costs most of the build time.
+_LAYOUT = {"template": {}, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "font": {"size": 12}}
 
 
 def plot_text(text: object) -> str:
@@ -31,8 +36,16 @@ def plot_text(text: object) -> str:
 
 def figure_json(fig: go.Figure) -> str:
     """The figure as JSON that is safe inside a `<script type="application/json">` element."""
-    text = fig.to_json()
+    return _escape_json(fig.to_json())
+
+
+def _escape_json(text: str) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def template_json() -> str:
+    """The shared plotly layout template as JSON, safe inside a `<script type="application/json">`."""
+    return _escape_json(json.dumps(pio.templates[TEMPLATE].to_plotly_json(), cls=PlotlyJSONEncoder))
 
 
 def _color(i: int) -> str:
@@ -150,7 +163,10 @@ def training_curves(history: pl.DataFrame, label: str) -> go.Figure:
     _line(fig, history, "d_real", "D(real)", _color(2), 3)
     _line(fig, history, "d_fake", "D(fake)", _color(3), 3)
     for step, before, after in _phase_boundaries(history):
-        fig.add_vline(x=step, line={"color": "#555", "dash": "dot", "width": 1})
+        fig.add_shape(  # one line through all panels (their x axes are matched to "x")
+            type="line", x0=step, x1=step, xref="x", y0=0, y1=1, yref="paper",
+            line={"color": "#555", "dash": "dot", "width": 1},
+        )
         fig.add_annotation(  # inside the top panel, right of the line, clear of the subplot title
             x=step, y=1.0, xref="x", yref="y domain", text=plot_text(f" {before}→{after}"), showarrow=False,
             xanchor="left", yanchor="top", font={"size": 10, "color": "#555"},
@@ -173,8 +189,3 @@ def validation_overview(history: pl.DataFrame, labels: dict[str, str]) -> go.Fig
     fig.update_layout(**_LAYOUT, height=420, title={"text": "validation PSNR, all trials"},
                       xaxis_title="step", yaxis_title="PSNR (dB) ↑")
     return fig
-
-
-def dumps_plain(value: object) -> str:
-    """JSON for values shown in the page as text (config dicts), pretty-printed."""
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

@@ -117,3 +117,26 @@ def test_psnr_y_and_safe_name() -> None:
     assert 40 < build.psnr_y(a, b) < 60
     assert build.safe_name('<img src=x onerror="a">') == "img_src_x_onerror_a"
     assert build.safe_name("../..") == "x"
+
+
+def test_reports_never_import_torch_ray_or_harness() -> None:
+    code = ("import sys, reports.build, reports.figures, reports.speed; "
+            "bad = [m for m in ('torch', 'ray', 'harness', 'srgan') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluate_style_run_json_extras(results_dir: Path, tmp_path: Path) -> None:
+    """`benchmarks.evaluate` adds keys to run.json (model, config, metrics_missing): shown, not lost."""
+    import json
+    import shutil
+
+    folder = tmp_path / "eval"
+    shutil.copytree(results_dir, folder, ignore=shutil.ignore_patterns("report"))
+    run = json.loads((folder / schema.RUN_FILE).read_text())
+    run.update(model={"trial_id": "x", "flags": ["<i>f</i>"]}, metrics_missing={"lpips": "no weights"})
+    run["protocol"]["lpips_weights"] = "untrained alexnet (opt-in)"
+    (folder / schema.RUN_FILE).write_text(json.dumps(run))
+    page = build.build_report(folder).read_text()
+    assert "metrics_missing" in page and "&lt;i&gt;f&lt;/i&gt;" in page
+    assert "protocol lpips_weights: untrained alexnet (opt-in)" in page
