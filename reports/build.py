@@ -191,21 +191,22 @@ def auto_summary(results: Results) -> str:
     n_trials = results.trials.filter(pl.col("status") != BASELINE).height
     sentences = [f"{n_trials} trials on {len(results.datasets)} dataset(s) ({', '.join(results.datasets)})."]
     trained = joined.filter(pl.col("status") != BASELINE)
-    for metric, unit in (("psnr", " dB"), ("lpips", "")):
+    for metric, unit in (("psnr", " dB"), ("ssim", ""), ("lpips", "")):
         ranked = _mean_by(trained, "trial_id", metric)
-        if not ranked:
-            reasons = joined["lpips_missing"].drop_nulls().unique().to_list() if metric == "lpips" else []
-            why = f" ({reasons[0]})" if reasons else ""
-            sentences.append(f"No trial has {METRIC_NAMES[metric]}{why}.")
-            continue
-        trial_id, value = ranked[0]
-        arrow = "highest" if schema.HIGHER_IS_BETTER[metric] else "lowest"
-        text = (f"Best by {METRIC_NAMES[metric]}: {results.label(trial_id)} ({arrow} mean over datasets, "
-                f"{_fmt(value, metric)}{unit})")
         baseline = _mean_by(joined.filter(pl.col("status") == BASELINE), "label", metric)
-        if baseline:
-            text += f"; {baseline[0][0]} scores {_fmt(baseline[0][1], metric)}{unit}"
-        sentences.append(text + ".")
+        scored = f"{baseline[0][0]} scores {_fmt(baseline[0][1], metric)}{unit}" if baseline else ""
+        if ranked and metric != "ssim":
+            trial_id, value = ranked[0]
+            arrow = "highest" if schema.HIGHER_IS_BETTER[metric] else "lowest"
+            text = (f"Best by {METRIC_NAMES[metric]}: {results.label(trial_id)} ({arrow} mean over datasets, "
+                    f"{_fmt(value, metric)}{unit})")
+            sentences.append(text + (f"; {scored}." if scored else "."))
+        elif not ranked and scored:
+            sentences.append(f"{METRIC_NAMES[metric]}: {scored} (mean over datasets).")
+        elif not ranked and metric != "ssim":
+            reasons = joined[f"{metric}_missing"].drop_nulls().unique().to_list() if (
+                f"{metric}_missing" in joined.columns) else []
+            sentences.append(f"No trial has {METRIC_NAMES[metric]}" + (f" ({reasons[0]})." if reasons else "."))
     for metric in ("psnr", "lpips"):
         versions = _mean_by(trained, "preset", metric)
         if len(versions) > 1:

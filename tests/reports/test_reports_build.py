@@ -140,3 +140,10 @@ def test_evaluate_style_run_json_extras(results_dir: Path, tmp_path: Path) -> No
     page = build.build_report(folder).read_text()
     assert "metrics_missing" in page and "&lt;i&gt;f&lt;/i&gt;" in page
     assert "protocol lpips_weights: untrained alexnet (opt-in)" in page
+
+
+def test_baseline_only(tmp_path: Path) -> None:
+    folder = write_synthetic_results(tmp_path / "baseline", 0, ["Set5"], missing_lpips=False)
+    page = build.build_report(folder).read_text()
+    assert "0 trials on 1 dataset(s)" in page and "PSNR: bicubic scores" in page
+    assert page.count('class="trial-row') == 1
