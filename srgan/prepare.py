@@ -58,7 +58,7 @@ def num_tiles(height: int, width: int, *, tile: int = 480, step: int = 240) -> i
 def write_png(img: torch.Tensor, path: Path) -> None:
     """Write a (3, H, W) uint8 or 16-bit (int32 holding 0..65535) image as PNG at its native depth."""
     if img.dtype == torch.uint8:
-        Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(path, compress_level=3)
+        Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG", compress_level=3)
         return
     # PIL cannot write 16-bit RGB: a minimal PNG encoder (IHDR, one IDAT, IEND; filter 0 on every row).
     arr = img.permute(1, 2, 0).numpy().astype(">u2")
