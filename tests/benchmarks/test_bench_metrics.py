@@ -45,6 +45,7 @@ def test_bridge_is_grayscale_and_scored(data_root: Path) -> None:
 
 
 def test_batch_equals_one_by_one() -> None:
+    threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
     gt = torch.rand(3, 3, 40, 44, generator=gen)
     sr = (gt + 0.05 * torch.randn(gt.shape, generator=gen)).clamp(0, 1)
@@ -54,6 +55,9 @@ def test_batch_equals_one_by_one() -> None:
         assert float(batch_s[i]) == pytest.approx(float(metrics.ssim(sr[i : i + 1], gt[i : i + 1], crop=2)[0]),
                                                   abs=1e-12)
     assert batch_p.dtype == batch_s.dtype == torch.float64
+    both = metrics.psnr_ssim(sr, gt, crop=2)
+    assert torch.equal(both[0], batch_p) and torch.equal(both[1], batch_s)
+    assert torch.get_num_threads() == threads  # the single-thread scoring context restores the setting
 
 
 def test_identical_images() -> None:
