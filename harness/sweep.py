@@ -102,8 +102,8 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "starts.log").open("a") as fh:  # lets tests (and people) see restarts
         fh.write(f"{time.time():.0f}\n")
-    cfg = trial_config(s, params)
     (run_dir / "label.txt").write_text(trial_label(params))
+    cfg = trial_config(s, params)  # raises WeightsUnavailable here (a failed trial) unless opted in
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=run_dir, data_root=Path(s.data_root), workers=s.workers,
                                cpus_per_worker=s.cpus_per_worker, gpus_per_worker=s.gpus_per_worker))
     result = build_trainer(spec, callbacks=[TuneReportCallback()]).fit()
