@@ -3,7 +3,7 @@
 Python API:
 
     scores = evaluate_model(net_g, ["set5", "set14"], 4)                 # one row per (dataset, image)
-    scores, summary, missing = score_trial(net_g, "t0", ["set5"], 4)     # + means per dataset
+    scores, summary = score_trial(net_g, "t0", ["set5"], 4)     # + means per dataset
     write_results(out, scores=scores, summary=summary, run=run_info(...))
 
 A model is any nn.Module or callable mapping (1, 3, h, w) RGB in [0, 1] to (1, 3, h*s, w*s); the baselines
@@ -184,13 +184,24 @@ def summarise(scores: pl.DataFrame, missing: dict[str, str]) -> pl.DataFrame:
     return summary.select(first + [c for c in summary.columns if c not in first])
 
 
+def missing_reasons(summary: pl.DataFrame) -> dict[str, str]:
+    """{metric: reason} for every metric that is null in a summary (from its `<metric>_missing` columns)."""
+    out = {}
+    for col in summary.columns:
+        if col.endswith("_missing"):
+            reasons = [r for r in summary[col].unique().to_list() if r is not None]
+            if reasons:
+                out[col.removesuffix("_missing")] = "; ".join(reasons)
+    return out
+
+
 def score_trial(model: Model, trial_id: str, datasets: Sequence[str], scale: int, *,
                 data_root: str | Path | None = None, device: str | torch.device | None = None,
                 metrics: Sequence[str] = DEFAULT_METRICS, save_images: bool | Collection[str] | None = None,
                 images_dir: str | Path | None = None, color: M.Color = "ycbcr_bt601",
                 tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                progress: bool = True) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
-    """Score one trial: (scores, summary, missing) where `missing` maps a null metric to its reason.
+                progress: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score one trial: (scores, summary); a null metric's reason is in the summary's `<metric>_missing`.
 
     `save_images`: True for all images, or names ("baby", "set5/baby", or a whole "set5") whose SR goes to
     `images_dir/<trial_id>/<dataset>/<image>.png` (and the HR once to `images_dir/_hr/<dataset>/`)."""
@@ -198,7 +209,7 @@ def score_trial(model: Model, trial_id: str, datasets: Sequence[str], scale: int
                              device=torch.device(device) if device else None, trial_id=trial_id, color=color,
                              tile=tile, overlap=overlap, save_images=save_images, images_dir=images_dir,
                              progress=progress)
-    return scores, summarise(scores, missing), missing
+    return scores, summarise(scores, missing)
 
 
 # ------------------------------------------------------------------------------------------ results I/O
@@ -316,13 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model, config, flags = baseline(args.baseline, args.scale), None, []
             trial_id, label, status = args.baseline, f"{args.baseline} (baseline)", "baseline"
-        scores, summary, missing = score_trial(
+        scores, summary = score_trial(
             model, trial_id, names, args.scale, data_root=args.data_root, device=device, metrics=metrics,
             save_images=True if args.save_images else None, images_dir=args.out / schema.IMAGES_DIR,
             color=args.color, tile=args.tile)
     except (ValueError, FileNotFoundError, CheckpointError, ImageError, ds.ChecksumError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    missing = missing_reasons(summary)
     lpips_weights = None if "lpips" in missing else M.describe_lpips_weights()
     command = shlex.join(["python", "-m", "benchmarks.evaluate", *(sys.argv[1:] if argv is None else argv)])
     run = run_info(kind="evaluate", scale=args.scale, datasets=names, started=started, device=device, command=command,

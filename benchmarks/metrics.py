@@ -279,7 +279,9 @@ def load_pyiqa_metric(name: str, *, device: str | torch.device = "cpu") -> nn.Mo
     try:
         return pyiqa.create_metric(name, device=torch.device(device)).eval()
     except (urllib.error.URLError, OSError, ValueError, RuntimeError) as err:
-        _UNAVAILABLE[name] = f"pyiqa {name} weights unavailable ({type(err).__name__}: {err}); {SEED_HINT}"
+        _UNAVAILABLE[name] = (f"pyiqa {name} weights unavailable ({type(err).__name__}: {err}); create the metric "
+                              f"once on a machine with internet (pyiqa caches it under TORCH_HOME/hub/pyiqa), copy "
+                              f"that TORCH_HOME over and set TORCH_HOME")
         raise MetricUnavailable(_UNAVAILABLE[name]) from None
 
 

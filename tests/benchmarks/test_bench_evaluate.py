@@ -55,8 +55,8 @@ def test_checkpoint_model_through_api_and_cli(tmp_path: Path, offline: Path, mak
     scores = evaluate_model(net, ["div2k"], 2, data_root=root, metrics=("psnr", "ssim"), progress=False,
                             tile=8)  # tiled: LR is 18x20
     assert scores["image"].to_list() == ["0801", "0802"] and scores["psnr"].is_finite().all()
-    scores2, summary, _ = score_trial(net, "t1", ["div2k"], 2, data_root=root, metrics=("psnr",),
-                                      save_images=["0802"], images_dir=tmp_path / "img", progress=False)
+    _, summary = score_trial(net, "t1", ["div2k"], 2, data_root=root, metrics=("psnr",),
+                             save_images=["0802"], images_dir=tmp_path / "img", progress=False)
     assert summary["trial_id"].to_list() == ["t1"] and summary["ssim"].to_list() == [None]
     assert [p.name for p in (tmp_path / "img/t1/div2k").iterdir()] == ["0802.png"]
     out = tmp_path / "res"

@@ -12,7 +12,7 @@ import torchvision
 
 from benchmarks import metrics
 from benchmarks.datasets import load_pairs
-from benchmarks.evaluate import baseline, evaluate_model, score_trial
+from benchmarks.evaluate import baseline, evaluate_model, missing_reasons, score_trial
 from benchmarks.reference import psnr_y_reference, ssim_y_reference
 from srgan.data import imresize, load_image, load_image_u8
 
@@ -131,10 +131,10 @@ def test_lpips_rejects_wrong_heads(offline: Path) -> None:
 
 
 def test_lpips_missing_weights_is_null_with_reason(offline: Path, data_root: Path) -> None:
-    scores, summary, missing = score_trial(baseline("bicubic", 4), "bicubic", ["set5"], 4, progress=False)
+    scores, summary = score_trial(baseline("bicubic", 4), "bicubic", ["set5"], 4, progress=False)
     assert scores["lpips"].null_count() == scores.height == 5
     assert scores["psnr"].mean() == pytest.approx(28.42, abs=0.05)  # PSNR/SSIM intact
     reason = summary["lpips_missing"][0]
     assert "benchmarks.prefetch" in reason and "TORCH_HOME" in reason and "alex" in reason.lower()
-    assert missing["lpips"] == reason
+    assert missing_reasons(summary) == {"lpips": reason}
     assert not metrics.LPIPS_HEADS.cache_path(offline / "hub").exists()
