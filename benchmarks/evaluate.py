@@ -215,7 +215,7 @@ def score_trial(model: Model, trial_id: str, datasets: Sequence[str], scale: int
 # ------------------------------------------------------------------------------------------ results I/O
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ds.REPO_ROOT, capture_output=True, text=True,
                              timeout=5, check=True)
@@ -224,7 +224,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _hardware(device: torch.device) -> str:
+def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU: {torch.cuda.device_count()}x {torch.cuda.get_device_name(device)}"
     import os
@@ -240,9 +240,9 @@ def run_info(*, kind: str, scale: int, datasets: Sequence[str], started: float, 
     info = {
         "kind": kind,
         "command": command if command is not None else shlex.join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "hostname": socket.gethostname(),
-        "hardware": _hardware(torch.device(device) if device else _default_device()),
+        "hardware": hardware(torch.device(device) if device else _default_device()),
         "started_at": iso(started),
         "finished_at": iso(finished),
         "wall_s": round(finished - started, 3),

@@ -1,10 +1,8 @@
-"""Small helpers for paths and run metadata: data root, results root, git commit, hardware."""
+"""Small helpers for paths: data root, results root, training folders."""
 
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 from pathlib import Path
 
 from srgan.config import ExperimentConfig
@@ -38,21 +36,3 @@ def resolve_train_dirs(cfg: ExperimentConfig, root: str | Path) -> list[Path]:
             )
         out.append(path)
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def hardware_summary() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        return f"GPU: {n}x {torch.cuda.get_device_name(0)}"
-    return f"CPU: {os.cpu_count()} cores ({platform.machine()}, {platform.processor() or 'unknown model'})"

@@ -38,7 +38,7 @@ from harness.train import (
 )
 from srgan.config import ConfigError, ExperimentConfig, override, parse_set_args
 from srgan.losses import WeightsUnavailable
-from srgan.versions import preset
+from srgan.versions import PRESETS, preset
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +218,12 @@ def collect_results(out: Path, results, *, datasets: list[str], scale: int, data
     from srgan.checkpoint import load_generator
 
     def score(model, trial_id: str) -> None:
-        scores, summary, missing = evaluate.score_trial(
+        scores, summary = evaluate.score_trial(
             model, trial_id, datasets, scale, data_root=data_root_, save_images=save_images,
             images_dir=out / IMAGES_DIR, progress=False)
         score_frames.append(scores)
         summary_frames.append(summary)
-        lpips_missing.update(missing)
+        lpips_missing.update(evaluate.missing_reasons(summary))
 
     trial_rows: list[dict] = []
     score_frames: list[pl.DataFrame] = []
@@ -433,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
 def _validate(args: argparse.Namespace, out: Path) -> tuple[SweepSettings, dict[str, Any]]:
     """Everything checkable before Ray starts: presets, keys, data, resources."""
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    for name in presets:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} "
+                             f"(--size tiny picks their CPU-sized variants)")
     grid = parse_grid(args.grid) if args.grid else dict(DEFAULT_GRID)
     settings = SweepSettings(out=str(out), data_root=str(data_root(args.data_root)), scale=args.scale,
                              size=args.size, steps=args.steps or None, overrides=parse_set_args(args.overrides),

@@ -36,7 +36,8 @@ from typing import Any
 
 import torch
 
-from harness.storage import data_root, default_storage, git_commit, hardware_summary, resolve_train_dirs
+from benchmarks.evaluate import git_commit, hardware
+from harness.storage import data_root, default_storage, resolve_train_dirs
 from srgan.checkpoint import resume, save_checkpoint, save_config
 from srgan.config import (
     ConfigError,
@@ -270,9 +271,13 @@ def prepare_run(spec: RunSpec) -> RunSpec:
 
     load_pairs(spec.cfg.data.val_set, spec.cfg.scale, spec.data_root)  # raises naming the folder or file
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_summary(),
+    save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware(spec_device(spec)),
                 git_commit=git_commit(), workers=spec.workers)
     return spec
+
+
+def spec_device(spec: RunSpec) -> torch.device:
+    return torch.device("cuda" if spec.gpus_per_worker > 0 else "cpu")
 
 
 def ddp_notes(spec: RunSpec) -> dict[str, str]:

@@ -18,7 +18,7 @@ DATASETS = ("Set5", "Set14")
 
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder to build the report from (synthetic for now; a real tiny sweep later)."""
+    """A synthetic results folder (fast); the browser test builds from a real sweep (`sweep_results`)."""
     return write_synthetic_results(tmp_path_factory.mktemp("results"), 4, DATASETS)
 
 

@@ -53,8 +53,8 @@ def _visit(browser: object, index: Path) -> PageVisit:
     return visit
 
 
-def test_report_renders_offline(browser: object, results_dir: Path, tmp_path: Path) -> None:
-    index = build.build_report(results_dir, tmp_path / "report")
+def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: Path) -> None:
+    index = build.build_report(sweep_results, tmp_path / "report")
     visit = _visit(browser, index)
     page = visit.page
     charts = page.eval_on_selector_all(
@@ -62,8 +62,10 @@ def test_report_renders_offline(browser: object, results_dir: Path, tmp_path: Pa
     )
     n_figures = page.eval_on_selector_all("[data-figure]", "els => els.length")
     assert n_figures > 0 and len(charts) == n_figures and all(n > 0 for n in charts)
-    trials = pl.read_parquet(results_dir / schema.TRIALS_FILE)
+    trials = pl.read_parquet(sweep_results / schema.TRIALS_FILE)
+    assert trials.height == 3  # bicubic baseline + the two trained trials of the real sweep
     assert page.eval_on_selector_all("#summary-table tbody tr", "rows => rows.length") == trials.height
+    assert "untrained-perceptual-vgg19" in page.inner_text("body")  # RaGAN's opt-in is visible
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(w > 0 for w in widths)
     # The per-image table sorts on a header click.
