@@ -123,6 +123,18 @@ def _worker_logging(rank: int) -> None:
         logger.propagate = False
 
 
+def _out_of_time(deadline: float | None, distributed: bool, device: torch.device) -> bool:
+    """Rank 0's clock decides for everyone, so every rank stops (and reports) at the same step."""
+    if deadline is None:
+        return False
+    flag = torch.tensor([float(time.perf_counter() > deadline)], device=device)  # NCCL needs it on the GPU
+    if distributed:
+        import torch.distributed as dist
+
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def train_loop(loop_config: dict) -> None:
     """Ray Train worker function. `loop_config` holds the config as a dict (`asdict`) plus run settings."""
     import ray.train
@@ -161,6 +173,7 @@ def train_loop(loop_config: dict) -> None:
     fail_at = loop_config.get("fail_at_step")
     dump_dir = loop_config.get("dump_weights_dir")
     tick, images = time.perf_counter(), 0
+    deadline = time.perf_counter() + t.time_limit_s if t.time_limit_s > 0 else None
     for lq, gt in loader:
         try:
             metrics: dict[str, Any] = engine.train_step(lq, gt)
@@ -177,7 +190,7 @@ def train_loop(loop_config: dict) -> None:
                 marker.write_text(f"killed rank {rank} at step {step}\n")
                 log.warning("injected failure: killing rank %d at step %d", rank, step)
                 os.kill(os.getpid(), signal.SIGKILL)
-        last = step == engine.total_steps
+        last = step == engine.total_steps or _out_of_time(deadline, distributed, device)
         do_val = step % t.val_every == 0 or last
         do_ckpt = step % t.ckpt_every == 0 or last
         if not (step % t.log_every == 0 or do_val or do_ckpt):
@@ -199,6 +212,8 @@ def train_loop(loop_config: dict) -> None:
                                   if k.startswith(("loss_g", "loss_pixel", "loss_d", "val_")) and v is not None))
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_{step:07d}" if ckpt else None)
         tick, images = time.perf_counter(), 0
+        if last:
+            break
     if dump_dir:  # tests: every rank writes its final generator and node, to check the ranks agree
         import ray
         from safetensors.torch import save_file

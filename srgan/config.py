@@ -23,6 +23,9 @@ class GeneratorConfig:
     norm: Literal["batch", "none"] = "batch"  # SRResNet only; RRDB never uses BatchNorm
     # v1 bounded its output with a sigmoid; later versions output a linear image (clamped at inference).
     output: Literal["linear", "sigmoid"] = "linear"
+    # "bicubic" adds a bicubic upscale of the input to the output (global residual learning, as VDSR): the
+    # network learns only the missing detail, which converges much faster on small compute budgets.
+    skip: Literal["none", "bicubic"] = "none"
     growth: int = 32  # RRDB dense-block growth channels
     res_scale: float = 0.2  # RRDB residual scaling
 
@@ -83,6 +86,7 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     ckpt_every: int = 500
+    time_limit_s: float = 0.0  # > 0: stop (validate, checkpoint) at the first step past this wall time
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ def _upsample_factors(scale: int) -> list[int]:
     return [2, 2] if scale == 4 else [scale]
 
 
+def bicubic_skip(sr: torch.Tensor, lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """Add the bicubic upscale of the input: the network predicts only the residual detail."""
+    return sr + F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int, *, norm: bool) -> None:
         super().__init__()
@@ -35,9 +40,10 @@ class ResidualBlock(nn.Module):
 class SRResNet(nn.Module):
     """conv9 -> PReLU -> B residual blocks -> conv + BN -> global skip -> sub-pixel upsampling -> conv9."""
 
-    def __init__(self, *, scale: int, num_features: int, num_blocks: int, norm: bool, output: str) -> None:
+    def __init__(self, *, scale: int, num_features: int, num_blocks: int, norm: bool, output: str,
+                 skip: str = "none") -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.skip = scale, skip
         f = num_features
         self.head = nn.Sequential(nn.Conv2d(3, f, 9, padding=4), nn.PReLU(f))
         self.body = nn.Sequential(*[ResidualBlock(f, norm=norm) for _ in range(num_blocks)])
@@ -56,6 +62,7 @@ class SRResNet(nn.Module):
         feat = self.head(lq)
         feat = feat + self.body_tail(self.body(feat))
         sr = self.tail(self.upsample(feat))  # (B, 3, h*s, w*s)
+        sr = bicubic_skip(sr, lq, self.scale) if self.skip == "bicubic" else sr
         return torch.sigmoid(sr) if self.output == "sigmoid" else sr
 
 
@@ -94,9 +101,9 @@ class RRDBNet(nn.Module):
     """ESRGAN generator: no BatchNorm, nearest-neighbour upsampling + conv (avoids checkerboard)."""
 
     def __init__(self, *, scale: int, num_features: int, num_blocks: int, growth: int,
-                 res_scale: float) -> None:
+                 res_scale: float, skip: str = "none") -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.skip = scale, skip
         f = num_features
         self.conv_first = nn.Conv2d(3, f, 3, padding=1)
         self.body = nn.Sequential(*[RRDB(f, growth, res_scale) for _ in range(num_blocks)])
@@ -111,26 +118,27 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         for factor, conv in zip(self.factors, self.conv_up, strict=True):
             feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=factor, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))  # (B, 3, h*s, w*s)
+        sr = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))  # (B, 3, h*s, w*s)
+        return bicubic_skip(sr, lq, self.scale) if self.skip == "bicubic" else sr
 
 
 def srresnet(*, scale: int = 4, num_features: int = 64, num_blocks: int = 16, norm: str = "batch",
-             output: str = "linear") -> SRResNet:
+             output: str = "linear", skip: str = "none") -> SRResNet:
     return SRResNet(scale=scale, num_features=num_features, num_blocks=num_blocks, norm=norm == "batch",
-                    output=output)
+                    output=output, skip=skip)
 
 
 def rrdbnet(*, scale: int = 4, num_features: int = 64, num_blocks: int = 23, growth: int = 32,
-            res_scale: float = 0.2) -> RRDBNet:
+            res_scale: float = 0.2, skip: str = "none") -> RRDBNet:
     return RRDBNet(scale=scale, num_features=num_features, num_blocks=num_blocks, growth=growth,
-                   res_scale=res_scale)
+                   res_scale=res_scale, skip=skip)
 
 
 def build_generator(cfg: GeneratorConfig, *, scale: int) -> nn.Module:
     if cfg.arch == "srresnet":
         return srresnet(scale=scale, num_features=cfg.num_features, num_blocks=cfg.num_blocks,
-                        norm=cfg.norm, output=cfg.output)
+                        norm=cfg.norm, output=cfg.output, skip=cfg.skip)
     if cfg.arch == "rrdbnet":
         return rrdbnet(scale=scale, num_features=cfg.num_features, num_blocks=cfg.num_blocks,
-                       growth=cfg.growth, res_scale=cfg.res_scale)
+                       growth=cfg.growth, res_scale=cfg.res_scale, skip=cfg.skip)
     raise ValueError(f"unknown generator arch {cfg.arch!r}")
