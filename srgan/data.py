@@ -198,13 +198,25 @@ class SkippedFile:
     reason: str
 
 
-def scan_training_images(
-    folders: Iterable[str | Path], *, min_size: int
-) -> tuple[list[tuple[Path, torch.Tensor]], list[SkippedFile]]:
-    """Decode every image of `folders`; keep those at least `min_size` px on both sides.
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header alone (no full decode)."""
+    try:
+        with Image.open(path) as pil:
+            w, h = pil.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable image ({err})") from None
+    return h, w
 
-    Returns the decoded images (native depth, see `load_image_u8`) and the skipped files with their reason;
-    each skipped file is logged once here. Byte-identical duplicates are kept once."""
+
+def scan_training_images(
+    folders: Iterable[str | Path], *, min_size: int, decode: bool = True
+) -> tuple[list[tuple[Path, torch.Tensor | None]], list[SkippedFile]]:
+    """Check every image of `folders`; keep those at least `min_size` px on both sides.
+
+    Returns the kept images and the skipped files with their reason; each skipped file is logged once here.
+    Byte-identical duplicates are kept once. With `decode=True` each kept image comes decoded (native depth,
+    see `load_image_u8`); with `decode=False` only its header is read (the tensor is None) and a file that
+    turns out corrupt later is handled where it is decoded."""
     images: list[tuple[Path, torch.Tensor]] = []
     skipped: list[SkippedFile] = []
     seen: dict[str, Path] = {}
@@ -222,11 +234,11 @@ def scan_training_images(
                     reason = f"byte-identical duplicate of {seen[digest].name}"
                 else:
                     try:
-                        img = load_image_u8(path)
+                        img = load_image_u8(path) if decode else None
+                        h, w = img.shape[-2:] if decode else image_size(path)
                     except ImageError as err:
                         reason = str(err).removeprefix(f"{path}: ")
                     else:
-                        h, w = img.shape[-2:]
                         if min(h, w) < min_size:
                             reason = f"too small ({w}x{h} px) for {min_size}-px patches"
                         else:
@@ -262,17 +274,29 @@ class PatchDataset(torch.utils.data.Dataset):
 
     Sample `i` depends only on (seed, i): any process can draw any sample, so training resumes exactly and
     DDP ranks share one global stream (see `StepSampler`). The dataset has no natural length; `__len__` is
-    the number of source images (for information)."""
+    the number of source images (for information).
+
+    Small folders (T91, BSD200: tens of MB) are decoded once and kept in memory. Large ones (DIV2K cut into
+    sub-images by `python -m srgan.prepare`) are decoded per sample instead, since every DDP rank would hold
+    its own copy (`in_memory=None` decides by the folders' size on disk)."""
+
+    IN_MEMORY_LIMIT = 512 * 2**20  # bytes on disk
 
     def __init__(self, folders: Sequence[str | Path], *, scale: int, patch_size: int, augment: bool = True,
-                 degradation: str = "matlab", seed: int = 0) -> None:
+                 degradation: str = "matlab", seed: int = 0, in_memory: bool | None = None) -> None:
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
-        self.images, self.skipped = scan_training_images(folders, min_size=patch_size)
+        if in_memory is None:
+            on_disk = sum(p.stat().st_size for f in folders if Path(f).is_dir() for p in Path(f).iterdir()
+                          if p.is_file())
+            in_memory = on_disk <= self.IN_MEMORY_LIMIT
+        self.images, self.skipped = scan_training_images(folders, min_size=patch_size, decode=in_memory)
+        self.sizes = [img.shape[-2:] if img is not None else image_size(path) for path, img in self.images]
+        self.broken: set[int] = set()
         self.scale, self.patch_size, self.augment = scale, patch_size, augment
         self.degradation, self.seed = degradation, seed
         # sample source images in proportion to their area, so big images are not under-used
-        areas = torch.tensor([img.shape[-1] * img.shape[-2] for _, img in self.images], dtype=torch.float64)
+        areas = torch.tensor([h * w for h, w in self.sizes], dtype=torch.float64)
         self.weights = areas / areas.sum()
 
     def __len__(self) -> int:
@@ -280,8 +304,14 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(hash((self.seed, int(index))) & 0x7FFF_FFFF_FFFF_FFFF)
-        which = int(torch.multinomial(self.weights, 1, generator=gen))
-        _, img = self.images[which]
+        img = None
+        for _attempt in range(16):  # a file that fails to decode (lazy mode) is skipped deterministically
+            which = int(torch.multinomial(self.weights, 1, generator=gen))
+            img = self._pixels(which)
+            if img is not None:
+                break
+        if img is None:
+            raise ImageError(f"16 training images in a row failed to decode (last: {self.images[which][0]})")
         h, w = img.shape[-2:]
         p = self.patch_size
         top = int(torch.randint(0, h - p + 1, (1,), generator=gen))
@@ -295,6 +325,18 @@ class PatchDataset(torch.utils.data.Dataset):
         else:
             lq = naive_downscale(gt, self.scale)
         return lq.contiguous(), gt.contiguous()
+
+
+    def _pixels(self, which: int) -> torch.Tensor | None:
+        path, img = self.images[which]
+        if img is not None or which in self.broken:
+            return img
+        try:
+            return load_image_u8(path)
+        except ImageError as err:
+            log.warning("skipping %s from now on: %s", path, str(err).removeprefix(f"{path}: "))
+            self.broken.add(which)
+            return None
 
 
 class StepSampler(torch.utils.data.Sampler[int]):

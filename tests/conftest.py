@@ -1,10 +1,14 @@
-"""Session fixtures shared by the test folders: the results of one real tiny sweep."""
+"""Session fixtures shared by the test folders: one real tiny sweep, interrupted and resumed."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,21 +16,61 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class ResumedSweep:
+    out: Path  # the results folder
+    finished_before_interrupt: list[str]  # trial ids Tune had finished when the driver got Ctrl-C
+    resume_stdout: str
+
+
+def _finished_trials(out: Path) -> list[str]:
+    """Trials whose final result Tune has written (`done: true` in their result.json)."""
+    done = []
+    for result in (out / "tune").glob("run_trial_*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if any(r.get("done") for r in rows):
+            done.append(rows[-1]["trial_id"])
+    return done
+
+
 @pytest.fixture(scope="session")
-def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real tiny sweep (v1 and RaGAN, 6 steps each, scored on Set5), run once per test session through the
-    CLI on its own local Ray. RaGAN uses untrained VGG features by explicit opt-in (these machines have no
-    ImageNet weights), so its results carry that flag."""
+def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> ResumedSweep:
+    """A real tiny sweep through the CLI (v1 and RaGAN, 6 steps each, one trial at a time, scored on Set5):
+    interrupted with Ctrl-C once its first trial has finished, then completed with `--resume`. RaGAN uses
+    untrained VGG features by explicit opt-in (these machines have no ImageNet weights), so its results carry
+    that flag. Run once per test session; the report and resume tests read it."""
     from benchmarks.datasets import data_root
 
     root = data_root()
     if not (root / "Set5").is_dir():
         pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
     out = tmp_path_factory.mktemp("sweep") / "results"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v1,ragan", "--grid", "loss.adv_weight=0.001",
            "--steps", "6", "--datasets", "set5", "--save-images", "set5", "--vgg-fallback", "untrained",
-           "--scheduler", "none", "--no-report", "--out", str(out), "--data-root", str(root)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return out
+           "--scheduler", "none", "--max-concurrent", "1", "--out", str(out), "--data-root", str(root)]
+    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and not _finished_trials(out):
+        if driver.poll() is not None:
+            pytest.fail("sweep driver exited early:\n" + driver.stdout.read().decode()[-4000:])
+        time.sleep(1)
+    finished = _finished_trials(out)
+    assert finished, "no trial finished within 400 s"
+    os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
+    try:
+        driver.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert not (out / "trials.parquet").exists(), "the sweep finished before it could be interrupted"
+    resumed = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    return ResumedSweep(out=out, finished_before_interrupt=finished, resume_stdout=resumed.stdout)
+
+
+@pytest.fixture(scope="session")
+def sweep_results(resumed_sweep: ResumedSweep) -> Path:
+    return resumed_sweep.out
