@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -148,7 +149,7 @@ def bench_loader(names: Sequence[str], *, root: Path, workers: Sequence[int], ba
             datasets[key] = PatchDataset(folders, scale=cfg.scale, patch_size=cfg.data.patch_size,
                                          augment=True, degradation=cfg.data.degradation, seed=0)
         ds = datasets[key]
-        batch = train_rates.get(name, {}).get("batch", cfg.data.batch_size)
+        batch = cfg.data.batch_size  # the preset's own batch: the loader's rate is per patch anyway
         step_rate = train_rates.get(name, {}).get("images_per_s", {}).get("gan")
         results[name] = {}
         for n_workers in workers:
@@ -231,10 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="untimed steps first (default: 3 on a GPU, 1 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="override every preset's batch size (e.g. on CPU)")
     parser.add_argument("--workers", default="0,2", help="loader worker counts to time (default: 0,2)")
-    parser.add_argument("--loader-batches", type=int, default=10, help="batches timed per loader setting")
+    parser.add_argument("--loader-batches", type=int, default=20, help="batches timed per loader setting")
     parser.add_argument("--data-root", type=Path, default=None, help="default: $ENHANCE_DATA or ../shared/data")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     names = _csv(args.presets)
     unknown = [n for n in names if n not in PRESETS]
