@@ -8,6 +8,18 @@ import pytest
 from srgan_helpers import data_root, write_random_images
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests run tiny models: one intra-op thread is as fast on an idle machine and many times faster on
+    a busy shared one (OpenMP threads spin-waiting for a core). Restored afterwards for other test folders."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data() -> Path:
     root = data_root()

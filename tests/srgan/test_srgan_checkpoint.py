@@ -30,6 +30,8 @@ sys.path.insert(0, sys.argv[1])
 from srgan_helpers import make_dataset, train_metrics
 from srgan.checkpoint import load_config, resume, save_checkpoint
 from srgan.engine import GanEngine
+import torch
+torch.set_num_threads(int(sys.argv[3]))  # as in the parent: the same kernels, bit for bit
 results = {}
 for job in json.loads(sys.argv[2]):
     cfg = load_config(job["ckpt"])
@@ -69,7 +71,8 @@ def test_resume_in_a_fresh_process_reproduces_uninterrupted_training(image_folde
     torch.manual_seed(999)  # (the global RNG of this process must not matter: the state carries its own)
 
     proc = subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT, str(Path(__file__).parent), json.dumps(jobs)],
+        [sys.executable, "-c", RESUME_SCRIPT, str(Path(__file__).parent), json.dumps(jobs),
+         str(torch.get_num_threads())],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
