@@ -230,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="timed steps per phase (default: 20 on a GPU, 2 on CPU)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps first (default: 3 on a GPU, 1 on CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's; 1 can be faster on a busy shared CPU)")
     parser.add_argument("--batch", type=int, default=None, help="override every preset's batch size (e.g. on CPU)")
     parser.add_argument("--workers", default="0,2", help="loader worker counts to time (default: 0,2)")
     parser.add_argument("--loader-batches", type=int, default=20, help="batches timed per loader setting")
@@ -252,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = args.steps or (20 if on_gpu else 2)
     warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
     root = data_root(args.data_root)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(describe_device(device))
     if "train" in sections and not vgg19_cache_path().exists():
