@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
-    p.add_argument("--grace", type=int, default=2, help="ASHA grace period in reports")
+    p.add_argument("--grace", type=int, default=0,
+                   help="ASHA grace period in reports (default: the first report after the longest warmup)")
     p.add_argument("--workers-per-trial", type=int, default=1)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
@@ -397,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        max_reports = max(settings.steps // max(settings.steps // 4, 1), 1) if settings.steps else 100
+        max_reports, warmup_reports = _report_counts(settings, presets_of(space_args))
+        # the first rung comes after the longest warmup: comparing pixel-only warmups says nothing of the GAN
+        grace = args.grace if args.grace else warmup_reports + 1
         scheduler = ASHAScheduler(metric=args.metric, mode=args.mode, time_attr="training_iteration",
-                                  max_t=max_reports + 1, grace_period=min(args.grace, max_reports))
+                                  max_t=max_reports + 1, grace_period=min(grace, max_reports))
     if resuming and tune.Tuner.can_restore(str(out / TUNE_DIR)):
         tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)
@@ -464,6 +467,22 @@ def _validate(args: argparse.Namespace, out: Path) -> tuple[SweepSettings, dict[
     for name in args.datasets.split(","):
         load_pairs(name.strip(), args.scale, settings.data_root)  # raises naming the folder or file
     return settings, build_param_space(presets, grid, search=args.search, loguniform=loguniform)
+
+
+def presets_of(space: dict[str, Any]) -> list[str]:
+    domain = space["preset"]
+    return list(domain["grid_search"]) if isinstance(domain, dict) else list(domain.categories)
+
+
+def _report_counts(settings: SweepSettings, presets: list[str]) -> tuple[int, int]:
+    """(reports per trial, reports inside the longest warmup) for the sweep's presets."""
+    reports, warmups = 1, 0
+    for name in presets:
+        cfg = trial_config(replace(settings, vgg_fallback="untrained"), {"preset": name})
+        t = cfg.train
+        reports = max(reports, math.ceil((t.warmup_steps + t.gan_steps) / t.val_every))
+        warmups = max(warmups, t.warmup_steps // t.val_every)
+    return reports, warmups
 
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

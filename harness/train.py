@@ -341,7 +341,7 @@ def fit(spec: RunSpec, **kwargs):
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray with its services on 127.0.0.1 and no dashboard for local runs."""
+    """Start (or join) Ray; a local Ray advertises 127.0.0.1 and its dashboard listens there only."""
     import ray
 
     if ray.is_initialized():
@@ -349,7 +349,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+        # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner uses to
+        # free the resources of a trial Tune stops early; without it those CPUs stay reserved.
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", configure_logging=False)
 
 

@@ -22,6 +22,9 @@ VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 VGG19_LAYERS = {"conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
 
 
+_FAILED_DOWNLOADS: set[Path] = set()
+
+
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither in the cache nor downloadable."""
 
@@ -42,12 +45,13 @@ def vgg19_cache_path() -> Path:
 def ensure_vgg19_weights(*, download: bool = True) -> Path:
     """The path of the ImageNet VGG19 weights in the torch hub cache, fetching them there first if allowed."""
     path = vgg19_cache_path()
-    if not path.exists() and download:
+    if not path.exists() and download and path not in _FAILED_DOWNLOADS:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(VGG19_URL, str(path), progress=False)
         except Exception as err:  # noqa: BLE001 - any network failure means the same thing here
             log.debug("VGG19 download failed: %s", err)
+            _FAILED_DOWNLOADS.add(path)  # one try per process: config checks call this many times
     if not path.exists():
         raise WeightsUnavailable(
             f"VGG19 ImageNet weights not found at {path} and could not be downloaded. Seed the cache on a "
