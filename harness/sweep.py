@@ -416,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     results = tuner.fit()
+    if _unfinished_trials(out / TUNE_DIR):
+        # Ctrl-C: Tune saved its state and returned early; score nothing half-done
+        print(f"sweep interrupted; continue it with: python -m harness.sweep --resume {out}", file=sys.stderr)
+        return 130
     stops = json.loads((out / STOPS_FILE).read_text()) if (out / STOPS_FILE).exists() else {}
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     collect_results(out, results, datasets=datasets, scale=args.scale, data_root_=Path(settings.data_root),
@@ -467,6 +471,13 @@ def _validate(args: argparse.Namespace, out: Path) -> tuple[SweepSettings, dict[
     for name in args.datasets.split(","):
         load_pairs(name.strip(), args.scale, settings.data_root)  # raises naming the folder or file
     return settings, build_param_space(presets, grid, search=args.search, loguniform=loguniform)
+
+
+def _unfinished_trials(tune_dir: Path) -> list[str]:
+    """Trials Tune's saved state holds as neither finished nor failed (after Ctrl-C, fit() returns early)."""
+    from ray.tune import ExperimentAnalysis
+
+    return [t.trial_id for t in ExperimentAnalysis(str(tune_dir)).trials if t.status not in ("TERMINATED", "ERROR")]
 
 
 def presets_of(space: dict[str, Any]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,13 +23,12 @@ class ResumedSweep:
 
 
 def _finished_trials(out: Path) -> list[str]:
-    """Trials whose final result Tune has written (`done: true` in their result.json)."""
-    done = []
-    for result in (out / "tune").glob("run_trial_*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        if any(r.get("done") for r in rows):
-            done.append(rows[-1]["trial_id"])
-    return done
+    """Trials done for Tune: with one trial at a time, a trial is done once the next one has started; the
+    done one holds its final checkpoint (6 steps)."""
+    runs = [d for d in (out / "trials").glob("*") if d.is_dir()] if (out / "trials").is_dir() else []
+    if len(runs) < 2:
+        return []
+    return sorted(d.name for d in runs if (d / "checkpoint_0000006").is_dir())
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +47,24 @@ def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> ResumedSweep:
     cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v1,ragan", "--grid", "loss.adv_weight=0.001",
            "--steps", "6", "--datasets", "set5", "--save-images", "set5", "--vgg-fallback", "untrained",
            "--scheduler", "none", "--max-concurrent", "1", "--out", str(out), "--data-root", str(root)]
-    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    log = out.parent / "driver.log"  # a file, not a pipe: nobody reads a pipe while we wait, and it fills
+    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     deadline = time.time() + 400
     while time.time() < deadline and not _finished_trials(out):
         if driver.poll() is not None:
-            pytest.fail("sweep driver exited early:\n" + driver.stdout.read().decode()[-4000:])
-        time.sleep(1)
+            pytest.fail("sweep driver exited early:\n" + log.read_text()[-4000:])
+        time.sleep(0.5)
     finished = _finished_trials(out)
     assert finished, "no trial finished within 400 s"
     os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
     try:
-        driver.wait(timeout=120)
+        code = driver.wait(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        code = driver.wait()
     assert not (out / "trials.parquet").exists(), "the sweep finished before it could be interrupted"
+    assert code == 130, log.read_text()[-4000:]  # the driver says it was interrupted
     resumed = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
