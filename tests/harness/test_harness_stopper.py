@@ -1,0 +1,36 @@
+"""The divergence stopper: a non-finite loss or a collapsed discriminator stops a trial, and says why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.sweep import DivergenceStopper
+
+
+def test_non_finite_loss_stops_and_records_the_reason(tmp_path: Path) -> None:
+    stopper = DivergenceStopper(tmp_path / "stops.json")
+    assert not stopper.tune_stopper("t1", {"step": 10, "diverged": 0.0, "d_real": 0.6, "d_fake": 0.4})
+    reason = "generator step 11: loss_g is nan"
+    assert stopper.tune_stopper("t1", {"step": 11, "diverged": 1.0, "diverged_reason": reason})
+    assert json.loads((tmp_path / "stops.json").read_text()) == {"t1": f"diverged: {reason}"}
+    assert not stopper.tune_stopper.stop_all()
+
+
+def test_collapsed_discriminator_needs_a_streak(tmp_path: Path) -> None:
+    stopper = DivergenceStopper(tmp_path / "stops.json", gap=0.98, patience=3)
+    collapsed = {"d_real": 0.999, "d_fake": 0.001}
+    healthy = {"d_real": 0.7, "d_fake": 0.3}
+    # two collapsed reports, a healthy one resets the streak, then three in a row stop the trial
+    results = [collapsed, collapsed, healthy, collapsed, collapsed, collapsed]
+    decisions = [stopper.tune_stopper("t2", {"step": i, **r}) for i, r in enumerate(results)]
+    assert decisions == [False, False, False, False, False, True]
+    assert "discriminator collapse" in json.loads((tmp_path / "stops.json").read_text())["t2"]
+    # another trial's streak is its own
+    assert not stopper.tune_stopper("t3", {"step": 0, **collapsed})
+
+
+def test_reasons_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "stops.json"
+    DivergenceStopper(path).tune_stopper("t4", {"diverged": 1.0, "diverged_reason": "x"})
+    assert DivergenceStopper(path).reasons == {"t4": "diverged: x"}
