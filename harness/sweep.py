@@ -190,25 +190,30 @@ def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
 # -------------------------------------------------------------------------------------------- scoring
 
 
-def best_checkpoint(run_dir: Path) -> tuple[Path | None, dict | None]:
-    """The kept checkpoint with the best validation PSNR (latest on ties)."""
+def best_checkpoint(run_dir: Path, *, metric: str = "val_psnr", mode: str = "max") -> tuple[Path | None, dict | None]:
+    """The kept checkpoint with the best validation `metric` (latest on ties).
+
+    Checkpoints of the GAN phase come first when there are any: the pixel-only warmup always wins on PSNR, and
+    scoring it would compare warmups instead of GANs."""
     history = {row["step"]: row for row in read_history(run_dir)}
-    best: tuple[float, int, Path] | None = None
+    candidates = []
     for ckpt in sorted(run_dir.glob("checkpoint_*")):
         if not (ckpt / "generator.safetensors").exists():
             continue
         step = int(json.loads((ckpt / "config.json").read_text()).get("step", -1))
-        psnr = history.get(step, {}).get("val_psnr")
-        key = (psnr if psnr is not None and math.isfinite(psnr) else -math.inf, step, ckpt)
-        if best is None or key[:2] > best[:2]:
-            best = key
-    if best is None:
+        row = history.get(step, {})
+        value = row.get(metric)
+        score = value if value is not None and math.isfinite(value) else -math.inf
+        candidates.append((row.get("phase") == "gan", score if mode == "max" else -score, step, ckpt))
+    if not candidates:
         return None, None
-    return best[2], history.get(best[1])
+    _, _, step, ckpt = max(candidates, key=lambda c: c[:3])
+    return ckpt, history.get(step)
 
 
 def collect_results(out: Path, results, *, datasets: list[str], scale: int, data_root_: Path, stops: dict,
-                    save_images: list[str], started: float, command: str) -> None:
+                    save_images: list[str], started: float, command: str, metric: str = "val_psnr",
+                    mode: str = "max") -> None:
     """Score every trial's best checkpoint and the bicubic baseline; write the results folder."""
     import polars as pl
 
@@ -252,7 +257,7 @@ def collect_results(out: Path, results, *, datasets: list[str], scale: int, data
         }
         history_rows += [{"trial_id": trial_id, **{k: h.get(k) for k in HISTORY_COLUMNS if k != "trial_id"}}
                          for h in history]
-        ckpt, _ = best_checkpoint(run_dir)
+        ckpt, _ = best_checkpoint(run_dir, metric=metric, mode=mode)
         if res.error is not None or ckpt is None:
             error = _short_error(res.error) if res.error is not None else "no checkpoint was written"
             trial_rows.append({**row, "status": "failed", "error": error})
@@ -424,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     collect_results(out, results, datasets=datasets, scale=args.scale, data_root_=Path(settings.data_root),
                     stops=stops,
-                    save_images=[x for x in args.save_images.split(',') if x], started=started, command=command)
+                    save_images=[x for x in args.save_images.split(',') if x], metric=args.metric, mode=args.mode,
+                    started=started, command=command)
     print(f"results: {out}")
     if not args.no_report:
         try:

@@ -34,3 +34,25 @@ def test_reasons_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "stops.json"
     DivergenceStopper(path).tune_stopper("t4", {"diverged": 1.0, "diverged_reason": "x"})
     assert DivergenceStopper(path).reasons == {"t4": "diverged: x"}
+
+
+def test_best_checkpoint_prefers_the_gan_phase(tmp_path: Path) -> None:
+    """Scoring a GAN trial by its PSNR-best checkpoint would pick the pixel-only warmup; pick among GAN ones."""
+    from harness.sweep import best_checkpoint
+
+    rows = [{"step": 10, "phase": "warmup", "val_psnr": 30.0}, {"step": 20, "phase": "gan", "val_psnr": 25.0},
+            {"step": 30, "phase": "gan", "val_psnr": 26.0}, {"step": 40, "phase": "gan", "val_psnr": 24.0}]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for row in rows:
+        ckpt = tmp_path / f"checkpoint_{row['step']:07d}"
+        ckpt.mkdir()
+        (ckpt / "generator.safetensors").write_bytes(b"")
+        (ckpt / "config.json").write_text(json.dumps({"step": row["step"]}))
+    best, row = best_checkpoint(tmp_path)
+    assert best.name == "checkpoint_0000030" and row["val_psnr"] == 26.0
+    best, _ = best_checkpoint(tmp_path, metric="val_psnr", mode="min")
+    assert best.name == "checkpoint_0000040"
+    for row in rows[1:]:  # a run that never reached the GAN phase: its best warmup checkpoint
+        (tmp_path / f"checkpoint_{row['step']:07d}" / "generator.safetensors").unlink()
+    best, _ = best_checkpoint(tmp_path)
+    assert best.name == "checkpoint_0000010"
