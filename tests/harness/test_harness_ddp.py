@@ -44,7 +44,7 @@ def test_two_worker_ddp_matches_single_process(local_ray, data_root: Path, tmp_p
     assert config["ddp"]["relativistic_mean"] == "global"
 
 
-def _relativistic_worker(rank: int, world: int, init_file: str, cfg_dict: dict, data_root: str, mean: str,
+def _ddp_training_worker(rank: int, world: int, init_file: str, cfg_dict: dict, data_root: str, mean: str,
                          out: str) -> None:
     import torch.distributed as dist
 
@@ -64,7 +64,8 @@ def _relativistic_worker(rank: int, world: int, init_file: str, cfg_dict: dict, 
     history = [engine.train_step(lq, gt)
                for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0,
                                          num_steps=engine.total_steps, rank=rank, world=world)]
-    torch.save({"net_g": unwrap(engine.net_g).state_dict(), "history": history}, f"{out}/rank{rank}.pt")
+    torch.save({"net_g": unwrap(engine.net_g).state_dict(), "net_d": unwrap(engine.net_d).state_dict(),
+                "history": history}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -74,7 +75,7 @@ def test_relativistic_global_mean_training_matches_single_process(data_root: Pat
 
     cfg = tiny_config(data_root, steps=(1, 3), **{"loss.adv_type": "relativistic", "loss.adv_weight": 1.0,
                                                   "loss.pixel_weight": 1e-2})
-    mp.start_processes(_relativistic_worker, nprocs=2, join=True, start_method="spawn",
+    mp.start_processes(_ddp_training_worker, nprocs=2, join=True, start_method="spawn",
                        args=(2, str(tmp_path / "init"), to_dict(cfg), str(data_root), "global", str(tmp_path)))
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -90,6 +91,23 @@ def test_relativistic_global_mean_training_matches_single_process(data_root: Pat
     assert len(gaps) == 9
     assert max(gaps) < 1e-5
     assert _max_diff(rank0["net_g"], reference) < 1e-5
+
+
+def test_batchnorm_statistics_are_per_rank(data_root: Path, tmp_path: Path) -> None:
+    """The recorded BN decision: D's running statistics are each rank's own (broadcast_buffers=False), G's are
+    rank 0's broadcast at every forward, and all trained weights agree across ranks."""
+    from srgan.config import to_dict
+
+    cfg = tiny_config(data_root, steps=(1, 2), **{"generator.norm": "batch", "discriminator.norm": "batch"})
+    mp.start_processes(_ddp_training_worker, nprocs=2, join=True, start_method="spawn",
+                       args=(2, str(tmp_path / "init"), to_dict(cfg), str(data_root), "global", str(tmp_path)))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert _max_diff(ranks[0]["net_g"], ranks[1]["net_g"]) == 0.0  # weights and BN buffers
+    d0, d1 = ranks[0]["net_d"], ranks[1]["net_d"]
+    stats = [k for k in d0 if k.endswith("running_mean")]
+    weights = [k for k in d0 if k.endswith("weight")]
+    assert stats and all(torch.equal(d0[k], d1[k]) for k in weights)
+    assert any(not torch.equal(d0[k], d1[k]) for k in stats)  # each rank saw only its half of the batch
 
 
 # Logits of a batch of 4, split 2 + 2 over the ranks; deliberately different halves, so that per-rank and
