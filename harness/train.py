@@ -13,9 +13,9 @@ GAN-under-DDP decisions (recorded in every run's config.json under "ddp"):
   no D gradients, no all-reduce for D, no "reduction not finished" error from D's reducer.
 - Two optimisers, two DDP wrappers; the perceptual VGG is frozen and never wrapped.
 - BatchNorm: per-rank batch statistics. D is wrapped with `broadcast_buffers=False` (its running stats are
-  never used to train anything); G keeps DDP's default, so rank 0's running stats are broadcast at every
-  forward and all ranks hold identical G weights *and* buffers. SyncBatchNorm is used only when asked for on
-  CUDA (`--sync-bn`); gloo on CPU does not support it.
+  never used to train anything); G keeps DDP's default, so rank 0's running stats overwrite the others at the
+  start of every forward (the ranks differ only by the last forward's update; rank 0's are checkpointed).
+  SyncBatchNorm is used only when asked for on CUDA (`--sync-bn`); gloo on CPU does not support it.
 - Relativistic loss: the batch mean of D's logits is all-reduced across ranks (autograd-aware), so a W-worker
   run computes the loss of one process on the global batch (`loss.relativistic_mean="global"`, default).
 """
@@ -69,7 +69,7 @@ def _ddp_wrapper(device: torch.device, *, sync_bn: bool):
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         ids = [device.index] if device.type == "cuda" else None
         # D's BN running stats stay per rank (broadcasting them each forward buys nothing); G's are
-        # broadcast from rank 0 so every rank holds the same generator.
+        # broadcast from rank 0 before each forward, so validation and checkpoints use rank 0's.
         return DDP(net, device_ids=ids, broadcast_buffers=(role == "generator"))
 
     return wrap
