@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.storage import data_root, default_storage
+from harness.storage import data_root, default_storage, resolve_train_dirs
 from harness.train import (
     RunSpec,
     build_trainer,
@@ -464,14 +464,9 @@ def _validate(args: argparse.Namespace, out: Path) -> tuple[SweepSettings, dict[
                 cfg = trial_config(settings, params)
             except WeightsUnavailable:
                 cfg = trial_config(replace(settings, vgg_fallback="untrained"), params)  # fails in-trial
-            prepare_probe = RunSpec(cfg=cfg, run_dir=out, data_root=Path(settings.data_root),
-                                    workers=settings.workers, cpus_per_worker=settings.cpus_per_worker,
-                                    gpus_per_worker=settings.gpus_per_worker)
-            from harness.storage import resolve_train_dirs
-
             resolve_train_dirs(cfg, settings.data_root)
             if not args.address:
-                check_resources(prepare_probe, local_resources())
+                check_resources(replace(_probe_spec(settings), cfg=cfg), local_resources())
     from benchmarks.datasets import load_pairs
 
     for name in args.datasets.split(","):
