@@ -38,7 +38,7 @@ from torch import nn
 
 from benchmarks import datasets as ds
 from benchmarks import metrics as M
-from benchmarks import schema
+from results import schema
 from srgan.data import imresize, save_image
 from srgan.upscale import upscale
 

@@ -18,9 +18,9 @@ def data_root(explicit: str | Path | None = None) -> Path:
 
 
 def default_storage(kind: str) -> Path:
-    """Where runs are written: $ENHANCE_RESULTS/<kind> or ./results/<kind>."""
+    """Where runs are written: $ENHANCE_RESULTS/<kind> or ./runs/<kind>."""
     base = os.environ.get("ENHANCE_RESULTS")
-    return (Path(base) if base else Path.cwd() / "results") / kind
+    return (Path(base) if base else Path.cwd() / "runs") / kind
 
 
 def resolve_train_dirs(cfg: ExperimentConfig, root: str | Path) -> list[Path]:

@@ -219,7 +219,7 @@ def collect_results(out: Path, results, *, datasets: list[str], scale: int, data
 
     from benchmarks import evaluate
     from benchmarks.metrics import protocol
-    from benchmarks.schema import HISTORY_COLUMNS, HISTORY_FILE, IMAGES_DIR, TRIAL_COLUMNS, polars_schema
+    from results.schema import HISTORY_COLUMNS, HISTORY_FILE, IMAGES_DIR, TRIAL_COLUMNS, polars_schema
     from srgan.checkpoint import load_generator
 
     def score(model, trial_id: str) -> None:
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score the best checkpoints on")
     p.add_argument("--save-images", default="set5",
                    help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
-    p.add_argument("--out", default=None, help="results folder (default ./results/sweep-<timestamp>)")
+    p.add_argument("--out", default=None, help="results folder (default ./runs/sweep-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted sweep in DIR")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
     p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")

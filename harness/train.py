@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks (CUDA only)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
     p.add_argument("--storage", default=None, help="results root (shared storage on a cluster); "
-                                                      "default ./results/train or $ENHANCE_RESULTS")
+                                                      "default ./runs/train or $ENHANCE_RESULTS")
     p.add_argument("--name", default=None, help="run folder name (default: <preset>-<timestamp>)")
     p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
     p.add_argument("--vgg-fallback", choices=("untrained",), default=None,

@@ -23,7 +23,7 @@ import plotly.offline
 import polars as pl
 from PIL import Image
 
-from benchmarks import schema
+from results import schema
 from reports import figures
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageFilter
 
-from benchmarks import schema
+from results import schema
 
 PRESETS = ("v1", "v2", "v3", "ragan", "esrgan")
 HOSTILE_LABEL = "<script>window.__xss=1</script>"

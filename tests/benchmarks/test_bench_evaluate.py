@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from benchmarks import schema
+from results import schema
 from benchmarks.evaluate import baseline, evaluate_model, main, score_trial
 from srgan.checkpoint import CheckpointError, load_generator, load_training_state, save_training_state
 from srgan.data import save_image

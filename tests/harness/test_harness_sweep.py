@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from benchmarks import schema
+from results import schema
 
 pytestmark = pytest.mark.slow
 

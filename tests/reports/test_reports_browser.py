@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from benchmarks import schema
+from results import schema
 from reports import build
 
 pytestmark = pytest.mark.slow

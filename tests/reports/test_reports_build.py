@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from markupsafe import escape
 
-from benchmarks import schema
+from results import schema
 from reports import build, figures
 from reports.speed import FAILED_ERROR, HOSTILE_IMAGE, HOSTILE_LABEL, LPIPS_REASON, STOP_REASON, write_synthetic_results
 
