@@ -4,7 +4,7 @@ Python API:
 
     scores = evaluate_model(net_g, ["set5", "set14"], 4)                 # one row per (dataset, image)
     scores, summary = score_trial(net_g, "t0", ["set5"], 4)     # + means per dataset
-    write_results(out, scores=scores, summary=summary, run=run_info(...))
+    results.io.write_results(out, scores=scores, summary=summary, run=run_info(...))
 
 A model is any nn.Module or callable mapping (1, 3, h, w) RGB in [0, 1] to (1, 3, h*s, w*s); the baselines
 are `baseline("bicubic", scale)` (MATLAB-compatible imresize) and `baseline("nearest", scale)`. nn.Modules run
@@ -19,16 +19,11 @@ CLI:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import shlex
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +33,7 @@ from torch import nn
 
 from benchmarks import datasets as ds
 from benchmarks import metrics as M
-from results import schema
+from results import io, provenance, rows, schema
 from srgan.data import imresize, save_image
 from srgan.upscale import upscale
 
@@ -92,7 +87,7 @@ def _load_extra_metrics(names: Sequence[str], device: torch.device) -> tuple[dic
         if name in ("psnr", "ssim"):
             continue
         try:
-            nets[name] = M.load_lpips(device=device) if name == "lpips" else M.load_pyiqa_metric(name, device=device)
+            nets[name] = M.load_learned(name, device=device)
         except M.MetricUnavailable as err:
             missing[name] = str(err)
             if name not in _WARNED:  # once per process, not once per trial of a sweep
@@ -142,8 +137,7 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
             psnr, ssim = M.psnr_ssim(sr, gt, crop=scale, color=color)
             row.update({m: float(v[0]) for m, v in (("psnr", psnr), ("ssim", ssim)) if m in metrics})
         for name, net in nets.items():
-            score = M.lpips(sr, gt, net=net) if name == "lpips" else M.pyiqa_score(sr, gt, net=net)
-            row[name] = float(score[0])
+            row[name] = float(M.learned_score(sr, gt, net=net)[0])
         rows.append(row)
         if _wants(save_images, dataset, pair.name):
             root = Path(images_dir)
@@ -212,74 +206,20 @@ def score_trial(model: Model, trial_id: str, datasets: Sequence[str], scale: int
     return scores, summarise(scores, missing)
 
 
-# ------------------------------------------------------------------------------------------ results I/O
+# ------------------------------------------------------------------------------------------ provenance
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ds.REPO_ROOT, capture_output=True, text=True,
-                             timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def hardware(device: torch.device) -> str:
+def device_hardware(device: str | torch.device | None = None) -> str:
+    """`results.provenance.hardware` for a torch device (GPU names are asked of torch)."""
+    device = torch.device(device) if device is not None else _default_device()
     if device.type == "cuda":
-        return f"GPU: {torch.cuda.device_count()}x {torch.cuda.get_device_name(device)}"
-    import os
-
-    return f"CPU: {os.cpu_count()} cores ({platform.machine()})"
+        return provenance.hardware([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
+    return provenance.hardware()
 
 
-def run_info(*, kind: str, scale: int, datasets: Sequence[str], started: float, protocol: dict,
-             device: str | torch.device | None = None, command: str | None = None, **extra: Any) -> dict:
-    """The run.json payload (`schema.RUN_FIELDS`, plus extra keys such as the model and its config)."""
-    finished = time.time()
-    iso = lambda t: datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")  # noqa: E731
-    info = {
-        "kind": kind,
-        "command": command if command is not None else shlex.join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
-        "hostname": socket.gethostname(),
-        "hardware": hardware(torch.device(device) if device else _default_device()),
-        "started_at": iso(started),
-        "finished_at": iso(finished),
-        "wall_s": round(finished - started, 3),
-        "scale": scale,
-        "datasets": list(datasets),
-        "protocol": protocol,
-    }
-    return {**info, **extra}
-
-
-def write_results(folder: str | Path, *, scores: pl.DataFrame, summary: pl.DataFrame, run: dict,
-                  trials: pl.DataFrame | None = None) -> Path:
-    """Write scores.parquet, summary.parquet, summary.json, run.json (and trials.parquet if given)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    scores.write_parquet(folder / schema.SCORES_FILE)
-    summary.write_parquet(folder / schema.SUMMARY_FILE)
-    (folder / schema.SUMMARY_JSON).write_text(json.dumps(summary.to_dicts(), indent=2, allow_nan=True))
-    (folder / schema.RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
-    if trials is not None:
-        trials.write_parquet(folder / schema.TRIALS_FILE)
-    return folder
-
-
-def trial_row(trial_id: str, *, label: str, status: str, wall_s: float, config: dict | None = None,
-              flags: Sequence[str] = ()) -> pl.DataFrame:
-    """A one-row trials.parquet for an evaluate-only run (a baseline or a checkpoint)."""
-    loss = (config or {}).get("loss", {})
-    row = {
-        "trial_id": trial_id, "label": label, "preset": (config or {}).get("name"),
-        "pixel_weight": loss.get("pixel_weight"), "perceptual_weight": loss.get("perceptual_weight"),
-        "adv_weight": loss.get("adv_weight"), "seed": (config or {}).get("train", {}).get("seed"),
-        "status": status, "error": None, "stop_reason": None, "steps": None, "wall_s": wall_s,
-        "device_hours": wall_s / 3600, "flags": json.dumps(list(flags)),
-        "config_json": json.dumps(config, sort_keys=True) if config else None,
-    }
-    return pl.DataFrame([row], schema=schema.polars_schema(schema.TRIAL_COLUMNS))
+def run_info(*, device: str | torch.device | None = None, **fields: Any) -> dict:
+    """The run.json payload of a scoring run (`results.provenance.run_info` with this machine's hardware)."""
+    return provenance.run_info(hardware=device_hardware(device), **fields)
 
 
 # --------------------------------------------------------------------------------------------------- CLI
@@ -303,11 +243,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fetch_missing(names: Sequence[str], data_root: Path | None) -> None:
+    for name in names:
+        folder = ds.data_root(data_root) / ds.spec(name).folder
+        if not folder.is_dir():
+            print(f"{name}: {folder} not found; downloading it (--fetch)")
+            ds.fetch(name, data_root)
+
+
+def _source(args: argparse.Namespace, device: torch.device) -> tuple[Model, dict[str, Any]]:
+    """The model to score and what trials.parquet says of it (a checkpoint, or a baseline)."""
+    if args.checkpoint is None:
+        model = baseline(args.baseline, args.scale)
+        return model, {"trial_id": args.baseline, "label": f"{args.baseline} (baseline)",
+                       "status": schema.STATUS_BASELINE, "config": None, "flags": []}
+    from srgan.checkpoint import load_generator, run_flags
+    from srgan.config import to_dict
+
+    model, cfg = load_generator(args.checkpoint, device=device, expect_scale=args.scale)
+    return model, {"trial_id": args.checkpoint.resolve().name, "label": f"{cfg.name} ({args.checkpoint})",
+                   "status": schema.STATUS_OK, "config": to_dict(cfg), "flags": run_flags(cfg)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from srgan.checkpoint import CheckpointError, load_generator, run_flags
-    from srgan.config import to_dict
+    from srgan.checkpoint import CheckpointError
     from srgan.data import ImageError
 
     started = time.time()
@@ -315,23 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     device = torch.device(args.device) if args.device else _default_device()
     try:
-        for name in names:
-            folder = ds.data_root(args.data_root) / ds.spec(name).folder
-            if not folder.is_dir() and args.fetch:
-                print(f"{name}: {folder} not found; downloading it (--fetch)")
-                ds.fetch(name, args.data_root)
-        if args.checkpoint is not None:
-            model, cfg = load_generator(args.checkpoint, device=device, expect_scale=args.scale)
-            config, flags = to_dict(cfg), run_flags(cfg)
-            trial_id, label, status = args.checkpoint.resolve().name, f"{cfg.name} ({args.checkpoint})", "ok"
-        else:
-            model, config, flags = baseline(args.baseline, args.scale), None, []
-            trial_id, label, status = args.baseline, f"{args.baseline} (baseline)", "baseline"
+        io.check_writable(args.out)  # before any scoring: a read-only or bad folder fails in a second
+        if args.fetch:
+            _fetch_missing(names, args.data_root)
+        model, about = _source(args, device)
         scores, summary = score_trial(
-            model, trial_id, names, args.scale, data_root=args.data_root, device=device, metrics=metrics,
+            model, about["trial_id"], names, args.scale, data_root=args.data_root, device=device, metrics=metrics,
             save_images=True if args.save_images else None, images_dir=args.out / schema.IMAGES_DIR,
             color=args.color, tile=args.tile)
-    except (ValueError, FileNotFoundError, CheckpointError, ImageError, ds.ChecksumError) as err:
+    except (ValueError, FileNotFoundError, CheckpointError, ImageError, ds.ChecksumError, io.ResultsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     missing = missing_reasons(summary)
@@ -339,11 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.evaluate", *(sys.argv[1:] if argv is None else argv)])
     run = run_info(kind="evaluate", scale=args.scale, datasets=names, started=started, device=device, command=command,
                    protocol=M.protocol(color=args.color, crop=args.scale, lpips_weights=lpips_weights),
-                   model={"trial_id": trial_id, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-                          "baseline": args.baseline, "flags": flags},
-                   config=config, metrics_missing=missing)
-    trials = trial_row(trial_id, label=label, status=status, wall_s=run["wall_s"], config=config, flags=flags)
-    write_results(args.out, scores=scores, summary=summary, run=run, trials=trials)
+                   model={"trial_id": about["trial_id"], "baseline": args.baseline, "flags": about["flags"],
+                          "checkpoint": str(args.checkpoint) if args.checkpoint else None},
+                   config=about["config"], metrics_missing=missing)
+    trials = rows.trials_frame([rows.trial_row(about["trial_id"], label=about["label"], status=about["status"],
+                                               wall_s=run["wall_s"], config=about["config"], flags=about["flags"])])
+    io.write_results(args.out, scores=scores, summary=summary, run=run, trials=trials)
     with pl.Config(tbl_rows=50, tbl_cols=12, fmt_str_lengths=40):
         print(summary.drop([c for c in summary.columns if c.endswith("_missing")]))
     print(f"results written to {args.out}")

@@ -6,7 +6,10 @@ GPU without leaving the device:
     psnr(sr, gt, *, crop=scale)  -> (B,) float64 dB
     ssim(sr, gt, *, crop=scale)  -> (B,) float64
     psnr_ssim(sr, gt, *, crop=scale) -> both, sharing the quantisation and colour conversion
-    lpips(sr, gt, *, net=load_lpips(device=...))  -> (B,) float64
+    learned_score(sr, gt, *, net=load_learned("lpips", device=...))  -> (B,) float64 (LPIPS, other pyiqa FR)
+
+What each metric's number means (direction, range, whether it needs weights) is `metric_info(name)`: the
+project's table `results.schema.METRICS`, else pyiqa's own description of the metric.
 
 The protocol (see `protocol()`, written into every results folder):
   - images are quantised to 8 bits first (SR is clamped to [0, 1] and rounded, as a saved PNG would be);
@@ -35,6 +38,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from results.schema import METRICS, Metric
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +266,6 @@ def load_lpips(*, device: str | torch.device = "cpu", download: bool = True) -> 
     return metric.eval()
 
 
-def lpips(sr: torch.Tensor, gt: torch.Tensor, *, net: nn.Module) -> torch.Tensor:
-    """LPIPS per image (lower is better) of 8-bit-quantised (B, 3, H, W) images in [0, 1], as float64."""
-    with torch.no_grad():
-        score = net(to_u8_scale(sr).float() / PEAK, to_u8_scale(gt).float() / PEAK)
-    return score.reshape(-1).to(torch.float64)
-
-
 def load_pyiqa_metric(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
     """Any other pyiqa full-reference metric by its pyiqa name; raises `MetricUnavailable` without weights."""
     if name in _UNAVAILABLE:
@@ -285,11 +283,31 @@ def load_pyiqa_metric(name: str, *, device: str | torch.device = "cpu") -> nn.Mo
         raise MetricUnavailable(_UNAVAILABLE[name]) from None
 
 
-def pyiqa_score(sr: torch.Tensor, gt: torch.Tensor, *, net: nn.Module) -> torch.Tensor:
-    """A pyiqa FR metric per image on 8-bit-quantised inputs, as float64."""
+def learned_score(sr: torch.Tensor, gt: torch.Tensor, *, net: nn.Module) -> torch.Tensor:
+    """A learned metric's score per image (LPIPS, or any pyiqa FR metric) on 8-bit-quantised (B, 3, H, W)
+    images in [0, 1], as float64. The network takes [0, 1] inputs: pyiqa's LPIPS rescales to [-1, 1] itself."""
     with torch.no_grad():
         score = net(to_u8_scale(sr).float() / PEAK, to_u8_scale(gt).float() / PEAK)
     return score.reshape(-1).to(torch.float64)
+
+
+def load_learned(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of a learned metric: LPIPS from the standard caches, else pyiqa's metric of that name."""
+    return load_lpips(device=device) if name == "lpips" else load_pyiqa_metric(name, device=device)
+
+
+def metric_info(name: str) -> Metric:
+    """Direction, range and whether weights are needed: this project's table, else pyiqa's description."""
+    if name in METRICS:
+        return METRICS[name]
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    if name not in DEFAULT_CONFIGS:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)} or a pyiqa full-reference name")
+    cfg = DEFAULT_CONFIGS[name]
+    low, _, high = str(cfg.get("score_range", "-inf, inf")).replace("~", "").partition(",")
+    return Metric(name, higher_is_better=not cfg.get("lower_better", False), lower=float(low or "-inf"),
+                  upper=float(high or "inf"), needs_weights=True)
 
 
 # ---------------------------------------------------------------------------------------------- protocol

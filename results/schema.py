@@ -1,4 +1,5 @@
-"""The results schema: file names and columns shared by writers (benchmarks, harness) and readers (reports).
+"""The results schema: file names, columns, statuses and metrics shared by writers (benchmarks, harness) and
+readers (reports).
 
 This module is the one place the on-disk contract lives. It imports nothing heavy (no torch, no Ray), so
 `reports` can use it. A results folder (a sweep, or one `benchmarks.evaluate` run) looks like:
@@ -20,6 +21,9 @@ Missing values are nulls, never made-up numbers; a metric that could not be comp
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.parquet"
 SCORES_FILE = "scores.parquet"
@@ -30,8 +34,39 @@ IMAGES_DIR = "images"
 HR_DIR = "_hr"  # images/_hr/<dataset>/<image>.png
 TRIALS_DIR = "trials"
 
-# Metrics and their direction. Reports mark the best per column with this.
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+SWEEP_STATE = "sweep.json"  # a sweep's own argv and start time (what --resume replays)
+STOPS_FILE = "stops.json"  # {trial_id: why the divergence stopper stopped it}
+TUNE_DIR = "tune"  # Ray Tune's experiment state
+
+# trials.parquet `status`
+STATUS_OK, STATUS_FAILED, STATUS_STOPPED, STATUS_BASELINE = "ok", "failed", "stopped", "baseline"
+# trials.parquet `stage`: a PSNR-oriented pretraining, a GAN run (from a pretraining, or from scratch for the
+# single-stage v1), or a baseline that was not trained
+STAGE_PRETRAIN, STAGE_GAN, STAGE_BASELINE = "pretrain", "gan", "baseline"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric's number means (as pyiqa describes its metrics)."""
+
+    name: str
+    higher_is_better: bool
+    lower: float  # the range of the score
+    upper: float
+    needs_weights: bool  # a learned metric: needs downloaded network weights
+    unit: str = ""
+
+
+METRICS = {
+    m.name: m
+    for m in (
+        Metric("psnr", higher_is_better=True, lower=0.0, upper=math.inf, needs_weights=False, unit="dB"),
+        Metric("ssim", higher_is_better=True, lower=-1.0, upper=1.0, needs_weights=False),
+        Metric("lpips", higher_is_better=False, lower=0.0, upper=math.inf, needs_weights=True),
+    )
+}
+# Reports mark the best per column with this.
+HIGHER_IS_BETTER = {name: m.higher_is_better for name, m in METRICS.items()}
 
 # run.json keys
 RUN_FIELDS = (
@@ -48,8 +83,8 @@ RUN_FIELDS = (
     "protocol",  # dict, see benchmarks.metrics.protocol()
 )
 
-# trials.parquet: status is "ok" | "failed" | "stopped" (early-stopped by ASHA or a divergence stopper)
-# | "baseline"; flags is a JSON list of strings (e.g. ["untrained-perceptual-vgg19"]).
+# trials.parquet: status is STATUS_* ("stopped": early-stopped by ASHA or a divergence stopper); flags is a JSON
+# list of strings (e.g. ["untrained-perceptual-vgg19"]).
 TRIAL_COLUMNS = {
     "trial_id": "str",
     "label": "str",  # human-readable, e.g. "v3 adv=5e-3"
@@ -59,6 +94,8 @@ TRIAL_COLUMNS = {
     "adv_weight": "f64",
     "seed": "i64",
     "status": "str",
+    "stage": "str",  # STAGE_*: "pretrain" | "gan" | "baseline"
+    "init_from": "str",  # trial_id (or path) of the pretraining a GAN stage started from, else null
     "error": "str",  # null unless failed
     "stop_reason": "str",  # null unless stopped
     "steps": "i64",
@@ -109,9 +146,95 @@ HISTORY_COLUMNS = {
 }
 
 
+# The study tables (`results.study.compute_study`), beside the others in a study's results folder.
+# `version` is a preset ("v3"), "<preset>-pretrain" for a pretraining, or a baseline's preset ("bicubic").
+STUDY_FILE = "study.parquet"  # STUDY_COLUMNS: one row per (comparison, dataset, metric)
+STUDY_JSON = "study.json"
+STUDY_VERSIONS_FILE = "study_versions.parquet"  # STUDY_VERSION_COLUMNS: per (version, dataset, metric)
+STUDY_VERSIONS_JSON = "study_versions.json"
+STUDY_PROFILE_FILE = "study_profile.parquet"  # STUDY_PROFILE_COLUMNS: per version, config facts + stability
+STUDY_PROFILE_JSON = "study_profile.json"
+
+STUDY_COLUMNS = {
+    "comparison": "str",  # "v3 - v2", "v3 - v3-pretrain"
+    "kind": "str",  # "version step" | "GAN stage vs its pretraining"
+    "dataset": "str",
+    "metric": "str",
+    "a": "str",
+    "b": "str",
+    "n": "i64",  # (image, seed) pairs
+    "n_seeds": "i64",
+    "n_images": "i64",
+    "mean_diff": "f64",  # mean of a - b over the pairs; null when there is no data (see note)
+    "ci_low": "f64",
+    "ci_high": "f64",
+    "ci_level": "f64",  # 0.95
+    "n_resamples": "i64",
+    "bootstrap_seed": "i64",
+    "higher_is_better": "bool",  # the metric's direction
+    "excludes_zero": "bool",  # the interval lies entirely on one side of 0; null when there is no data
+    "verdict": "str",  # "a better" | "b better" | "not distinguishable from zero" | "no data"
+    "note": "str",  # why the row has no data, or what b is
+}
+
+STUDY_VERSION_COLUMNS = {
+    "version": "str",
+    "stage": "str",  # STAGE_*
+    "dataset": "str",
+    "metric": "str",
+    "n_trials": "i64",
+    "n_seeds": "i64",
+    "n_images": "i64",
+    "mean": "f64",  # mean over seeds of (mean over images per seed)
+    "std": "f64",  # sample std over seeds (ddof 1); null with one seed
+    "missing": "str",  # why mean is null
+}
+
+STUDY_PROFILE_COLUMNS = {
+    "version": "str",
+    "stage": "str",
+    "n_trials": "i64",  # trials with scores or history (ok or stopped)
+    "seeds": "str",  # JSON list
+    "varies": "str",  # JSON list of config keys that differ between the version's trials (null: none)
+    "arch": "str",
+    "patch_size": "i64",
+    "batch_size": "i64",
+    "train_data": "str",  # training folders, comma-separated
+    "degradation": "str",
+    "warmup_steps": "i64",  # pixel-only steps inside the trial itself
+    "gan_steps": "i64",
+    "pretrained_from": "str",  # the pretraining version a GAN stage started from
+    "pretrain_steps": "i64",  # that pretraining's steps
+    "pixel_type": "str",
+    "perceptual_weight": "f64",
+    "perceptual_layer": "str",
+    "perceptual_features": "str",  # "imagenet" | "untrained"
+    "adv_type": "str",
+    "adv_weight": "f64",
+    "log_every": "i64",
+    "val_every": "i64",
+    "val_points": "f64",  # validations recorded per trial (mean)
+    "logged": "str",  # history columns with data, comma-separated
+    "flags": "str",  # JSON list, the union over the version's trials
+    "gan_reports": "i64",  # GAN-stage history rows with D(real) and D(fake)
+    "collapse_reports": "i64",  # of which D(real) - D(fake) > collapse_gap
+    "collapse_share": "f64",  # collapse_reports / gan_reports
+    "collapse_share_max": "f64",  # the worst trial's share
+    "collapse_gap": "f64",
+    "adv_loss_std": "f64",  # std of loss_adv_g over the last half of the GAN stage, mean over trials
+    "adv_loss_std_sd": "f64",  # its std over trials
+    "psnr_drift": "f64",  # val PSNR at the end of the GAN stage minus at its start, mean over trials
+    "psnr_drift_sd": "f64",
+    "drift_from": "str",  # what "its start" was
+    "divergence_stops": "i64",
+    "stopped": "i64",
+    "failed": "i64",
+}
+
+
 def polars_schema(columns: dict[str, str]) -> dict:
     """The columns as a polars schema (imports polars lazily)."""
     import polars as pl
 
-    kinds = {"str": pl.Utf8, "f64": pl.Float64, "i64": pl.Int64}
+    kinds = {"str": pl.Utf8, "f64": pl.Float64, "i64": pl.Int64, "bool": pl.Boolean}
     return {name: kinds[kind] for name, kind in columns.items()}

@@ -1,0 +1,49 @@
+"""One builder for trials.parquet rows, used by every writer (an evaluate run, a sweep's trials, baselines)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from results import schema
+
+
+def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = None, flags: Sequence[str] = (),
+              steps: int | None = None, wall_s: float | None = None, devices: int = 1, stage: str | None = None,
+              init_from: str | None = None, error: str | None = None, stop_reason: str | None = None,
+              seed: int | None = None, preset: str | None = None) -> dict[str, Any]:
+    """A trials.parquet row (`schema.TRIAL_COLUMNS`) from a resolved config dict (`asdict(ExperimentConfig)`).
+
+    `preset` is the config's name without its `-tiny` suffix; `device_hours` is wall time x devices."""
+    config = config or {}
+    loss = config.get("loss", {})
+    train = config.get("train", {})
+    name = config.get("name")
+    if stage is None:
+        stage = schema.STAGE_BASELINE if status == schema.STATUS_BASELINE else schema.STAGE_GAN
+    return {
+        "trial_id": trial_id,
+        "label": label,
+        "preset": preset or (name.removesuffix("-tiny") if isinstance(name, str) else None),
+        "pixel_weight": loss.get("pixel_weight"),
+        "perceptual_weight": loss.get("perceptual_weight"),
+        "adv_weight": loss.get("adv_weight"),
+        "seed": seed if seed is not None else train.get("seed"),
+        "status": status,
+        "stage": stage,
+        "init_from": init_from if init_from is not None else (train.get("init_from") or None),
+        "error": error,
+        "stop_reason": stop_reason,
+        "steps": steps,
+        "wall_s": wall_s,
+        "device_hours": wall_s * devices / 3600 if wall_s is not None else None,
+        "flags": json.dumps(list(flags)),
+        "config_json": json.dumps(config, sort_keys=True) if config else None,
+    }
+
+
+def trials_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=schema.polars_schema(schema.TRIAL_COLUMNS))
