@@ -62,7 +62,9 @@ class OptimConfig:
     milestones: tuple[int, ...] = ()  # steps (counted from the start of each phase) where lr is multiplied
     gamma: float = 0.5
     ema_decay: float = 0.0  # 0 disables the EMA copy of G
-    amp: bool = True  # bf16 autocast + channels_last on CUDA; always off on CPU
+    # bf16 autocast + channels_last on CUDA (never on the CPU). "auto" turns it on only where it measured faster
+    # (see srgan.engine.amp_enabled: a per-device batch of at least 64), "bf16" always, "off" never.
+    amp: Literal["auto", "bf16", "off"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,20 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 500
     time_limit_s: float = 0.0  # > 0: stop (validate, checkpoint) at the first step past this wall time
+    # torch.compile of G, D and the perceptual network: "default" or "max-autotune" (inductor autotuning, no
+    # CUDA graphs: see srgan.engine.compile_mode); "off" runs eagerly.
+    compile: Literal["off", "default", "max-autotune"] = "off"
+    # Two-stage training (srgan.versions.pretrain_stage / gan_stage): "single" is one run of the optional pixel
+    # warmup then the GAN phase; "pretrain" is the pixel-only (PSNR-oriented) stage; "gan" starts from the
+    # generator named by `init_from` (a checkpoint folder, a run folder or a bare weights file).
+    stage: Literal["single", "pretrain", "gan"] = "single"
+    init_from: str = ""
+    schedule: Literal["default", "paper"] = "default"  # which preset schedule built this config (recorded only)
+    # The lr schedule of a "pretrain" stage (pretrain_stage() moves it into `optim`; 0 keeps optim.lr_g). A
+    # single-stage run's warmup keeps using `optim`'s schedule.
+    pretrain_lr: float = 0.0
+    pretrain_milestones: tuple[int, ...] = ()
+    pretrain_gamma: float = 0.5
 
 
 @dataclass(frozen=True)

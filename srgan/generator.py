@@ -66,8 +66,14 @@ class SRResNet(nn.Module):
         return torch.sigmoid(sr) if self.output == "sigmoid" else sr
 
 
+RDB_INIT_SCALE = 0.1  # ESRGAN sec. 3.1 ("smaller initialization"): Kaiming normal weights scaled by 0.1
+
+
 class DenseBlock(nn.Module):
-    """Five densely connected 3x3 convs (ESRGAN's residual dense block), output scaled by `res_scale`."""
+    """Five densely connected 3x3 convs (ESRGAN's residual dense block), output scaled by `res_scale`.
+
+    All five convs start from Kaiming-normal weights (fan-in, gain sqrt(2)) times 0.1 and zero biases, as
+    ESRGAN's code initialises them (sec. 3.1): each block then starts close to the identity."""
 
     def __init__(self, f: int, growth: int, res_scale: float) -> None:
         super().__init__()
@@ -75,6 +81,11 @@ class DenseBlock(nn.Module):
             nn.Conv2d(f + i * growth, growth if i < 4 else f, 3, padding=1) for i in range(5)
         )
         self.res_scale = res_scale
+        with torch.no_grad():
+            for conv in self.convs:
+                nn.init.kaiming_normal_(conv.weight)  # std = sqrt(2 / fan_in), fan_in = in_channels * 9
+                conv.weight.mul_(RDB_INIT_SCALE)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [x]
@@ -98,7 +109,12 @@ class RRDB(nn.Module):
 
 
 class RRDBNet(nn.Module):
-    """ESRGAN generator: no BatchNorm, nearest-neighbour upsampling + conv (avoids checkerboard)."""
+    """ESRGAN generator: no BatchNorm, nearest-neighbour upsampling + conv (avoids checkerboard).
+
+    Computes the function of the official ESRGAN / BasicSR RRDBNet: conv_first -> RRDBs -> conv_body (the
+    official trunk_conv) + long skip -> per x2 stage: nearest x2, conv, LeakyReLU(0.2) -> conv_hr (HRconv),
+    LeakyReLU(0.2) -> conv_last; residual scaling 0.2 inside every dense block and every RRDB.
+    `srgan.official` maps the published weight files onto these modules."""
 
     def __init__(self, *, scale: int, num_features: int, num_blocks: int, growth: int,
                  res_scale: float, skip: str = "none") -> None:

@@ -5,8 +5,11 @@ Each preset changes only what its version changed; `tiny()` shrinks any preset f
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from srgan.config import (
     DataConfig,
@@ -69,14 +72,17 @@ def ragan(*, scale: int = 4) -> ExperimentConfig:
 
 def esrgan(*, scale: int = 4) -> ExperimentConfig:
     """RRDB generator (23 blocks, growth 32, no BN, residual scaling 0.2), relativistic loss, EMA of G,
-    BN-free discriminator."""
+    VGG-128 discriminator (with BN)."""
     base = ragan(scale=scale)
     return replace(
         base,
         name="esrgan",
         generator=GeneratorConfig(arch="rrdbnet", num_features=64, num_blocks=23, growth=32, res_scale=0.2,
                                   norm="none", output="linear"),
-        discriminator=replace(base.discriminator, norm="none"),
+        # ESRGAN drops BatchNorm from G only: its VGG-128 discriminator keeps SRGAN's BN + LeakyReLU(0.2), with
+        # five (conv s1, conv s2) stages (64 -> 512 features, a 4x4 map at 128 px) and a 100-wide dense head
+        # (BasicSR's VGGStyleDiscriminator, used by its ESRGAN options).
+        discriminator=DiscriminatorConfig(num_features=64, num_stages=5, norm="batch", hidden=100),
         optim=replace(base.optim, ema_decay=0.999),
     )
 
@@ -108,6 +114,189 @@ def _fit(size: int, scale: int) -> int:
     return size - size % scale
 
 
+# --------------------------------------------------------------------------------------- paper schedules
+#
+# `preset(name, schedule="paper")` sets the published training schedule of the paper each generator comes from:
+# SRGAN (Ledig et al., CVPR 2017) for the SRResNet presets v1, v2, v3 and ragan; ESRGAN (Wang et al., ECCV
+# Workshops 2018) for esrgan. Each version keeps its own losses, output and degradation (what defines it); the
+# schedule sets steps, learning rates and their decay, Adam's betas, batch, patch size and data. Where the papers
+# leave a number out, BasicSR's published option files (XPixelGroup/BasicSR, options/train/ESRGAN/
+# train_RRDBNet_PSNR_x4.yml and train_ESRGAN_x4.yml) fill it in, and say so. `departures(cfg)` lists where a
+# paper-schedule config still differs from the paper.
+
+# DIV2K's 800 training images cut into 480-px sub-images (`python -m srgan.prepare`; BasicSR's
+# DIV2K_train_HR_sub). Relative to the data root.
+PAPER_TRAIN_DIRS: tuple[str, ...] = ("DIV2K/DIV2K_train_HR_sub",)
+# ESRGAN sec. 4.1 ("Data") adds Flickr2K: used when present (`with_present_train_dirs`).
+PAPER_OPTIONAL_TRAIN_DIRS: tuple[str, ...] = ("Flickr2K/Flickr2K_HR_sub",)
+
+SRGAN_VGG_FEATURE_SCALE = 1 / 12.75  # SRGAN sec. 3.2: VGG feature maps rescaled by 1/12.75 (loss x ~0.006)
+
+
+def _srgan_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
+    """SRGAN's schedule (Ledig et al. 2017) on an SRResNet preset."""
+    return replace(
+        cfg,
+        data=replace(cfg.data,
+                     patch_size=_fit(96, cfg.scale),  # sec. 3.2: 96 x 96 HR crops
+                     batch_size=16,  # sec. 3.2: mini-batches of 16
+                     train_dirs=PAPER_TRAIN_DIRS),  # sec. 3.2 used 350k ImageNet images: see departures()
+        optim=replace(cfg.optim,
+                      lr_g=1e-4, lr_d=1e-4,  # sec. 3.2: GAN 10^5 updates at lr 1e-4
+                      milestones=(100_000,), gamma=0.1,  # sec. 3.2: then 10^5 more at 1e-5
+                      betas=(0.9, 0.999)),  # sec. 3.2: Adam with beta1 = 0.9 (beta2 unstated: Adam's default)
+        train=replace(cfg.train,
+                      schedule="paper",
+                      # sec. 3.2: the SRResNet trains 10^6 updates at lr 1e-4, then initialises SRGAN's generator.
+                      # v1 keeps its recipe: no pretraining.
+                      warmup_steps=1_000_000 if cfg.train.warmup_steps > 0 else 0,
+                      pretrain_lr=1e-4, pretrain_milestones=(), pretrain_gamma=0.5,
+                      gan_steps=200_000,  # sec. 3.2: 10^5 + 10^5 updates
+                      log_every=100, val_every=5_000, ckpt_every=5_000),
+    )
+
+
+def _esrgan_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
+    """ESRGAN's schedule (Wang et al. 2018, sec. 4.1) on the RRDB preset."""
+    return replace(
+        cfg,
+        # sec. 4.1: lambda = 5e-3 (adversarial), eta = 1e-2 (L1), perceptual weight 1 (eq. 3), relativistic D.
+        loss=replace(cfg.loss, pixel_type="l1", pixel_weight=1e-2, perceptual_weight=1.0, adv_weight=5e-3,
+                     adv_type="relativistic"),
+        data=replace(cfg.data,
+                     patch_size=_fit(128, cfg.scale),  # sec. 4.1: 128 x 128 HR patches
+                     batch_size=16,  # sec. 4.1: mini-batch 16
+                     train_dirs=PAPER_TRAIN_DIRS),  # sec. 4.1 "Data": DIV2K (+ Flickr2K, OST)
+        optim=replace(cfg.optim,
+                      lr_g=1e-4, lr_d=1e-4,  # sec. 4.1: GAN stage lr 1e-4
+                      milestones=(50_000, 100_000, 200_000, 300_000), gamma=0.5,  # sec. 4.1: halved at 50/100/200/300k
+                      betas=(0.9, 0.999)),  # sec. 4.1: Adam, beta1 = 0.9, beta2 = 0.999 (BasicSR: 0.99)
+        train=replace(cfg.train,
+                      schedule="paper",
+                      # PSNR-oriented stage, L1 only. The paper gives no total: 10^6 is BasicSR's
+                      # train_RRDBNet_PSNR_x4.yml (total_iter: 1000000).
+                      warmup_steps=1_000_000,
+                      pretrain_lr=2e-4,  # sec. 4.1: PSNR stage starts at lr 2e-4
+                      # sec. 4.1: halved every 2x10^5 updates
+                      pretrain_milestones=(200_000, 400_000, 600_000, 800_000), pretrain_gamma=0.5,
+                      gan_steps=400_000,  # not in the paper: BasicSR's train_ESRGAN_x4.yml (total_iter: 400000)
+                      log_every=100, val_every=5_000, ckpt_every=5_000),  # BasicSR: print 100, val/save 5e3
+    )
+
+
+def paper_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The published schedule for a full-size preset: ESRGAN's for RRDB generators, SRGAN's otherwise."""
+    return _esrgan_schedule(cfg) if cfg.generator.arch == "rrdbnet" else _srgan_schedule(cfg)
+
+
+_SRGAN_DEPARTURES = (
+    "data: SRGAN trained on 350k ImageNet images (sec. 3.2); here DIV2K training sub-images",
+    "pixel range: SRGAN's HR targets are in [-1, 1] (sec. 3.2), twice the [0, 1] range used here (its MSE is 4x "
+    "ours), so its loss weights (adversarial 1e-3, sec. 2.2 eq. 3) do not carry over one to one",
+    "Adam beta2: not stated by SRGAN; 0.999 (Adam's default)",
+    "discriminator: SRGAN flattens its 6x6 map at 96 px; here an adaptive 4x4 average pool precedes the dense head",
+)
+_SRGAN_PERCEPTUAL = (
+    "content loss: SRGAN's VGG54 is the MSE of conv5_4 features after ReLU rescaled by 1/12.75 (loss x ~0.006, "
+    "sec. 3.2) with no pixel term and adversarial 1e-3; this version keeps the study's ESRGAN-style loss "
+    "(L1 on conv5_4 before ReLU, 1e-2 L1 + 1 perceptual + adversarial weight as set)"
+)
+_ESRGAN_DEPARTURES = (
+    "data: DIV2K (+ Flickr2K when present); the paper's GAN stage also uses OST (sec. 4.1, Data)",
+    "totals: the paper gives no step totals; 10^6 PSNR and 4x10^5 GAN steps are BasicSR's option files",
+    "PSNR-stage lr: the paper's halving every 2x10^5 (sec. 4.1); BasicSR's option file uses cosine annealing "
+    "with restarts (4 x 250k, eta_min 1e-7) instead",
+    "EMA of G (0.999) is BasicSR's, not in the paper (which interpolates networks, sec. 3.4)",
+    "discriminator: VGG-128 with 3x3 stride-2 convs (BasicSR: 4x4) and an adaptive 4x4 pool before the dense head",
+)
+
+
+def departures(cfg: ExperimentConfig) -> list[str]:
+    """Where a paper-schedule config differs from its paper (empty for the default schedule)."""
+    if cfg.train.schedule != "paper":
+        return []
+    if cfg.generator.arch == "rrdbnet":
+        return list(_ESRGAN_DEPARTURES)
+    notes = list(_SRGAN_DEPARTURES)
+    if cfg.train.warmup_steps == 0:
+        notes.append("no SRResNet initialisation: v1 keeps its single-stage recipe (SRGAN sec. 3.2 starts from "
+                     "the MSE-trained SRResNet)")
+    elif cfg.loss.pixel_type != "mse":
+        notes.append("pretraining loss: L1 (this version's change); SRGAN's SRResNet was trained with MSE")
+    if cfg.loss.perceptual_weight > 0:
+        notes.append(_SRGAN_PERCEPTUAL)
+    return notes
+
+
+def with_present_train_dirs(cfg: ExperimentConfig, data_root: str | Path) -> ExperimentConfig:
+    """A paper-schedule config with the optional training folders (Flickr2K) that exist under `data_root`."""
+    if cfg.train.schedule != "paper":
+        return cfg
+    extra = tuple(d for d in PAPER_OPTIONAL_TRAIN_DIRS
+                  if d not in cfg.data.train_dirs and (Path(data_root) / d).is_dir())
+    return replace(cfg, data=replace(cfg.data, train_dirs=cfg.data.train_dirs + extra)) if extra else cfg
+
+
+# ------------------------------------------------------------------------------------------------- stages
+
+
+def pretrain_stage(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The pixel-only, PSNR-oriented first stage of a two-stage preset.
+
+    The preset's warmup steps become the run's steps (no GAN phase, no perceptual network), with the
+    pretraining lr schedule (`train.pretrain_*`) moved into `optim`. Raises for presets without a warmup (v1)."""
+    t, o = cfg.train, cfg.optim
+    if t.stage != "single":
+        raise ValueError(f"{cfg.name}: pretrain_stage() takes a single-stage config, got stage {t.stage!r}")
+    if t.warmup_steps <= 0:
+        raise ValueError(f"{cfg.name} has no pixel warmup to pretrain: its recipe is single-stage")
+    tag = "-tiny" if cfg.name.endswith("-tiny") else ""
+    return replace(
+        cfg,
+        name=f"{cfg.generator.arch}{tag}-pretrain",
+        loss=replace(cfg.loss, pixel_weight=1.0, perceptual_weight=0.0),  # the warmup step is pixel loss only
+        optim=replace(o, lr_g=t.pretrain_lr or o.lr_g, milestones=t.pretrain_milestones, gamma=t.pretrain_gamma),
+        train=replace(t, stage="pretrain", gan_steps=0),
+    )
+
+
+def gan_stage(cfg: ExperimentConfig, init_from: str | Path) -> ExperimentConfig:
+    """The GAN stage of a preset: no warmup, GAN steps only, starting from the generator at `init_from`."""
+    if not str(init_from):
+        raise ValueError(f"{cfg.name}: gan_stage() needs the pretrained generator to start from (init_from)")
+    if cfg.train.stage == "pretrain":
+        raise ValueError(f"{cfg.name}: gan_stage() takes a preset, not a pretrain-stage config")
+    return replace(cfg, train=replace(cfg.train, stage="gan", init_from=str(init_from), warmup_steps=0))
+
+
+def pretrain_key(cfg: ExperimentConfig) -> str:
+    """A stable hash of exactly what makes two pretrainings identical.
+
+    In: generator config, scale, training data (folders, degradation, patch, batch, augmentation and any other
+    data field except the validation set and loader workers), pixel loss type, pretraining steps, lr schedule,
+    Adam betas, EMA decay, AMP and seed. Out: names, loss weights (the warmup step uses the unweighted pixel
+    loss), perceptual and adversarial settings, the discriminator and the GAN schedule. So v2, v3 and ragan share
+    one SRResNet pretraining and esrgan has its own RRDB one. Takes a preset or a pretrain-stage config."""
+    p = cfg if cfg.train.stage == "pretrain" else pretrain_stage(cfg)
+    o = p.optim
+    identity = {
+        "scale": p.scale,
+        "generator": asdict(p.generator),
+        "data": {k: v for k, v in asdict(p.data).items() if k not in ("val_set", "num_workers")},
+        "pixel_type": p.loss.pixel_type,
+        "steps": p.train.warmup_steps,
+        "lr": o.lr_g,
+        "milestones": list(o.milestones),
+        "gamma": o.gamma if o.milestones else None,
+        "betas": list(o.betas),
+        "ema_decay": o.ema_decay,
+        "amp": o.amp,
+        "seed": p.train.seed,
+    }
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
     "v1": v1,
     "v2": v2,
@@ -116,12 +305,21 @@ PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
     "esrgan": esrgan,
 }
 
+SCHEDULES = ("default", "paper")
 
-def preset(name: str, *, scale: int = 4) -> ExperimentConfig:
-    """Build a preset by name; "<name>-tiny" gives its tiny variant."""
+
+def preset(name: str, *, scale: int = 4, schedule: str = "default") -> ExperimentConfig:
+    """Build a preset by name; "<name>-tiny" gives its tiny variant; schedule="paper" the published schedule
+    (full-size presets only: a tiny variant has its own CPU schedule)."""
     base, _, suffix = name.partition("-")
     if base not in PRESETS or suffix not in ("", "tiny"):
         known = sorted(PRESETS) + [f"{k}-tiny" for k in sorted(PRESETS)]
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; known schedules: {', '.join(SCHEDULES)}")
+    if schedule == "paper" and suffix:
+        raise ValueError(f"{name}: the paper schedule exists for the full-size presets only")
     cfg = PRESETS[base](scale=scale)
+    if schedule == "paper":
+        return paper_schedule(cfg)
     return tiny(cfg) if suffix == "tiny" else cfg
