@@ -79,8 +79,14 @@ def save_generator(net_g: nn.Module, cfg: ExperimentConfig, folder: str | Path, 
 
 def load_generator(path: str | Path, *, device: str | torch.device = "cpu",
                    expect_scale: int | None = None) -> tuple[nn.Module, ExperimentConfig]:
-    """Build the generator of a checkpoint folder (or its generator.safetensors) in eval mode."""
+    """Build the generator of a checkpoint folder (or its generator.safetensors) in eval mode.
+
+    A bare .pth/.pt file is read as published ESRGAN weights (official or BasicSR layout, `srgan.official`)."""
     path = Path(path)
+    if path.suffix in (".pth", ".pt") and not path.is_dir():
+        from srgan.official import load_official_generator
+
+        return load_official_generator(path, device=device, expect_scale=expect_scale)
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -131,3 +137,99 @@ def save_checkpoint(engine, folder: str | Path, **extra: Any) -> Path:
 
 def resume(engine, folder: str | Path) -> None:
     engine.load_state_dict(load_training_state(folder, map_location=engine.device))
+
+
+# ------------------------------------------------------------------------------------ init of a GAN stage
+
+
+def _checkpoint_step(folder: Path) -> int:
+    """The step a checkpoint folder was saved at: its config.json's `step`, else the digits of its name."""
+    try:
+        step = json.loads((folder / CONFIG_FILE).read_text()).get("step")
+        if isinstance(step, int):
+            return step
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
+    digits = "".join(ch for ch in folder.name if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def resolve_init_source(source: str | Path) -> Path:
+    """The generator weights file an `init_from` source names.
+
+    - a weights file (`.safetensors` in the project's layout, `.pth`/`.pt` published ESRGAN weights): itself;
+    - a checkpoint folder: its generator.safetensors (the inference generator: the EMA copy when EMA was on, the
+      model that is scored);
+    - a run folder (a trial of a sweep, a `harness.train` run): its LAST checkpoint (highest step), because a
+      pretraining's product is its final weights; pass a checkpoint folder to start from another one."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: init source not found")
+    if (path / GENERATOR_FILE).is_file():
+        return path / GENERATOR_FILE
+    checkpoints = [d for d in path.glob("checkpoint_*") if (d / GENERATOR_FILE).is_file()]
+    if not checkpoints:
+        raise CheckpointError(f"{path}: neither a checkpoint folder ({GENERATOR_FILE}) nor a run folder "
+                              f"(checkpoint_*/{GENERATOR_FILE})")
+    return max(checkpoints, key=lambda d: (_checkpoint_step(d), d.name)) / GENERATOR_FILE
+
+
+def _differences(a: Any, b: Any, prefix: str) -> list[str]:
+    da, db = to_dict(a), to_dict(b)
+    return [f"{prefix}.{k}: source {da[k]!r}, config {db[k]!r}" for k in da if da[k] != db.get(k)]
+
+
+def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """The generator state dict at `source` (see `resolve_init_source`), checked against `cfg`'s generator:
+    the source's generator config and scale when it has a config.json, and always every key and shape."""
+    weights = resolve_init_source(source)
+    if weights.suffix in (".pth", ".pt"):
+        from srgan.official import OFFICIAL_SCALE, read_generator
+
+        state, src_generator = read_generator(weights)
+        diffs = _differences(src_generator, cfg.generator, "generator")
+        if cfg.scale != OFFICIAL_SCALE:
+            diffs.append(f"scale: source {OFFICIAL_SCALE}, config {cfg.scale}")
+    elif weights.suffix == ".safetensors":
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{weights}: not a valid safetensors file ({err})") from None
+        diffs = []
+        if (weights.parent / CONFIG_FILE).is_file():
+            src = load_config(weights.parent)
+            diffs = _differences(src.generator, cfg.generator, "generator")
+            if src.scale != cfg.scale:
+                diffs.append(f"scale: source {src.scale}, config {cfg.scale}")
+    else:
+        raise CheckpointError(f"{weights}: not a generator weights file (.safetensors, .pth or .pt)")
+    if diffs:
+        raise CheckpointError(f"{weights}: the generator does not match the config's: {'; '.join(diffs)}")
+    with torch.device("meta"):
+        expected = build_generator(cfg.generator, scale=cfg.scale).state_dict()
+    missing, stray = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing keys {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if stray:
+        problems.append(f"unexpected keys {', '.join(stray[:8])}{' ...' if len(stray) > 8 else ''}")
+    problems += [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:8]]
+    if problems:
+        raise CheckpointError(f"{weights}: weights do not fit the config's {cfg.generator.arch} generator: "
+                              + "; ".join(problems))
+    return state
+
+
+def init_generator(engine, source: str | Path) -> Path:
+    """Load the generator at `source` into the engine's G and its EMA copy; returns the weights file used.
+
+    Call it on a fresh engine (step 0) on every rank, before training; a resumed run restores its own G instead."""
+    state = load_init_generator(source, engine.cfg)
+    net_g = getattr(engine.net_g, "module", engine.net_g)  # the model inside a DDP wrapper
+    net_g.load_state_dict(state)
+    if engine.net_g_ema is not None:
+        engine.net_g_ema.load_state_dict(state)
+    return resolve_init_source(source)
