@@ -269,6 +269,49 @@ def augment(*imgs: torch.Tensor, flip_h: bool, flip_v: bool, rot90: bool) -> lis
     return out
 
 
+# A sample's augmentation as one small integer: bit 0 flips horizontally, bit 1 vertically, bit 2 transposes
+# (with the flips, the 8 symmetries of the square), applied in that order as `augment` does.
+FLIP_H, FLIP_V, ROT90 = 1, 2, 4
+
+
+def augment_batch(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """`augment` per sample on a batch of square patches (B, C, P, P), any dtype and device: sample b gets the
+    transforms of `codes[b]` (see FLIP_H...). Three selects over the batch, no grouping, no host sync."""
+    m = codes.view(-1, 1, 1, 1)
+    x = torch.where((m & FLIP_H) > 0, x.flip(-1), x)
+    x = torch.where((m & FLIP_V) > 0, x.flip(-2), x)
+    return torch.where((m & ROT90) > 0, x.transpose(-1, -2), x)
+
+
+@lru_cache(maxsize=64)
+def _device_resize_matrix(in_len: int, out_len: int, scale: float, device: torch.device) -> torch.Tensor:
+    """`_resize_matrix` as float32 on `device`, copied there once: a per-batch copy from pageable memory would
+    make the host wait for the device."""
+    return _resize_matrix(in_len, out_len, scale, True).to(dtype=torch.float32, device=device)
+
+
+def matlab_downscale_batch(gt: torch.Tensor, scale: int) -> torch.Tensor:
+    """`bicubic_downscale` of float32 images (..., C, H, W) with the matrices cached on their device: the same
+    products in the same order as `imresize` (height first)."""
+    h, w = gt.shape[-2:]
+    rows = _device_resize_matrix(h, math.ceil(h / scale), 1.0 / scale, gt.device)
+    cols = _device_resize_matrix(w, math.ceil(w / scale), 1.0 / scale, gt.device)
+    return torch.matmul(torch.matmul(rows, gt.float()), cols.T)
+
+
+def make_lq(gt: torch.Tensor, *, scale: int, degradation: str) -> torch.Tensor:
+    """The training LR of HR images (..., 3, H, W): "matlab" (antialiased MATLAB bicubic, the papers' pairs)
+    or "naive" (torch bicubic without antialiasing, v1), then clamped and rounded to the 8-bit grid, as the
+    papers' LR files are 8-bit images (ESRGAN/BasicSR train on LR PNGs; the evaluation LR is 8-bit too)."""
+    if degradation == "matlab":
+        lq = matlab_downscale_batch(gt, scale)
+    elif degradation == "naive":
+        lq = naive_downscale(gt, scale)
+    else:
+        raise ValueError(f"unknown degradation {degradation!r}")
+    return quantize(lq)
+
+
 class PatchDataset(torch.utils.data.Dataset):
     """Random HR patches with their LR made on the fly, addressed by a global sample index.
 
@@ -303,6 +346,17 @@ class PatchDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lq, gt) floats made on the CPU: the host path. `srgan.batches` makes the same pairs on the
+        training device from `draw`."""
+        patch, code = self.draw(index)
+        (gt,) = augment(to_float(patch), flip_h=bool(code & FLIP_H), flip_v=bool(code & FLIP_V),
+                        rot90=bool(code & ROT90))
+        lq = make_lq(gt[None], scale=self.scale, degradation=self.degradation)[0]
+        return lq.contiguous(), gt.contiguous()
+
+    def draw(self, index: int) -> tuple[torch.Tensor, int]:
+        """Sample `index`'s HR patch before augmentation, at its image's depth (uint8, or int32 holding 16-bit
+        values; see `to_float`), and its augmentation code (see FLIP_H; 0 without augmentation)."""
         gen = torch.Generator().manual_seed(hash((self.seed, int(index))) & 0x7FFF_FFFF_FFFF_FFFF)
         img = None
         for _attempt in range(16):  # a file that fails to decode (lazy mode) is skipped deterministically
@@ -316,16 +370,12 @@ class PatchDataset(torch.utils.data.Dataset):
         p = self.patch_size
         top = int(torch.randint(0, h - p + 1, (1,), generator=gen))
         left = int(torch.randint(0, w - p + 1, (1,), generator=gen))
-        gt = to_float(img[:, top : top + p, left : left + p])
+        patch = img[:, top : top + p, left : left + p].clone()  # not a view: workers would ship the whole image
+        code = 0
         if self.augment:
             flips = torch.randint(0, 2, (3,), generator=gen).tolist()
-            (gt,) = augment(gt, flip_h=bool(flips[0]), flip_v=bool(flips[1]), rot90=bool(flips[2]))
-        if self.degradation == "matlab":
-            lq = bicubic_downscale(gt, self.scale).clamp(0, 1)
-        else:
-            lq = naive_downscale(gt, self.scale)
-        return lq.contiguous(), gt.contiguous()
-
+            code = flips[0] * FLIP_H + flips[1] * FLIP_V + flips[2] * ROT90
+        return patch, code
 
     def _pixels(self, which: int) -> torch.Tensor | None:
         path, img = self.images[which]
@@ -360,9 +410,40 @@ class StepSampler(torch.utils.data.Sampler[int]):
             yield from range(first, first + self.local_batch)
 
 
+class HRPatches(torch.utils.data.Dataset):
+    """A `PatchDataset`'s samples as `draw` gives them (HR patch at native depth, augmentation code): what the
+    loader ships to the device-side batch stage (`srgan.batches`), 1 byte per pixel instead of 4 + LR."""
+
+    def __init__(self, dataset: PatchDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.dataset.draw(index)
+
+
+def collate_hr(samples: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch `draw` samples: (pixels (B, 3, P, P) uint8, or int32 when any sample is 16-bit; peak (B,) float32,
+    the value of white per sample (255 or 65535); codes (B,) int64)."""
+    patches = [patch for patch, _ in samples]
+    wide = any(patch.dtype != torch.uint8 for patch in patches)
+    pixels = torch.stack([patch.to(torch.int32) for patch in patches]) if wide else torch.stack(patches)
+    peak = torch.tensor([255.0 if patch.dtype == torch.uint8 else 65535.0 for patch in patches])
+    codes = torch.tensor([code for _, code in samples], dtype=torch.int64)
+    return pixels, peak, codes
+
+
 def make_loader(dataset: PatchDataset, *, global_batch: int, start_step: int, num_steps: int, rank: int = 0,
-                world: int = 1, num_workers: int = 0) -> torch.utils.data.DataLoader:
+                world: int = 1, num_workers: int = 0, raw: bool = False,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of rank `rank`'s share of steps `start_step`... (see `StepSampler`): (lq, gt) float pairs made on
+    the CPU, or with `raw=True` the un-augmented HR patches (`collate_hr`) for `srgan.batches`' device stage.
+    `pin_memory` for asynchronous copies to a GPU."""
     sampler = StepSampler(global_batch=global_batch, start_step=start_step, num_steps=num_steps, rank=rank,
                           world=world)
-    return torch.utils.data.DataLoader(dataset, batch_size=global_batch // world, sampler=sampler,
-                                       num_workers=num_workers, persistent_workers=False, drop_last=False)
+    return torch.utils.data.DataLoader(HRPatches(dataset) if raw else dataset, batch_size=global_batch // world,
+                                       sampler=sampler, num_workers=num_workers, persistent_workers=False,
+                                       drop_last=False, collate_fn=collate_hr if raw else None,
+                                       pin_memory=pin_memory)

@@ -54,4 +54,8 @@ def train_metrics(engine: GanEngine, dataset: PatchDataset, *, start_step: int, 
     step's metrics (losses, lrs, grad norms, D outputs)."""
     loader = make_loader(dataset, global_batch=engine.cfg.data.batch_size, start_step=start_step,
                          num_steps=num_steps)
-    return [engine.train_step(lq, gt) for lq, gt in loader]
+    history = []
+    for lq, gt in loader:
+        engine.train_step(lq, gt, grad_norms=True)
+        history.append(engine.pop_metrics())
+    return history

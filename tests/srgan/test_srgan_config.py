@@ -41,10 +41,10 @@ def test_bad_literal_value_lists_the_choices() -> None:
 
 
 def test_overrides_coerce_cli_strings_and_reject_bad_values() -> None:
-    cfg = override(preset("v3"), parse_set_args(["loss.adv_weight=1e-3", "optim.amp=false",
+    cfg = override(preset("v3"), parse_set_args(["loss.adv_weight=1e-3", "data.augment=false",
                                                  "optim.milestones=100,200", "data.batch_size=8",
                                                  "optim.betas=[0.5, 0.9]"]))
-    assert cfg.loss.adv_weight == 1e-3 and cfg.optim.amp is False
+    assert cfg.loss.adv_weight == 1e-3 and cfg.data.augment is False
     assert cfg.optim.milestones == (100, 200) and cfg.data.batch_size == 8 and cfg.optim.betas == (0.5, 0.9)
     assert preset("v3").loss.adv_weight == 5e-3  # presets are frozen values, overrides make copies
     with pytest.raises(ConfigError, match="data.batch_size"):

@@ -52,14 +52,16 @@ def test_warmup_step_trains_only_g_with_the_pixel_loss() -> None:
     phases = []
     for _ in range(3):
         phases.append(engine.phase)
-        metrics = engine.train_step(lq, gt)
+        engine.train_step(lq, gt)
+        metrics = engine.pop_metrics()
     assert phases == ["warmup", "warmup", "gan"]
     assert unchanged(engine.net_d, d0) is False  # D trained in the GAN step only
     assert "loss_d_real" in metrics and "loss_perceptual" in metrics
     engine2 = GanEngine(cfg, device="cpu")
     d0 = snapshot(engine2.net_d)
-    warm = engine2.train_step(lq, gt)
-    assert set(warm) == {"step", "lr_g", "lr_d", "loss_pixel", "grad_norm_g"}
+    engine2.train_step(lq, gt, grad_norms=True)
+    warm = engine2.pop_metrics()
+    assert set(warm) == {"step", "steps", "lr_g", "lr_d", "loss_pixel", "grad_norm_g"}
     assert unchanged(engine2.net_d, d0)
 
 
@@ -85,8 +87,9 @@ def test_nan_input_raises_non_finite_loss_naming_step_and_loss(warmup: int) -> N
     lq_nan = lq.clone()
     lq_nan[0, 0, 0, 0] = float("nan")
     step = engine.step
+    engine.train_step(lq_nan, gt)
     with pytest.raises(NonFiniteLoss, match=rf"generator step {step}: loss_pixel is nan"):
-        engine.train_step(lq_nan, gt)
+        engine.pop_metrics()
     assert unchanged(engine.net_g, g0), "a non-finite loss must not update the weights"
 
 
@@ -96,8 +99,9 @@ def test_nan_in_warmup_names_the_warmup_phase() -> None:
     lq, gt = batch(cfg)
     gt = gt.clone()
     gt[1, 2, 5, 5] = float("inf")
+    engine.train_step(lq, gt)
     with pytest.raises(NonFiniteLoss, match=r"warmup step 0: loss_pixel is (inf|nan)"):
-        engine.train_step(lq, gt)
+        engine.pop_metrics()
 
 
 def test_same_seed_same_trajectory_different_seed_different(run_training) -> None:
