@@ -12,21 +12,26 @@ MATLAB's own LR files are the ground truth of the papers' protocol, so they are 
 GTmod12 + LRbicx4. Where a set provides no LR for the scale, LR = `bicubic_downscale(modcrop(HR, s))`.
 
 Fetching (`fetch`) downloads the published archives with a progress bar, verifies the published checksum,
-and extracts zip/tar archives, refusing entries that would land outside the target folder.
+and extracts zip/tar archives safely (`extract`: regular files and folders only, names checked lexically,
+no link ever followed). Where a source publishes only a checksum of the extracted folder (deepinv's
+folder md5 for Set5/Set14/BSD100), that folder is verified after extraction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -46,7 +51,8 @@ class ChecksumError(ValueError):
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive entry that would be written outside the extraction folder."""
+    """An archive entry that could write outside the extraction folder (a link, a special file, an absolute or
+    `..` name); the message names the entry."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class Archive:
     checksum: str | None  # published checksum of the archive file (None: the source publishes none)
     checksum_type: str  # "sha256" | "md5"
     size: int | None = None  # bytes, when published
+    # (folder the archive extracts to, its published deepinv folder md5; see `folder_md5`), checked after
+    # extraction where the source publishes no checksum of the archive itself
+    folder_md5: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,31 +75,39 @@ class DatasetSpec:
     note: str = ""
 
 
-# Addresses and checksums as published by the sources listed in ../shared/data/SOURCES.tsv.
-_EDSR_BENCHMARK = Archive("https://cv.snu.ac.kr/research/EDSR/benchmark.tar", "4ace41d33c2384b97e6b320cd0afd6ba", "md5")
+# Addresses and checksums as published by the sources listed in ../shared/data/SOURCES.tsv. The Hugging Face
+# archives of Set5/Set14/BSD100 have no published archive checksum; deepinv publishes the md5 of each extracted
+# folder instead (deepinv/datasets/set5.py at 204d2c34, set14.py at 3f832a7c, bsd100.py at 1e6d0904), which
+# `fetch` checks. The Set5 and Set14 values are verified against the shared data's `original/` folders (same
+# files, tests/benchmarks/test_bench_archive_safety.py); the BSD100 value cannot be verified here, as the shared
+# data holds only the renamed, mod-cropped image_SRF_4 copies. (An alternative source, the EDSR benchmark pack
+# https://cv.snu.ac.kr/research/EDSR/benchmark.tar, publishes md5 4ace41d33c2384b97e6b320cd0afd6ba of the tar.)
+_HF = "https://huggingface.co/datasets/eugenesiow"
 _DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
 
 DATASETS: dict[str, DatasetSpec] = {
     "set5": DatasetSpec(
         "set5", "Set5", "Set5 (Bevilacqua et al. 2012), 5 images",
-        (Archive("https://huggingface.co/datasets/eugenesiow/Set5/resolve/main/data/Set5_HR.tar.gz", None, "md5"),),
-        note="deepinv publishes folder md5 e128ede786dabb7ebeee99e5fa1ad985 of the extracted Set5_HR, not the archive",
+        (Archive(f"{_HF}/Set5/resolve/main/data/Set5_HR.tar.gz", None, "md5",
+                 folder_md5=("Set5_HR", "e128ede786dabb7ebeee99e5fa1ad985")),),
     ),
     "set14": DatasetSpec(
         "set14", "Set14", "Set14 (Zeyde et al. 2010), 14 images (bridge is grayscale)",
-        (Archive("https://huggingface.co/datasets/eugenesiow/Set14/resolve/main/data/Set14_HR.tar.gz", None, "md5"),),
-        note="deepinv publishes folder md5 3fce01c3dfe9760194e8a22f6bc032c5 of the extracted Set14_HR",
+        (Archive(f"{_HF}/Set14/resolve/main/data/Set14_HR.tar.gz", None, "md5",
+                 folder_md5=("Set14_HR", "3fce01c3dfe9760194e8a22f6bc032c5")),),
     ),
     "bsd100": DatasetSpec(
         "bsd100", "BSD100", "BSD100 (Martin et al. 2001, test split), 100 images",
-        (Archive("https://huggingface.co/datasets/eugenesiow/BSD100/resolve/main/data/BSD100_HR.tar.gz", None, "md5"),),
-        note="deepinv publishes folder md5 2288d442262c1c26343fda3b36f05b03 of the extracted BSD100_HR",
+        (Archive(f"{_HF}/BSD100/resolve/main/data/BSD100_HR.tar.gz", None, "md5",
+                 folder_md5=("BSD100_HR", "2288d442262c1c26343fda3b36f05b03")),),
+        note="the published folder md5 is not verified on these machines (no copy of the original files here)",
     ),
     "urban100": DatasetSpec(
         "urban100", "Urban100", "Urban100 (Huang et al. 2015), 100 images",
-        (Archive("https://huggingface.co/datasets/eugenesiow/Urban100/resolve/main/data/Urban100_HR.tar.gz",
-                 "65d9d84a34b72c6f7ca1e26a12df1e4c", "md5"),),
-        note="archive md5 as used by torchvision-style download scripts (repo not pinned in SOURCES.tsv)",
+        (Archive(f"{_HF}/Urban100/resolve/main/data/Urban100_HR.tar.gz", "65d9d84a34b72c6f7ca1e26a12df1e4c", "md5",
+                 folder_md5=("Urban100_HR", "6e0640850d436a359e0a9baf5eabd27b")),),
+        note="archive md5 as used by torchvision-style download scripts (repo not pinned in SOURCES.tsv); "
+             "folder md5 from deepinv/datasets/urban100.py at 3f832a7c; neither verified here",
     ),
     "div2k": DatasetSpec(
         "div2k", "DIV2K", "DIV2K validation (Agustsson & Timofte 2017), 100 images 0801-0900",
@@ -111,8 +128,6 @@ DATASETS: dict[str, DatasetSpec] = {
                  "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335", "sha256", 3530603713),),
     ),
 }
-# The EDSR pack (Set5, Set14, B100, Urban100 with LR) is an alternative source with a published md5.
-EDSR_BENCHMARK_PACK = _EDSR_BENCHMARK
 
 
 @dataclass(frozen=True)
@@ -243,10 +258,39 @@ def file_checksum(path: Path, kind: str) -> str:
     return digest.hexdigest()
 
 
+def folder_md5(folder: Path) -> str:
+    """The folder checksum deepinv publishes for extracted benchmark sets: the md5 of the concatenated hex md5
+    digests of the folder's files, in sorted name order. The folder must hold only regular files."""
+    digest = hashlib.md5()
+    for name in sorted(os.listdir(folder)):
+        path = folder / name
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise ChecksumError(f"{path}: not a regular file; a published folder holds only files")
+        digest.update(file_checksum(path, "md5").encode())
+    return digest.hexdigest()
+
+
+def verify_folder(folder: Path, archive: Archive) -> None:
+    """Raise `ChecksumError` when the folder `archive` extracted into `folder` differs from the published one."""
+    if archive.folder_md5 is None:
+        return
+    sub, published = archive.folder_md5
+    if not (folder / sub).is_dir():
+        raise ChecksumError(f"{archive.url} did not extract to {folder / sub}, where its published folder md5 "
+                            "applies; delete the download and fetch again")
+    actual = folder_md5(folder / sub)
+    if actual != published:
+        raise ChecksumError(f"{folder / sub}: folder md5 {actual} != published {published} ({archive.url}); "
+                            "delete it and its download and fetch again")
+
+
 def verify(path: Path, archive: Archive) -> None:
     """Raise `ChecksumError` when the file's checksum differs from the published one (skip when none is)."""
     if archive.checksum is None:
-        log.warning("%s: the source publishes no archive checksum; not verified", path.name)
+        if archive.folder_md5 is None:
+            log.warning("%s: the source publishes no checksum; not verified", path.name)
+        else:
+            log.info("%s: no published archive checksum; its extracted folder is verified instead", path.name)
         return
     actual = file_checksum(path, archive.checksum_type)
     if actual != archive.checksum:
@@ -270,40 +314,142 @@ def download(url: str, dest: Path, *, timeout: float = 30.0) -> Path:
     return dest
 
 
-def _inside(target: Path, member: str) -> Path:
-    """The path `member` extracts to, or `UnsafeArchiveError` if it would escape `target`."""
-    if member.startswith(("/", "\\")) or (len(member) > 1 and member[1] == ":"):
-        raise UnsafeArchiveError(f"archive entry {member!r} is an absolute path; refused")
-    dest = (target / member).resolve()
-    if not dest.is_relative_to(target.resolve()):
-        raise UnsafeArchiveError(f"archive entry {member!r} would be written outside {target}; refused")
-    return dest
+# ------------------------------------------------------------------------------------------- safe extraction
+#
+# Benchmark archives hold only regular files and folders, so extraction accepts nothing else: every link,
+# device and fifo entry is refused before anything is written. Member names are checked lexically (no
+# absolute path, drive, `..` or empty name; `\` counts as a separator), never by resolving paths on disk, and
+# files are created through real directories only (lstat) with O_NOFOLLOW | O_EXCL, so a link already in
+# the target cannot redirect a write either. Python's own `filter="data"` is not relied on: on 3.11.7 a
+# chain of directory symlinks longer than PATH_MAX walks through it (CVE-2025-4517).
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, where a plain file cannot be a link here
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str  # the member's name as stored, for messages
+    parts: tuple[str, ...]  # its lexically normalised path under the target
+    is_dir: bool
+    open: Callable[[], IO[bytes]] | None  # reads a file's bytes (None for a folder)
+
+
+def member_parts(name: str, *, is_dir: bool = False) -> tuple[str, ...]:
+    """The path components of archive member `name` under the extraction folder, checked lexically.
+
+    Raises `UnsafeArchiveError` (naming the member) for an absolute path, a drive (`C:`), a `..` component,
+    a NUL byte, or a file name that is empty once `.` and repeated separators are dropped (a folder entry
+    such as `.` or `./` is the target itself)."""
+    path = name.replace("\\", "/")
+    if path.startswith("/") or (len(path) >= 2 and path[1] == ":" and path[0].isalpha()):
+        raise UnsafeArchiveError(f"archive entry {name!r} is an absolute path; refused")
+    if "\x00" in path:
+        raise UnsafeArchiveError(f"archive entry {name!r} holds a NUL byte; refused")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchiveError(f"archive entry {name!r} has a '..' component and could be written outside "
+                                 "the target; refused")
+    if not parts and not is_dir:
+        raise UnsafeArchiveError(f"archive entry {name!r} has an empty name; refused")
+    return parts
+
+
+def _refuse_link(name: str, what: str, linkname: str | None = None) -> UnsafeArchiveError:
+    to = f" to {linkname!r}" if linkname is not None else ""
+    return UnsafeArchiveError(f"archive entry {name!r} is a {what}{to}; refused (only regular files and folders "
+                              "are extracted: links outside or inside the target could redirect later writes)")
+
+
+def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
+    entries = []
+    for info in zf.infolist():
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver recorded no Unix mode
+        is_dir = info.filename.endswith(("/", "\\")) or kind == stat.S_IFDIR
+        if kind == stat.S_IFLNK:
+            raise _refuse_link(info.filename, "symbolic link")
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise _refuse_link(info.filename, "device, fifo or socket")
+        if kind == stat.S_IFREG and is_dir:
+            raise UnsafeArchiveError(f"archive entry {info.filename!r} is both a file and a folder; refused")
+        parts = member_parts(info.filename, is_dir=is_dir)
+        entries.append(_Entry(info.filename, parts, is_dir, None if is_dir else (lambda i=info: zf.open(i))))
+    return entries
+
+
+def _tar_entries(tf: tarfile.TarFile) -> list[_Entry]:
+    entries = []
+    for m in tf.getmembers():
+        if m.issym():
+            raise _refuse_link(m.name, "symbolic link", m.linkname)
+        if m.islnk():
+            raise _refuse_link(m.name, "hard link", m.linkname)
+        if not (m.isreg() or m.isdir()):
+            raise _refuse_link(m.name, "device, fifo or other special file")
+        parts = member_parts(m.name, is_dir=m.isdir())
+        entries.append(_Entry(m.name, parts, m.isdir(), None if m.isdir() else (lambda m=m: tf.extractfile(m))))
+    return entries
+
+
+def _real_dir(path: Path, entry: _Entry) -> None:
+    """Make `path` a real folder (never through or onto a link): create it, or check an existing one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path, 0o755)
+        st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise UnsafeArchiveError(f"archive entry {entry.name!r}: {path} is {what}; refused to write through it")
+
+
+def _write_file(folder: Path, leaf: str, entry: _Entry) -> None:
+    """Write `entry` as `folder/leaf`: a fresh temporary file (O_EXCL | O_NOFOLLOW) renamed over the name, so
+    an existing link there is replaced, never followed."""
+    final = folder / leaf
+    if os.path.lexists(final) and stat.S_ISDIR(os.lstat(final).st_mode):
+        raise UnsafeArchiveError(f"archive entry {entry.name!r}: {final} is a folder; refused")
+    tmp = folder / f".{leaf}.{os.getpid()}.extracting"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out, entry.open() as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(tmp, final)  # rename replaces a link at `final` itself, it does not write through it
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_entries(entries: list[_Entry], target: Path) -> None:
+    for entry in entries:
+        folder = target
+        dirs = entry.parts if entry.is_dir else entry.parts[:-1]
+        for part in dirs:
+            folder = folder / part
+            _real_dir(folder, entry)
+        if not entry.is_dir:
+            _write_file(folder, entry.parts[-1], entry)
 
 
 def extract(archive_path: Path, target: Path) -> None:
-    """Extract a zip or tar(.gz/.bz2/.xz) into `target`; every entry is checked before anything is written."""
-    target.mkdir(parents=True, exist_ok=True)
+    """Extract a zip or tar(.gz/.bz2/.xz) into `target`, writing nothing outside it.
+
+    Every entry is checked before anything is written: only regular files and folders with relative names
+    free of `..` are accepted; any other entry (symlink, hard link, device, fifo, absolute or escaping name)
+    raises `UnsafeArchiveError` naming it, and the target is left untouched."""
+    archive_path, target = Path(archive_path), Path(target)
     if zipfile.is_zipfile(archive_path):
         with zipfile.ZipFile(archive_path) as zf:
-            for info in zf.infolist():
-                _inside(target, info.filename)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UnsafeArchiveError(f"archive entry {info.filename!r} is a symlink; refused")
-            zf.extractall(target)
+            entries = _zip_entries(zf)
+            target.mkdir(parents=True, exist_ok=True)
+            _write_entries(entries, target)
         return
     if tarfile.is_tarfile(archive_path):
         with tarfile.open(archive_path) as tf:
-            members = tf.getmembers()
-            for m in members:
-                _inside(target, m.name)
-                if m.issym() or m.islnk():
-                    # a link is only allowed when what it points to stays inside the target too
-                    link_base = (target / m.name).parent if m.issym() else target
-                    if not (link_base / m.linkname).resolve().is_relative_to(target.resolve()):
-                        raise UnsafeArchiveError(f"archive entry {m.name!r} links outside {target}; refused")
-                elif not (m.isfile() or m.isdir()):
-                    raise UnsafeArchiveError(f"archive entry {m.name!r} is a device or fifo; refused")
-            tf.extractall(target, members=members, filter="data")  # the stdlib's own guard as a second check
+            entries = _tar_entries(tf)
+            target.mkdir(parents=True, exist_ok=True)
+            _write_entries(entries, target)
         return
     raise ValueError(f"{archive_path}: neither a zip nor a tar archive")
 
@@ -321,6 +467,7 @@ def fetch(name: str, root: str | Path | None = None, *,
             downloader(archive.url, dest)
         verify(dest, archive)
         extract(dest, folder)
+        verify_folder(folder, archive)
     _flatten_single_subfolder(folder, ds)
     return folder
 
