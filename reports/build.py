@@ -1,8 +1,11 @@
 """Build the HTML report of a results folder: `python -m reports.build RESULTS_DIR [--out DIR]`.
 
-Reads the files named in `benchmarks.schema` with polars (never harness, Ray or torch) and writes a folder
+Reads the files named in `results.schema` with polars (never harness, Ray or torch) and writes a folder
 whose `index.html` works offline from disk: plotly.js is copied next to it once, image crops are PNG files
-beside it, and every user-derived string goes through Jinja2's autoescaping.
+beside it, and every user-derived string goes through Jinja2's autoescaping. A study's folder (the tables of
+`results.study.compute_study`) gets a "Study" section at the top. An unreadable or malformed results file, or
+an output folder that cannot be written, stops the build with a `ResultsError` naming the file (the CLI
+prints it and exits with status 2).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import plotly.offline
 import polars as pl
 from PIL import Image
 
-from results import schema
 from reports import figures
+from reports.study_section import StudySection, study_section
+from results import io, metrics_np, schema
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ class Results:
     summary: pl.DataFrame
     history: pl.DataFrame | None
     datasets: list[str]
+    study: pl.DataFrame | None = None  # the study tables, when `results.study.compute_study` wrote them
+    study_versions: pl.DataFrame | None = None
+    study_profile: pl.DataFrame | None = None
 
     def label(self, trial_id: str) -> str:
         return self.labels.get(trial_id, trial_id)
@@ -60,24 +67,39 @@ class Results:
         return {r["trial_id"]: r["label"] or r["trial_id"] for r in self.trials.iter_rows(named=True)}
 
 
+# Columns without which a table means nothing; the others may be absent (they read as nulls).
+REQUIRED_COLUMNS = {
+    schema.TRIALS_FILE: ("trial_id",),
+    schema.SCORES_FILE: ("trial_id", "dataset", "image"),
+    schema.SUMMARY_FILE: ("trial_id", "dataset"),
+    schema.HISTORY_FILE: ("trial_id", "step"),
+    schema.STUDY_FILE: ("comparison", "dataset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high"),
+    schema.STUDY_VERSIONS_FILE: ("version", "dataset", "metric", "mean"),
+    schema.STUDY_PROFILE_FILE: ("version", "stage"),
+}
+
+
 def _read(path: Path, columns: dict[str, str], *, required: bool) -> pl.DataFrame | None:
-    """A parquet file conformed to the schema: missing columns become nulls, extra columns are kept."""
-    target = schema.polars_schema(columns)
-    if not path.exists():
-        if required:
-            raise FileNotFoundError(f"results file missing: {path}")
-        return None
-    frame = pl.read_parquet(path)
-    return frame.with_columns(
-        [pl.lit(None, dtype=kind).alias(name) for name, kind in target.items() if name not in frame.columns]
-        + [pl.col(name).cast(kind) for name, kind in target.items() if name in frame.columns]
-    )
+    """A parquet file conformed to the schema: missing columns become nulls, extra columns are kept; a file
+    that cannot be read, or lacks a required column, raises `ResultsError` naming it."""
+    if path.exists():
+        try:
+            present = set(pl.read_parquet_schema(path))
+        except (OSError, pl.exceptions.PolarsError) as err:
+            raise io.ResultsError(f"{path}: not a readable parquet file ({err})") from err
+        lacking = [c for c in REQUIRED_COLUMNS.get(path.name, ()) if c not in present]
+        if lacking:
+            raise io.ResultsError(f"{path}: required column(s) missing: {', '.join(lacking)}")
+    return io.read_table(path, columns, required=required)
 
 
 def load_results(results_dir: Path) -> Results:
     root = Path(results_dir)
-    run_path = root / schema.RUN_FILE
-    run = json.loads(run_path.read_text()) if run_path.exists() else {}
+    if not root.is_dir():
+        raise io.ResultsError(f"{root}: not a results folder (no such directory)")
+    run = io.read_json(root / schema.RUN_FILE, required=False) or {}
+    if not isinstance(run, dict):
+        raise io.ResultsError(f"{root / schema.RUN_FILE}: expected a JSON object, got {type(run).__name__}")
     trials = _read(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS, required=True)
     empty_scores = pl.DataFrame(schema=schema.polars_schema(schema.SCORE_COLUMNS))
     empty_summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
@@ -88,9 +110,15 @@ def load_results(results_dir: Path) -> Results:
     # Baselines first, then the trials in the order the sweep wrote them.
     trials = trials.with_row_index("_order").sort(pl.col("status") != BASELINE, "_order").drop("_order")
     summary = summary if summary is not None else empty_summary
-    datasets = [str(d) for d in run.get("datasets") or []]
+    listed = run.get("datasets")
+    datasets = [str(d) for d in listed] if isinstance(listed, list) else []
     datasets += sorted(set(summary["dataset"].drop_nulls().to_list()) - set(datasets))
-    return Results(root, run, trials, scores if scores is not None else empty_scores, summary, history, datasets)
+    return Results(root, run, trials, scores if scores is not None else empty_scores, summary, history, datasets,
+                   study=_read(root / schema.STUDY_FILE, schema.STUDY_COLUMNS, required=False),
+                   study_versions=_read(root / schema.STUDY_VERSIONS_FILE, schema.STUDY_VERSION_COLUMNS,
+                                        required=False),
+                   study_profile=_read(root / schema.STUDY_PROFILE_FILE, schema.STUDY_PROFILE_COLUMNS,
+                                       required=False))
 
 
 # ------------------------------------------------------------------------------------------ summary table
@@ -235,22 +263,11 @@ def _is_plain_component(name: str) -> bool:
     return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
 
 
-def _y_channel(rgb_u8: np.ndarray) -> np.ndarray:
-    rgb = rgb_u8.astype(np.float64) / 255.0
-    return 16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
-
-
-def psnr_y(a_u8: np.ndarray, b_u8: np.ndarray) -> float:
-    """PSNR on the BT.601 Y channel (16-235), float64; a quick per-crop figure, not the benchmark protocol."""
-    mse = float(np.mean((_y_channel(a_u8) - _y_channel(b_u8)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
 def _crop_box(hr_u8: np.ndarray) -> tuple[int, int, int]:
     """(top, left, side) of the most textured square window — where SR methods differ the most."""
     h, w = hr_u8.shape[:2]
     side = max(1, min(CROP_MAX, max(16, min(h, w) // 2), h, w))
-    y = _y_channel(hr_u8)
+    y = metrics_np.y_channel(hr_u8)
     stride = max(1, side // 2)
     best = (-1.0, 0, 0)
     for top in range(0, h - side + 1, stride):
@@ -339,8 +356,8 @@ def visual_comparisons(results: Results, out_dir: Path) -> list[Comparison]:
                     continue
                 kind = "baseline" if trial["status"] == BASELINE else "trial"
                 src = writer.save(sr[window], dataset, hr_path.stem, trial_id)
-                crops.append(Crop(trial["label"] or trial_id, src, f"{_fmt(psnr_y(sr[window], hr[window]), 'psnr')} dB",
-                                  kind))
+                psnr = metrics_np.psnr_y(sr[window], hr[window])
+                crops.append(Crop(trial["label"] or trial_id, src, f"{_fmt(psnr, 'psnr')} dB", kind))
             box = f"{side}×{side} px at ({left}, {top}) of {hr.shape[1]}×{hr.shape[0]}"
             comparisons.append(Comparison(dataset, hr_path.stem, box, crops, notes))
     return comparisons
@@ -428,13 +445,25 @@ class Chart:
     note: str = ""
 
 
+def _lpips_unavailable(results: Results, dataset: str) -> str:
+    """Why a dataset has no perception axis: the recorded reasons LPIPS is missing there."""
+    rows = results.summary.filter(pl.col("dataset") == dataset)
+    reasons = sorted(set(rows["lpips_missing"].drop_nulls().to_list()))
+    why = "; ".join(reasons) or ("no trial has LPIPS scores" if rows.height else "no scores on this dataset")
+    return (f"the perception axis is unavailable: LPIPS was not computed ({why}). PSNR and SSIM both measure "
+            "distortion, so no perception–distortion plane is drawn; the summary table has both.")
+
+
 def charts(results: Results) -> tuple[list[Chart], list[Chart], Chart | None]:
-    """(perception–distortion charts per dataset, training curves per trial, validation overview)."""
+    """(perception–distortion charts per dataset, training curves per trial, validation overview). A dataset
+    without LPIPS gets a chart with no figure (empty json) and the reason in its note."""
     planes = []
     for i, dataset in enumerate(results.datasets):
-        fig, x_metric = figures.perception_distortion(results.summary, results.trials, dataset)
-        note = "" if x_metric == "lpips" else "LPIPS missing on this dataset: SSIM on the x axis instead."
-        planes.append(Chart(f"plane-{i}", figures.figure_json(fig), dataset, note))
+        fig = figures.perception_distortion(results.summary, results.trials, dataset)
+        if fig is None:
+            planes.append(Chart(f"plane-{i}", "", dataset, _lpips_unavailable(results, dataset)))
+        else:
+            planes.append(Chart(f"plane-{i}", figures.figure_json(fig), dataset))
     curves: list[Chart] = []
     overview = None
     history = results.history
@@ -466,15 +495,31 @@ def _write_plotlyjs(out_dir: Path) -> str:
     return name
 
 
+def study(results: Results) -> StudySection | None:
+    return study_section(results.study, results.study_versions, results.study_profile, results.trials,
+                         results.datasets)
+
+
 def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> Path:
-    """Write the report of `results_dir` to `out_dir` (default `results_dir/report`); returns index.html."""
+    """Write the report of `results_dir` to `out_dir` (default `results_dir/report`); returns index.html.
+
+    Raises `results.io.ResultsError` (naming the file) for an unreadable or malformed results file and for an
+    output folder that cannot be written."""
     results = load_results(Path(results_dir))
-    out = Path(out_dir) if out_dir is not None else results.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = io.check_writable(Path(out_dir) if out_dir is not None else results.root / "report")
+    try:
+        return _build(results, out)
+    except OSError as err:  # a full disk, or permissions changed under us
+        where = err.filename or out
+        raise io.ResultsError(f"{where}: cannot write the report ({err.strerror or err})") from err
+
+
+def _build(results: Results, out: Path) -> Path:
     planes, curves, overview = charts(results)
     trials = list(results.trials.iter_rows(named=True))
     page = _environment().get_template("report.html").render(
         title=f"enhance-this report: {results.root.name}",
+        study=study(results),
         plotly_js=_write_plotlyjs(out),
         plotly_template=figures.template_json(),
         summary=summary_table(results),
@@ -493,7 +538,7 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
         has_history=results.history is not None,
     )
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    io.atomic_write(index, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     log.info("report written to %s", index)
     return index
 
@@ -504,7 +549,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: RESULTS_DIR/report)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(build_report(args.results_dir, args.out))
+    try:
+        index = build_report(args.results_dir, args.out)
+    except io.ResultsError as err:
+        parser.exit(2, f"error: {err}\n")
+    print(index)
 
 
 if __name__ == "__main__":

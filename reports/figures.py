@@ -77,30 +77,28 @@ def pareto_front(points: Sequence[PlanePoint], *, x_lower_is_better: bool) -> li
     return front
 
 
-def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: str) -> tuple[go.Figure, str]:
-    """PSNR against LPIPS (or SSIM where no trial has LPIPS) on one dataset; returns (figure, x metric)."""
+def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: str) -> go.Figure | None:
+    """PSNR against LPIPS on one dataset, a point per trial; None when no trial has LPIPS there (PSNR and SSIM
+    both measure distortion: they make no perception axis)."""
     rows = summary.filter(pl.col("dataset") == dataset).join(
         trials.select("trial_id", "label", "status"), on="trial_id", how="left"
     )
-    x_metric = "lpips" if rows["lpips"].drop_nulls().len() > 0 else "ssim"
     points = [
-        PlanePoint(str(r["label"] or r["trial_id"]), float(r[x_metric]), float(r["psnr"]),
+        PlanePoint(str(r["label"] or r["trial_id"]), float(r["lpips"]), float(r["psnr"]),
                    r["status"] == BASELINE_STATUS)
         for r in rows.iter_rows(named=True)
-        if _finite(r[x_metric]) and _finite(r["psnr"])
+        if _finite(r["lpips"]) and _finite(r["psnr"])
     ]
-    lower = x_metric == "lpips"
-    front = pareto_front(points, x_lower_is_better=lower)
+    if not points:
+        return None
+    front = pareto_front(points, x_lower_is_better=True)
     fig = go.Figure()
-    fig.add_scatter(
-        x=[p.x for p in front], y=[p.y for p in front], mode="lines", name="Pareto front",
-        line={"color": "#999", "dash": "dash"}, hoverinfo="skip",
-    )
+    _add_front(fig, front)
     trained = [p for p in points if not p.baseline]
     fig.add_scatter(
         x=[p.x for p in trained], y=[p.y for p in trained], mode="markers", name="trials",
         text=[plot_text(p.label) for p in trained], marker={"size": 9, "color": "#1f77b4"},
-        hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>" + x_metric.upper() + " %{x:.4f}<extra></extra>",
+        hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>",
     )
     baseline = [p for p in points if p.baseline]
     if baseline:
@@ -108,17 +106,59 @@ def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: 
             x=[p.x for p in baseline], y=[p.y for p in baseline], mode="markers+text", name="baseline",
             text=[plot_text(p.label) for p in baseline], textposition="top center",
             marker={"size": 13, "color": "#d62728", "symbol": "star"},
-            hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>" + x_metric.upper() + " %{x:.4f}<extra></extra>",
+            hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>",
         )
-    arrow = "↓ better" if lower else "↑ better"
-    fig.update_layout(
-        **_LAYOUT, height=420,
-        title={"text": plot_text(f"{dataset}: perception–distortion plane")},
-        xaxis_title=f"{x_metric.upper()} ({arrow})", yaxis_title="PSNR (dB, Y) ↑ better",
+    _plane_layout(fig, f"{dataset}: perception–distortion plane")
+    return fig
+
+
+def _add_front(fig: go.Figure, front: Sequence[PlanePoint]) -> None:
+    fig.add_scatter(
+        x=[p.x for p in front], y=[p.y for p in front], mode="lines", name="Pareto front",
+        line={"color": "#999", "dash": "dash"}, hoverinfo="skip",
     )
-    if lower:
-        fig.update_xaxes(autorange="reversed")  # better to the right, like PSNR is better up
-    return fig, x_metric
+
+
+def _plane_layout(fig: go.Figure, title: str) -> None:
+    fig.update_layout(
+        **_LAYOUT, height=440, title={"text": plot_text(title)},
+        xaxis_title="LPIPS, perception (↓ better)", yaxis_title="PSNR (dB, Y), distortion (↑ better)",
+    )
+    fig.update_xaxes(autorange="reversed")  # better to the right, like PSNR is better up
+
+
+@dataclass(frozen=True)
+class VersionPoint:
+    """A version's mean ± std over seeds on both axes."""
+
+    version: str
+    lpips: float
+    lpips_std: float | None
+    psnr: float
+    psnr_std: float | None
+    n_seeds: int
+    baseline: bool
+
+
+def study_plane(points: Sequence[VersionPoint], dataset: str) -> go.Figure:
+    """PSNR against LPIPS per version (mean ± std over seeds as error bars) and the Pareto front of the means."""
+    front = pareto_front([PlanePoint(p.version, p.lpips, p.psnr, p.baseline) for p in points],
+                         x_lower_is_better=True)
+    fig = go.Figure()
+    _add_front(fig, front)
+    for i, p in enumerate(points):
+        fig.add_scatter(
+            x=[p.lpips], y=[p.psnr], mode="markers+text", name=plot_text(p.version),
+            text=[plot_text(p.version)], textposition="top center",
+            error_x={"type": "data", "array": [p.lpips_std or 0.0], "visible": p.lpips_std is not None},
+            error_y={"type": "data", "array": [p.psnr_std or 0.0], "visible": p.psnr_std is not None},
+            marker={"size": 13 if p.baseline else 10, "color": "#d62728" if p.baseline else _color(i),
+                    "symbol": "star" if p.baseline else ("diamond" if p.version.endswith("-pretrain") else "circle")},
+            hovertemplate=(f"{plot_text(p.version)} ({p.n_seeds} seed{'s' if p.n_seeds != 1 else ''})"
+                           "<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>"),
+        )
+    _plane_layout(fig, f"{dataset}: versions on the perception–distortion plane (mean ± std over seeds)")
+    return fig
 
 
 def _phase_boundaries(history: pl.DataFrame) -> list[tuple[int, str, str]]:

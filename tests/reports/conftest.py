@@ -1,4 +1,4 @@
-"""Fixtures for the report tests: synthetic results folders (per `benchmarks.schema`) and headless Chromium."""
+"""Fixtures for the report tests: synthetic results folders (per `results.schema`) and headless Chromium."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.speed import write_synthetic_results
+from reports_synthetic import write_synthetic_results, write_synthetic_study
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -30,6 +30,12 @@ def hostile_results(tmp_path: Path) -> Path:
 @pytest.fixture
 def failed_results(tmp_path: Path) -> Path:
     return write_synthetic_results(tmp_path / "failed", 3, DATASETS, with_failed=True, missing_lpips=True)
+
+
+@pytest.fixture(scope="session")
+def study_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic study (v1..esrgan x 3 seeds, shared pretrainings) with its study tables computed."""
+    return write_synthetic_study(tmp_path_factory.mktemp("study"))
 
 
 @pytest.fixture(scope="session")

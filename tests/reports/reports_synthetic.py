@@ -1,8 +1,11 @@
-"""Synthetic results folders (exactly per `benchmarks.schema`) and the report speed benchmark.
+"""Synthetic results folders (exactly per `results.schema`) for the report tests, and the report speed benchmark.
 
-`python -m reports.speed` writes 50 trials x 3 datasets with ~100-step histories and a few images, builds
-the report and prints how long the build took. The tests use `write_synthetic_results` for the XSS,
-failed-trial and browser cases.
+The tests use `write_synthetic_results` (a sweep: XSS, failed-trial and browser cases) and
+`write_synthetic_study` (a study: pretrainings, GAN stages from them, seeds, study tables). Test-only: it
+lives outside the shipped `reports` package on purpose (it carries HTML/JS payloads).
+
+Speed benchmark: `python tests/reports/reports_synthetic.py` writes 50 trials x 3 datasets with ~100-step
+histories and a few images, builds the report and prints how long the build took (`--help` for sizes).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def write_synthetic_results(
     image_size: int = 48,
     seed: int = 0,
 ) -> Path:
-    """Write a results folder: a bicubic baseline plus `n_trials` trained trials, per `benchmarks.schema`.
+    """Write a results folder: a bicubic baseline plus `n_trials` trained trials, per `results.schema`.
 
     With `with_failed` the last trial failed (no scores, no images) and, when there are three or more
     trials, the one before it was stopped early. With `missing_lpips` LPIPS is null (with its reason) on
@@ -194,10 +197,178 @@ def write_synthetic_results(
     return folder
 
 
+STUDY_PSNR = {"bicubic": 0.0, "v1": 0.3, "v2-pretrain": 1.6, "v2": 1.2, "v3": 0.9, "ragan": 1.0,
+              "esrgan-pretrain": 1.8, "esrgan": 1.1}  # dB above bicubic, per version
+STUDY_LPIPS = {"bicubic": 0.40, "v1": 0.36, "v2-pretrain": 0.33, "v2": 0.30, "v3": 0.24, "ragan": 0.23,
+               "esrgan-pretrain": 0.31, "esrgan": 0.20}
+HOSTILE_FLAG = "<img src=x onerror=window.__xss=5>"
+HOSTILE_REASON = "<script>window.__xss=6</script> LPIPS weights missing"
+STUDY_STOP = "discriminator collapse: D(real)-D(fake) > 0.98 for 3 reports (step 16)"
+
+
+def _study_config(preset: str, stage: str, steps: int) -> dict:
+    """A resolved config (the keys of `srgan.config.ExperimentConfig`) shaped like the tiny presets."""
+    gan = stage == "gan"
+    perceptual = preset in ("v3", "ragan", "esrgan") and gan
+    return {
+        "name": f"{preset}-tiny", "scale": 4,
+        "generator": {"arch": "rrdbnet" if preset == "esrgan" else "srresnet", "num_blocks": 2, "num_features": 16},
+        "loss": {"pixel_type": "mse" if preset == "v1" else "l1", "perceptual_weight": 1.0 if perceptual else 0.0,
+                 "perceptual_layer": "conv5_4", "perceptual_weights": "untrained",
+                 "adv_type": "relativistic" if preset in ("ragan", "esrgan") else "vanilla", "adv_weight": 5e-3},
+        "data": {"patch_size": 96 if preset == "v1" else 128, "batch_size": 4,
+                 "train_dirs": ["train/T91"] if preset == "v1" else ["train/T91", "train/BSD200"],
+                 "degradation": "naive" if preset == "v1" else "matlab"},
+        "train": {"warmup_steps": steps if stage == "pretrain" else 0, "gan_steps": steps if gan else 0,
+                  "log_every": 2, "val_every": 10, "seed": 0},
+    }
+
+
+def _study_history(trial_id: str, version: str, steps: int, rng: np.random.Generator, *, collapse: int = 0,
+                   stop_at: int | None = None) -> list[dict]:
+    rows = []
+    pretrain = version.endswith("-pretrain")
+    base = 24.0 + 2 * STUDY_PSNR[version]
+    for step in range(2, (stop_at or steps) + 1, 2):
+        row = {name: None for name in schema.HISTORY_COLUMNS}
+        row.update(trial_id=trial_id, step=step, phase="warmup" if pretrain else "gan",
+                   loss_pixel=0.05 + rng.normal(0, 0.002), lr_g=5e-4, images_per_s=float(rng.uniform(40, 60)))
+        if not pretrain:
+            collapsed = step > (stop_at or steps) - 2 * collapse
+            d_real = 0.999 if collapsed else float(np.clip(0.7 + rng.normal(0, 0.05), 0, 1))
+            d_fake = 0.01 if collapsed else float(np.clip(0.3 + rng.normal(0, 0.05), 0, 1))
+            row.update(d_real=d_real, d_fake=d_fake, loss_adv_g=0.7 + rng.normal(0, 0.05),
+                       loss_d_real=-np.log(d_real), loss_d_fake=-np.log(1 - d_fake))
+        row["loss_g"] = row["loss_pixel"]
+        if step % 10 == 0:
+            row["val_psnr"] = base + rng.normal(0, 0.05) + (0.0 if pretrain else -0.03 * step / steps)
+        rows.append(row)
+    return rows
+
+
+def write_synthetic_study(
+    folder: Path,
+    *,
+    presets: Sequence[str] = PRESETS,
+    seeds: Sequence[int] = (0, 1, 2),
+    datasets: Sequence[str] = ("Set5", "Set14"),
+    images_per_dataset: int = 3,
+    image_size: int = 48,
+    missing_lpips: bool = False,
+    hostile: bool = False,
+    steps: int = 40,
+    compute: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A study's results folder: bicubic, per seed a shared SRResNet pretraining (preset v2) and an RRDB one
+    (preset esrgan), the GAN stages started from them (v1 single-stage), scores, histories, images and
+    stops.json (RaGAN's last seed stopped for a collapsed D); then, with `compute`, the study tables.
+
+    With `missing_lpips` LPIPS is null everywhere (with its reason); with `hostile` a flag and the LPIPS
+    reason carry HTML/JS payloads."""
+    from results import study
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    scale = 4
+    trials: list[dict] = [{name: None for name in schema.TRIAL_COLUMNS} | {
+        "trial_id": "bicubic", "label": "bicubic", "preset": "bicubic", "status": "baseline", "stage": "baseline",
+        "steps": 0, "wall_s": 0.5, "device_hours": 0.5 / 3600, "flags": "[]"}]
+    versions = {"bicubic": "bicubic"}
+    stops = {}
+    for s in seeds:
+        for family, pretrain_preset in (("srresnet", "v2"), ("rrdb", "esrgan")):
+            users = [p for p in presets if (p == "esrgan") == (family == "rrdb") and p != "v1"]
+            if not users:
+                continue
+            trial_id = f"pre_{family}_s{s}"
+            versions[trial_id] = f"{pretrain_preset}-pretrain"
+            trials.append(_study_trial(trial_id, pretrain_preset, s, "pretrain", None, steps, rng, ()))
+        for preset in presets:
+            trial_id = f"{preset}_s{s}"
+            versions[trial_id] = preset
+            init_from = None if preset == "v1" else f"pre_{'rrdb' if preset == 'esrgan' else 'srresnet'}_s{s}"
+            flags = ["untrained-perceptual-vgg19"] if preset in ("v3", "ragan", "esrgan") else []
+            if hostile and preset == "v3":
+                flags.append(HOSTILE_FLAG)
+            row = _study_trial(trial_id, preset, s, "gan", init_from, steps, rng, flags)
+            if preset == "ragan" and s == seeds[-1]:
+                row.update(status="stopped", stop_reason=STUDY_STOP, steps=steps // 2)
+                stops[trial_id] = STUDY_STOP
+            trials.append(row)
+
+    images = folder / schema.IMAGES_DIR
+    names = [f"img_{k:02d}" for k in range(images_per_dataset)]
+    hr_images = {}
+    for dataset in datasets:
+        for name in names:
+            hr_images[dataset, name] = hr = _hr_image(rng, image_size)
+            _save(images / schema.HR_DIR / dataset / f"{name}.png", hr)
+    image_effect = {key: rng.normal(0, 1.0) for key in hr_images}
+    reason = HOSTILE_REASON if hostile else LPIPS_REASON
+    scores, summary, history = [], [], []
+    for trial in trials:
+        trial_id, version = trial["trial_id"], versions[trial["trial_id"]]
+        gain = STUDY_PSNR[version]
+        for dataset in datasets:
+            rows = []
+            for name in names:
+                hr = hr_images[dataset, name]
+                if trial["seed"] == seeds[0] or trial["status"] == "baseline":  # crops for one seed per version
+                    noisy = hr.astype(np.float64) + rng.normal(0, 10 - 3 * gain, hr.shape)
+                    _save(images / trial_id / dataset / f"{name}.png", np.clip(noisy, 0, 255).astype(np.uint8))
+                seed_effect = 0.0 if trial["seed"] is None else 0.05 * (trial["seed"] - 1)
+                psnr = 26.0 + gain + image_effect[dataset, name] + seed_effect + rng.normal(0, 0.08)
+                rows.append({"trial_id": trial_id, "dataset": dataset, "image": name, "scale": scale, "psnr": psnr,
+                             "ssim": 0.75 + 0.02 * gain + rng.normal(0, 0.003),
+                             "lpips": None if missing_lpips else STUDY_LPIPS[version] + rng.normal(0, 0.01)})
+            scores += rows
+            summary.append({"trial_id": trial_id, "dataset": dataset, "scale": scale, "num_images": len(rows),
+                            "psnr": float(np.mean([r["psnr"] for r in rows])),
+                            "ssim": float(np.mean([r["ssim"] for r in rows])),
+                            "lpips": None if missing_lpips else float(np.mean([r["lpips"] for r in rows])),
+                            "lpips_missing": reason if missing_lpips else None})
+        if trial["stage"] != "baseline":
+            stopped = trial["status"] == "stopped"
+            history += _study_history(trial_id, version, steps, rng, collapse=3 if stopped else 0,
+                                      stop_at=steps // 2 if stopped else None)
+
+    _frame(trials, schema.TRIAL_COLUMNS).write_parquet(folder / schema.TRIALS_FILE)
+    _frame(scores, schema.SCORE_COLUMNS).write_parquet(folder / schema.SCORES_FILE)
+    summary_frame = _frame(summary, schema.SUMMARY_COLUMNS)
+    summary_frame.write_parquet(folder / schema.SUMMARY_FILE)
+    (folder / schema.SUMMARY_JSON).write_text(json.dumps(summary_frame.to_dicts(), indent=1))
+    _frame(history, schema.HISTORY_COLUMNS).write_parquet(folder / schema.HISTORY_FILE)
+    (folder / schema.STOPS_FILE).write_text(json.dumps(stops, indent=1))
+    run = {
+        "kind": "study", "command": "python -m harness.study --size smoke (synthetic)",
+        "git_commit": "0123456789abcdef",
+        "hostname": "synthetic-host", "hardware": "CPU: 2 cores (x86_64)", "started_at": "2025-01-01T00:00:00Z",
+        "finished_at": "2025-01-01T00:10:00Z", "wall_s": 600.0, "scale": scale, "datasets": list(datasets),
+        "protocol": {"psnr": "Y (BT.601, 16-235), crop=scale, float64, 8-bit"},
+    }
+    (folder / schema.RUN_FILE).write_text(json.dumps(run, indent=2))
+    if compute:
+        study.compute_study(folder, n_resamples=500)
+    return folder
+
+
+def _study_trial(trial_id: str, preset: str, seed: int, stage: str, init_from: str | None, steps: int,
+                 rng: np.random.Generator, flags: Sequence[str]) -> dict:
+    label = f"{preset}{'-pretrain' if stage == 'pretrain' else ''} seed {seed}"
+    row = {name: None for name in schema.TRIAL_COLUMNS}
+    row.update(trial_id=trial_id, label=label, preset=preset, seed=seed, status="ok", stage=stage, init_from=init_from,
+               steps=steps, wall_s=float(rng.uniform(20, 40)), device_hours=float(rng.uniform(20, 40)) / 3600,
+               flags=json.dumps(list(flags)), config_json=json.dumps(_study_config(preset, stage, steps)),
+               pixel_weight=1.0, adv_weight=5e-3 if stage == "gan" else None)
+    return row
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from reports.build import build_report
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Time the report build on a synthetic 50-trial results folder.")
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "BSD100"])
     parser.add_argument("--steps", type=int, default=100)

@@ -13,7 +13,7 @@ from markupsafe import escape
 
 from results import schema
 from reports import build, figures
-from reports.speed import FAILED_ERROR, HOSTILE_IMAGE, HOSTILE_LABEL, LPIPS_REASON, STOP_REASON, write_synthetic_results
+from reports_synthetic import FAILED_ERROR, HOSTILE_IMAGE, HOSTILE_LABEL, LPIPS_REASON, STOP_REASON, write_synthetic_results
 
 
 def test_report_has_every_section(results_dir: Path, tmp_path: Path) -> None:
@@ -74,7 +74,9 @@ def test_failed_trial_and_missing_metric_are_shown(failed_results: Path, tmp_pat
     assert "Stopped: " in page and STOP_REASON in page
     assert f"LPIPS missing: {LPIPS_REASON} (Set14)" in page
     assert f'title="{LPIPS_REASON}"' in page
-    assert "SSIM on the x axis" in page
+    # no LPIPS on Set14: no plane there (PSNR against SSIM would be two distortion measures), and the reason
+    assert f"Set14: the perception axis is unavailable: LPIPS was not computed ({LPIPS_REASON})" in page
+    assert page.count('data-figure="plane-') == 1 and "SSIM on the x axis" not in page
 
 
 def test_without_history_or_images(tmp_path: Path) -> None:
@@ -107,23 +109,22 @@ def test_figure_json_cannot_close_its_script() -> None:
     assert "<" not in text and ">" not in text and "&" not in text
 
 
-def test_psnr_y_and_safe_name() -> None:
-    import numpy as np
-
-    a = np.zeros((8, 8, 3), np.uint8)
-    assert build.psnr_y(a, a) == float("inf")
-    b = a.copy()
-    b[..., 1] = 1
-    assert 40 < build.psnr_y(a, b) < 60
+def test_safe_name() -> None:
     assert build.safe_name('<img src=x onerror="a">') == "img_src_x_onerror_a"
     assert build.safe_name("../..") == "x"
 
 
 def test_reports_never_import_torch_ray_or_harness() -> None:
-    code = ("import sys, reports.build, reports.figures, reports.speed; "
-            "bad = [m for m in ('torch', 'ray', 'harness', 'srgan') if m in sys.modules]; "
+    code = ("import sys, reports.build, reports.figures, reports.study_section; "
+            "bad = [m for m in ('torch', 'ray', 'harness', 'srgan', 'benchmarks') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reports_package_ships_no_test_fixtures() -> None:
+    """The synthetic builder (with its XSS payloads) lives in tests/, not in the shipped package."""
+    shipped = "".join(p.read_text() for p in Path(build.__file__).parent.rglob("*.py"))
+    assert "__xss" not in shipped and "write_synthetic" not in shipped
 
 
 def test_evaluate_style_run_json_extras(results_dir: Path, tmp_path: Path) -> None:

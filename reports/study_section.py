@@ -1,0 +1,412 @@
+"""The report's "Study" section: the original study's comparison table answered with measured values.
+
+Built from the study tables that `results.study.compute_study` writes (study.parquet, study_versions.parquet,
+study_profile.parquet) and the trials' flags and configs. Everything here is plain data for the template
+(which escapes it) and plotly figures (embedded with `figures.figure_json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from reports import figures
+from results import schema
+
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
+METRIC_UNITS = {"psnr": " dB", "ssim": "", "lpips": ""}
+METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
+MISSING = "—"
+STUDY_ORDER = ("v1", "v2", "v3", "ragan", "esrgan")
+UNTRAINED_VGG = "untrained-perceptual-vgg19"
+
+# The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
+CLAIMS = {
+    "Training data": "basic → improved → structured, robust",
+    "Patch size": "96×96 → larger → larger",
+    "Warmup": "not structured → partial → yes",
+    "Perceptual loss": "no → partial → yes",
+    "GAN stability": "medium → good → stable",
+    "Metric tracking": "limited → adequate → structured",
+    "Overall robustness": "low → medium → high",
+}
+
+
+@dataclass
+class Cell:
+    text: str
+    title: str | None = None
+    missing: bool = False
+    warn: bool = False
+
+
+@dataclass
+class TableRow:
+    criterion: str
+    claim: str
+    cells: list[Cell]
+    group: str = ""  # a CSS hook: "facts" | "stability" | "scores"
+
+
+@dataclass
+class DiffRow:
+    comparison: str
+    kind: str
+    dataset: str
+    metric: str
+    estimate: str  # "+0.98 dB [+0.90, +1.11]"
+    n: str  # "9 (3 seeds × 3 images)"
+    statement: str
+    verdict: str  # CSS hook: "a-better" | "b-better" | "zero" | "no-data"
+
+
+@dataclass
+class Plane:
+    id: str
+    json: str
+    title: str
+
+
+@dataclass
+class StudySection:
+    versions: list[str]
+    table: list[TableRow]
+    diffs: list[DiffRow]
+    planes: list[Plane]
+    plane_notes: list[str]
+    findings: list[str]
+    untested: list[str]
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------- formatting
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _num(value: float | None, metric: str, *, sign: bool = False) -> str:
+    if not _finite(value):
+        return MISSING
+    digits = METRIC_DIGITS.get(metric, 3)
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _mean_std(mean: float | None, std: float | None, metric: str) -> str:
+    if not _finite(mean):
+        return MISSING
+    return f"{_num(mean, metric)} ± {_num(std, metric)}" if _finite(std) else _num(mean, metric)
+
+
+def _pct(value: float | None) -> str:
+    return f"{100 * value:.0f} %" if _finite(value) else MISSING
+
+
+def _json_list(value: str | None) -> list[str]:
+    try:
+        parsed = json.loads(value) if value else []
+    except json.JSONDecodeError:
+        return [value] if value else []
+    return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
+
+
+# ------------------------------------------------------------------------------------ comparison table
+
+
+def _facts_cells(p: dict) -> dict[str, Cell]:
+    """The measured answer to each criterion of the original table, for one version's profile row."""
+    stage = p["stage"]
+    if stage == schema.STAGE_BASELINE:
+        none = Cell(MISSING, "not trained", missing=True)
+        return {k: none for k in ("Training data", "Patch size", "Warmup", "Perceptual loss", "GAN loss",
+                                  "Metric tracking")}
+    data = p["train_data"] or MISSING
+    if p["degradation"]:
+        data += f" ({p['degradation']} bicubic pairs)"
+    patch = f"{p['patch_size']}×{p['patch_size']}" if p["patch_size"] else MISSING
+    if stage == schema.STAGE_PRETRAIN:
+        warmup = Cell(f"is a pretraining: {p['warmup_steps']} pixel-loss steps" if p["warmup_steps"] is not None
+                      else "is a pretraining")
+    elif p["pretrained_from"]:
+        steps = f", {p['pretrain_steps']} steps" if p["pretrain_steps"] is not None else ""
+        warmup = Cell(f"starts from {p['pretrained_from']} (pixel loss{steps})")
+    elif p["warmup_steps"]:
+        warmup = Cell(f"{p['warmup_steps']} pixel-only steps, then the GAN")
+    else:
+        warmup = Cell("none: single stage from scratch")
+    if not p["perceptual_weight"]:
+        perceptual = Cell("none")
+    else:
+        text = f"VGG19 {p['perceptual_layer'] or ''}, weight {p['perceptual_weight']:g}".replace("  ", " ")
+        untrained = p["perceptual_features"] == "untrained"
+        perceptual = Cell(text + (", untrained features" if untrained else ", ImageNet features"),
+                          "random VGG19 weights (explicit opt-in): not a perceptual loss in the study's sense"
+                          if untrained else None, warn=untrained)
+    gan = Cell(MISSING, missing=True) if stage != schema.STAGE_GAN else Cell(
+        f"{p['adv_type'] or '?'}, weight {p['adv_weight']:g}" if _finite(p["adv_weight"]) else p["adv_type"] or "?")
+    tracking = []
+    if p["val_every"]:
+        tracking.append(f"validation every {p['val_every']} steps")
+    if _finite(p["val_points"]):
+        tracking.append(f"{p['val_points']:g} validations per run")
+    logged = Cell("; ".join(tracking) or MISSING, f"logged: {p['logged']}" if p["logged"] else None)
+    return {"Training data": Cell(data), "Patch size": Cell(patch), "Warmup": warmup, "Perceptual loss": perceptual,
+            "GAN loss": gan, "Metric tracking": logged}
+
+
+def _stability_cells(p: dict) -> dict[str, Cell]:
+    if p["stage"] != schema.STAGE_GAN:
+        none = Cell(MISSING, "no GAN stage", missing=True)
+        return {k: none for k in ("collapse", "spread", "drift", "stops")}
+    gap = p["collapse_gap"]
+    collapse = Cell(MISSING, "no D(real)/D(fake) reports", missing=True) if not p["gan_reports"] else Cell(
+        f"{_pct(p['collapse_share'])} of {p['gan_reports']} reports (worst run {_pct(p['collapse_share_max'])})",
+        f"share of GAN-stage reports with D(real) − D(fake) > {gap:g}", warn=(p["collapse_share"] or 0) > 0)
+    spread = Cell(_mean_std(p["adv_loss_std"], p["adv_loss_std_sd"], "lpips"),
+                  "std of the generator's adversarial loss over the last half of the GAN stage; mean ± std over runs")
+    drift = Cell(f"{_num(p['psnr_drift'], 'psnr', sign=True)} ± {_num(p['psnr_drift_sd'], 'psnr')} dB"
+                 if _finite(p["psnr_drift_sd"]) else (f"{_num(p['psnr_drift'], 'psnr', sign=True)} dB"
+                                                      if _finite(p["psnr_drift"]) else MISSING),
+                 f"validation PSNR at the end of the GAN stage minus {p['drift_from'] or 'its start'}",
+                 missing=not _finite(p["psnr_drift"]))
+    stops = Cell(f"{p['divergence_stops']} of {p['n_trials']} runs", warn=bool(p["divergence_stops"]))
+    return {"collapse": collapse, "spread": spread, "drift": drift, "stops": stops}
+
+
+def _robustness(p: dict, versions: pl.DataFrame, dataset: str | None) -> Cell:
+    total = (p["n_trials"] or 0) + (p["failed"] or 0)
+    finished = (p["n_trials"] or 0) - (p["stopped"] or 0)
+    parts = [f"{finished}/{total} runs finished"] if p["stage"] != schema.STAGE_BASELINE else ["deterministic"]
+    if dataset is not None:
+        row = versions.filter((pl.col("version") == p["version"]) & (pl.col("dataset") == dataset)
+                              & (pl.col("metric") == "psnr"))
+        if row.height and _finite(row["std"][0]):
+            parts.append(f"PSNR spread over seeds {row['std'][0]:.2f} dB on {dataset}")
+    warn = bool(p["failed"] or p["stopped"])
+    return Cell("; ".join(parts), "stopped: early-stopped runs; the rest of the total failed" if warn else None,
+                warn=warn)
+
+
+def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: list[str]) -> list[TableRow]:
+    rows = list(profile.iter_rows(named=True))
+    facts = [_facts_cells(p) for p in rows]
+    stability = [_stability_cells(p) for p in rows]
+    table = [TableRow(k, CLAIMS.get(k, MISSING), [f[k] for f in facts], "facts")
+             for k in ("Training data", "Patch size", "Warmup", "Perceptual loss", "GAN loss")]
+    labels = {"collapse": "GAN stability: D collapse", "spread": "GAN stability: adversarial-loss spread",
+              "drift": "GAN stability: PSNR drift", "stops": "GAN stability: divergence stops"}
+    table += [TableRow(label, CLAIMS["GAN stability"] if key == "collapse" else "", [s[key] for s in stability],
+                       "stability") for key, label in labels.items()]
+    table.append(TableRow("Metric tracking", CLAIMS["Metric tracking"], [f["Metric tracking"] for f in facts], "facts"))
+    table.append(TableRow("Overall robustness", CLAIMS["Overall robustness"],
+                          [_robustness(p, versions, datasets[0] if datasets else None) for p in rows], "facts"))
+    for dataset in datasets:
+        for metric in METRIC_NAMES:
+            cells = []
+            for p in rows:
+                match = versions.filter((pl.col("version") == p["version"]) & (pl.col("dataset") == dataset)
+                                        & (pl.col("metric") == metric))
+                if match.height == 0 or not _finite(match["mean"][0]):
+                    reason = match["missing"][0] if match.height else "no scores"
+                    cells.append(Cell(MISSING, reason, missing=True))
+                else:
+                    r = match.row(0, named=True)
+                    title = f"mean ± std over {r['n_seeds']} seed(s) of the mean over {r['n_images']} images"
+                    cells.append(Cell(_mean_std(r["mean"], r["std"], metric), title))
+            arrow = "↑" if schema.HIGHER_IS_BETTER[metric] else "↓"
+            table.append(TableRow(f"{dataset} {METRIC_NAMES[metric]} {arrow}", "", cells, "scores"))
+    return table
+
+
+# ---------------------------------------------------------------------------------- paired differences
+
+
+def _statement(r: dict) -> tuple[str, str]:
+    metric, a, b = r["metric"], r["a"], r["b"]
+    if r["n"] == 0 or not _finite(r["mean_diff"]):
+        return f"not computed: {r['note'] or 'no data'}", "no-data"
+    name = METRIC_NAMES.get(metric, metric)
+    interval = f"[{_num(r['ci_low'], metric, sign=True)}, {_num(r['ci_high'], metric, sign=True)}]"
+    if not r["excludes_zero"]:
+        return (f"Not distinguishable from zero: the {r['ci_level']:.0%} interval {interval} contains 0, so this "
+                f"run cannot tell {a} from {b} on {name}.", "zero")
+    direction = "higher" if r["mean_diff"] > 0 else "lower"
+    better = a if r["verdict"] == "a better" else b
+    return (f"Distinguishable from zero: {a} scores {direction} than {b} on {name} (interval {interval} excludes 0); "
+            f"{better} is better ({'higher' if r['higher_is_better'] else 'lower'} is better).",
+            "a-better" if r["verdict"] == "a better" else "b-better")
+
+
+def diff_rows(study: pl.DataFrame) -> list[DiffRow]:
+    rows = []
+    for r in study.iter_rows(named=True):
+        statement, verdict = _statement(r)
+        unit = METRIC_UNITS.get(r["metric"], "")
+        estimate = MISSING if verdict == "no-data" else (
+            f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
+            f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}]")
+        n = f"{r['n']} ({r['n_seeds']} seeds × {r['n_images']} images)" if r["n"] else "0"
+        rows.append(DiffRow(r["comparison"], r["kind"], r["dataset"], METRIC_NAMES.get(r["metric"], r["metric"]),
+                            estimate, n, statement, verdict))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- planes
+
+
+def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) -> tuple[list[Plane], list[str]]:
+    order = profile["version"].to_list()
+    stage = dict(zip(profile["version"], profile["stage"], strict=True))
+    out, notes = [], []
+    for i, dataset in enumerate(datasets):
+        part = versions.filter(pl.col("dataset") == dataset)
+        by = {(r["version"], r["metric"]): r for r in part.iter_rows(named=True)}
+        points = []
+        for version in order:
+            lp, ps = by.get((version, "lpips")), by.get((version, "psnr"))
+            if lp and ps and _finite(lp["mean"]) and _finite(ps["mean"]):
+                points.append(figures.VersionPoint(version, lp["mean"], lp["std"], ps["mean"], ps["std"],
+                                                   ps["n_seeds"], stage.get(version) == schema.STAGE_BASELINE))
+        if points:
+            fig = figures.study_plane(points, dataset)
+            out.append(Plane(f"study-plane-{i}", figures.figure_json(fig), dataset))
+            continue
+        reasons = sorted({r["missing"] for r in part.filter(pl.col("metric") == "lpips").iter_rows(named=True)
+                          if r["missing"]})
+        notes.append(f"{dataset}: the perception axis is unavailable: LPIPS was not computed "
+                     f"({'; '.join(reasons) or 'no LPIPS scores'}). PSNR and SSIM both measure distortion, so no "
+                     "perception–distortion plane is drawn for this dataset.")
+    return out, notes
+
+
+# ------------------------------------------------------------------------------------------- the prose
+
+
+def _diff_phrase(r: dict) -> str:
+    unit = METRIC_UNITS.get(r["metric"], "")
+    verdict = "distinguishable from zero" if r["excludes_zero"] else "not distinguishable from zero"
+    return (f"{r['a']} − {r['b']} {_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
+            f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}], {verdict}")
+
+
+def findings(study: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) -> list[str]:
+    """Sentences stating the measured findings and their intervals (first dataset in detail)."""
+    if not datasets:
+        return ["No scores: nothing to compare."]
+    primary = datasets[0]
+    out = []
+    with_data = study.filter(pl.col("n") > 0)
+    first = with_data.filter(pl.col("dataset") == primary)
+    if first.height:
+        n = first.row(0, named=True)
+        out.append(f"On {primary}, each difference is the mean of a − b over {n['n_images']} images × {n['n_seeds']} "
+                   f"seeds with a {n['ci_level']:.0%} bootstrap interval in brackets.")
+    for kind, lead in (("version step", "Consecutive versions"), ("GAN stage vs its pretraining",
+                                                                   "Each GAN stage against its own pretraining")):
+        for metric in ("psnr", "lpips"):
+            part = first.filter((pl.col("kind") == kind) & (pl.col("metric") == metric))
+            if part.height:
+                phrases = "; ".join(_diff_phrase(r) for r in part.iter_rows(named=True))
+                out.append(f"{lead}, {METRIC_NAMES[metric]}: {phrases}.")
+    if not first.filter(pl.col("metric") == "lpips").height and study.filter(pl.col("metric") == "lpips").height:
+        lpips = study.filter((pl.col("metric") == "lpips") & (pl.col("dataset") == primary))
+        reasons = sorted({r["note"] for r in lpips.iter_rows(named=True) if r["note"]})
+        out.append(f"No LPIPS difference on {primary}: {reasons[0] if reasons else 'LPIPS not computed'}.")
+    others = with_data.filter(pl.col("dataset") != primary)
+    if others.height:
+        distinct = others.filter(pl.col("excludes_zero")).height
+        out.append(f"On the other dataset(s) ({', '.join(d for d in datasets if d != primary)}), {distinct} of "
+                   f"{others.height} differences are distinguishable from zero (table below).")
+    gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
+    if gan.height:
+        shares = ", ".join(f"{r['version']} {_pct(r['collapse_share'])}" for r in gan.iter_rows(named=True))
+        gap = gan["collapse_gap"][0]
+        stops = [f"{r['version']} {r['divergence_stops']} of {r['n_trials']}" for r in gan.iter_rows(named=True)
+                 if r["divergence_stops"]]
+        drifts = ", ".join(f"{r['version']} {_num(r['psnr_drift'], 'psnr', sign=True)} dB"
+                           for r in gan.iter_rows(named=True) if _finite(r["psnr_drift"]))
+        out.append(f"GAN stability: share of GAN-stage reports with D(real) − D(fake) > {gap:g}: {shares}; "
+                   + (f"divergence stops: {', '.join(stops)}" if stops else "no divergence stops")
+                   + (f"; PSNR drift over the GAN stage: {drifts}." if drifts else "."))
+    return out
+
+
+def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame) -> list[str]:
+    """What the original study claimed that this run could not test, and why."""
+    out = []
+    flagged = [r["version"] for r in profile.iter_rows(named=True) if UNTRAINED_VGG in _json_list(r["flags"])]
+    if flagged:
+        out.append(f"Perceptual loss: {', '.join(flagged)} used untrained (random) VGG19 features (flag "
+                   f"{UNTRAINED_VGG}), because no ImageNet weights were available. The study's claim that a "
+                   "feature loss gives less smoothed, more realistic textures is not tested by this run.")
+    lpips = versions.filter(pl.col("metric") == "lpips")
+    if lpips.height and lpips["mean"].drop_nulls().len() == 0:
+        reasons = sorted(set(lpips["missing"].drop_nulls().to_list()))
+        out.append("Perceptual quality: LPIPS was not computed (" + ("; ".join(reasons) or "no scores") + "), so "
+                   "nothing here measures the perception side of the PSNR–perception trade-off; only the visual "
+                   "crops show it.")
+    missing = [v for v in STUDY_ORDER if v not in set(profile["version"].to_list())]
+    if missing:
+        out.append(f"Not run here: {', '.join(missing)}.")
+    single = [r["version"] for r in profile.iter_rows(named=True)
+              if r["stage"] != schema.STAGE_BASELINE and len(_json_list(r["seeds"])) < 2]
+    if single:
+        out.append(f"One seed only for {', '.join(single)}: their intervals reflect image-to-image variation, not "
+                   "training-to-training variation.")
+    tiny = False
+    for value in trials["config_json"].drop_nulls().to_list():
+        try:
+            name = json.loads(value).get("name", "")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        tiny = tiny or (isinstance(name, str) and name.endswith("-tiny"))
+    if tiny:
+        out.append("Model size and training length: tiny CPU presets (few blocks and features, short runs). The "
+                   "study's observations concern full-size models trained for tens of epochs; this run tests the "
+                   "direction of the effects at a small scale only.")
+    return out
+
+
+# -------------------------------------------------------------------------------------------- entry point
+
+
+def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, profile: pl.DataFrame | None,
+                  trials: pl.DataFrame, datasets: list[str]) -> StudySection | None:
+    """The section's data, or None when the folder has no study tables (a plain sweep, an evaluate run)."""
+    if study is None:
+        return None
+    notes = []
+    if versions is None or profile is None:
+        notes.append("study_versions.parquet or study_profile.parquet is missing: only the paired differences "
+                     "are shown.")
+    versions = versions if versions is not None else pl.DataFrame(
+        schema=schema.polars_schema(schema.STUDY_VERSION_COLUMNS))
+    profile = profile if profile is not None else pl.DataFrame(
+        schema=schema.polars_schema(schema.STUDY_PROFILE_COLUMNS))
+    study_sets = study["dataset"].unique(maintain_order=True).to_list() + versions["dataset"].unique(
+        maintain_order=True).to_list()
+    datasets = [d for d in datasets if d in study_sets] + [d for d in dict.fromkeys(study_sets) if d not in datasets]
+    plane_list, plane_notes = planes(versions, profile, datasets)
+    method = "no paired comparison (fewer than two versions of the study)"
+    if study.height:
+        r = study.row(0, named=True)
+        method = (f"Paired differences a − b over (image, seed) pairs; {r['ci_level']:.0%} percentile bootstrap "
+                  f"interval, {r['n_resamples']:,} resamples (seed {r['bootstrap_seed']}), drawing seeds and "
+                  "images with replacement (two-level). A difference is distinguishable from zero when its "
+                  "interval excludes 0.")
+    return StudySection(
+        versions=profile["version"].to_list(),
+        table=comparison_table(profile, versions, datasets),
+        diffs=diff_rows(study),
+        planes=plane_list,
+        plane_notes=plane_notes,
+        findings=findings(study, profile, datasets),
+        untested=untested(profile, trials, versions),
+        method=method,
+        notes=notes,
+    )
