@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import struct
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,10 +34,89 @@ class ImageError(ValueError):
 # --------------------------------------------------------------------------------------------- image I/O
 
 
-def load_image_u8(path: str | Path) -> torch.Tensor:
+# Decompression bombs: a small file can declare a huge image (a 2.6 MB PNG of 30000x30000 decodes to 2.7 GB).
+# Every reader checks the size in the file's header against this limit before decoding anything.
+DEFAULT_MAX_PIXELS = 100_000_000  # admits DIV2K (2040x1404 = 2.9 MP) and 8K photos (7680x4320 = 33 MP)
+MAX_PIXELS_ENV = "ENHANCE_MAX_PIXELS"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The largest image (width x height) decoded: `max_pixels`, else $ENHANCE_MAX_PIXELS, else 100 MP."""
+    where = "max_pixels"
+    if max_pixels is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not env:
+            return DEFAULT_MAX_PIXELS
+        where = MAX_PIXELS_ENV
+        try:
+            max_pixels = int(float(env))  # "100000000" or "1e8"
+        except (ValueError, OverflowError):
+            raise ValueError(f"{MAX_PIXELS_ENV}={env!r} is not a number of pixels") from None
+    if max_pixels < 1:
+        raise ValueError(f"{where} must be a positive number of pixels, got {max_pixels}")
+    return int(max_pixels)
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"{path}: declares an empty image ({width}x{height} px)")
+    limit = pixel_limit(max_pixels)
+    if width * height > limit:
+        raise ImageError(f"{path}: declares {width}x{height} px ({width * height / 1e6:.1f} MP), over the decode "
+                         f"limit of {limit / 1e6:g} MP; refused before decoding (a decompression bomb, or a real "
+                         f"image that needs a higher {MAX_PIXELS_ENV})")
+
+
+def _png_header(head: bytes, path: Path) -> tuple[int, int, int]:
+    """(width, height, colour type) from a PNG's IHDR chunk, which the format requires first."""
+    if len(head) < 29 or head[12:16] != b"IHDR":
+        raise ImageError(f"{path}: corrupt or truncated PNG (no IHDR header)")
+    width, height, _depth, colour = struct.unpack(">IIBB", head[16:26])
+    return width, height, colour
+
+
+def _png_has_trns(raw: bytes) -> bool:
+    """Whether a tRNS chunk (palette or colour-key transparency) comes before the image data."""
+    pos = 8
+    while pos + 8 <= len(raw):
+        length, kind = struct.unpack(">I4s", raw[pos : pos + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        if kind == b"tRNS":
+            return True
+        pos += length + 12
+    return False
+
+
+def _open_pil(path: Path, max_pixels: int | None) -> Image.Image:
+    """Open an image with PIL (header only) and check its size before anything is decoded. PIL's own bomb
+    check still refuses images over 2 x Image.MAX_IMAGE_PIXELS (179 MP) whatever our limit; its warning below
+    that is silenced, since our limit decides."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: declares too many pixels; refused before decoding ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable image ({err})") from None
+    try:
+        _check_pixels(path, *pil.size, max_pixels)
+    except ImageError:
+        pil.close()
+        raise
+    return pil
+
+
+def load_image_u8(path: str | Path, *, max_pixels: int | None = None) -> torch.Tensor:
     """Decode an image to a (3, H, W) tensor of its native depth (uint8, or int32 holding 16-bit values).
 
-    Grayscale and palette images become RGB; an alpha channel is dropped (logged once per call)."""
+    The size declared in the header is checked against `pixel_limit(max_pixels)` first, for every format.
+    Grayscale images become RGB; palette images are converted through their palette. An alpha channel
+    (RGBA, gray+alpha, a palette's or colour key's tRNS) is dropped, not composited: the stored colour values
+    are the image, as PIL's convert("RGB") and OpenCV's IMREAD_COLOR read it (compositing onto black would
+    invent dark edges around transparent regions). The drop is logged."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -42,20 +124,20 @@ def load_image_u8(path: str | Path) -> torch.Tensor:
         raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
     if not raw:
         raise ImageError(f"{path}: empty file (0 bytes)")
-    if raw[:8] == b"\x89PNG\r\n\x1a\n":
-        # torchvision keeps 16-bit PNGs at full depth (PIL silently truncates 16-bit RGB to 8 bits).
+    if raw[:8] == _PNG_SIGNATURE:
+        width, height, colour = _png_header(raw[:33], path)
+        _check_pixels(path, width, height, max_pixels)
+        # torchvision keeps 16-bit PNGs at full depth (PIL truncates 16-bit RGB to 8 bits). Its RGB mode
+        # expands gray and palettes (UNCHANGED returns no usable palette data) and strips alpha.
         try:
-            img = decode_png(torch.frombuffer(bytearray(raw), dtype=torch.uint8), ImageReadMode.UNCHANGED)
+            img = decode_png(torch.frombuffer(bytearray(raw), dtype=torch.uint8), ImageReadMode.RGB)
         except RuntimeError as err:
             raise ImageError(f"{path}: corrupt or truncated PNG ({str(err).splitlines()[0]})") from None
-        if img.shape[0] in (2, 4):
+        if colour in (4, 6) or _png_has_trns(raw):
             log.info("%s: alpha channel dropped", path)
-            img = img[:-1]
-        if img.shape[0] == 1:
-            img = img.expand(3, -1, -1)
         return img.contiguous() if img.dtype == torch.uint8 else img.to(torch.int32).contiguous()
     try:
-        with Image.open(path) as pil:
+        with _open_pil(path, max_pixels) as pil:
             pil.load()
             mode = pil.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -68,7 +150,9 @@ def load_image_u8(path: str | Path) -> torch.Tensor:
                 log.info("%s: alpha channel dropped", path)
             rgb = pil.convert("RGB")
             arr = np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, ImageError):
+            raise
         raise ImageError(f"{path}: not a readable image ({err})") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
@@ -80,9 +164,9 @@ def to_float(img: torch.Tensor) -> torch.Tensor:
     return img.float() / 65535.0
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read an image as float32 RGB (3, H, W) in [0, 1]."""
-    return to_float(load_image_u8(path))
+def load_image(path: str | Path, *, max_pixels: int | None = None) -> torch.Tensor:
+    """Read an image as float32 RGB (3, H, W) in [0, 1] (see `load_image_u8`)."""
+    return to_float(load_image_u8(path, max_pixels=max_pixels))
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -198,25 +282,35 @@ class SkippedFile:
     reason: str
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the file header alone (no full decode)."""
+def image_size(path: Path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """(H, W) from the file header alone (no full decode); an image over `pixel_limit(max_pixels)` is an
+    `ImageError`, as it would be when decoded."""
+    path = Path(path)
     try:
-        with Image.open(path) as pil:
-            w, h = pil.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: not a readable image ({err})") from None
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
+    if head[:8] == _PNG_SIGNATURE:
+        w, h, _colour = _png_header(head, path)
+        _check_pixels(path, w, h, max_pixels)
+        return h, w
+    with _open_pil(path, max_pixels) as pil:
+        w, h = pil.size
     return h, w
 
 
 def scan_training_images(
-    folders: Iterable[str | Path], *, min_size: int, decode: bool = True
+    folders: Iterable[str | Path], *, min_size: int, decode: bool = True, max_pixels: int | None = None
 ) -> tuple[list[tuple[Path, torch.Tensor | None]], list[SkippedFile]]:
     """Check every image of `folders`; keep those at least `min_size` px on both sides.
 
     Returns the kept images and the skipped files with their reason; each skipped file is logged once here.
-    Byte-identical duplicates are kept once. With `decode=True` each kept image comes decoded (native depth,
-    see `load_image_u8`); with `decode=False` only its header is read (the tensor is None) and a file that
-    turns out corrupt later is handled where it is decoded."""
+    Byte-identical duplicates are kept once. An image whose header declares more than
+    `pixel_limit(max_pixels)` pixels is skipped undecoded (a decompression bomb). With `decode=True` each kept
+    image comes decoded (native depth, see `load_image_u8`); with `decode=False` only its header is read (the
+    tensor is None) and a file that turns out corrupt later is handled where it is decoded."""
+    max_pixels = pixel_limit(max_pixels)  # a bad $ENHANCE_MAX_PIXELS is an error here, not a skip per file
     images: list[tuple[Path, torch.Tensor]] = []
     skipped: list[SkippedFile] = []
     seen: dict[str, Path] = {}
@@ -234,8 +328,8 @@ def scan_training_images(
                     reason = f"byte-identical duplicate of {seen[digest].name}"
                 else:
                     try:
-                        img = load_image_u8(path) if decode else None
-                        h, w = img.shape[-2:] if decode else image_size(path)
+                        img = load_image_u8(path, max_pixels=max_pixels) if decode else None
+                        h, w = img.shape[-2:] if decode else image_size(path, max_pixels=max_pixels)
                     except ImageError as err:
                         reason = str(err).removeprefix(f"{path}: ")
                     else:
