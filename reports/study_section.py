@@ -52,15 +52,20 @@ class TableRow:
 
 
 @dataclass
+class DiffCell:
+    estimate: str  # "+0.98 dB [+0.90, +1.11]"
+    verdict_text: str  # "distinguishable from zero: v2 better"
+    statement: str  # the full sentence (the cell's title)
+    verdict: str  # CSS hook: "a-better" | "b-better" | "zero" | "no-data"
+
+
+@dataclass
 class DiffRow:
     comparison: str
     kind: str
     dataset: str
-    metric: str
-    estimate: str  # "+0.98 dB [+0.90, +1.11]"
     n: str  # "9 (3 seeds × 3 images)"
-    statement: str
-    verdict: str  # CSS hook: "a-better" | "b-better" | "zero" | "no-data"
+    cells: list[DiffCell]  # one per metric, in METRIC_NAMES order
 
 
 @dataclass
@@ -228,7 +233,7 @@ def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: li
 
 def _statement(r: dict) -> tuple[str, str]:
     metric, a, b = r["metric"], r["a"], r["b"]
-    if r["n"] == 0 or not _finite(r["mean_diff"]):
+    if not r["n"] or not _finite(r["mean_diff"]):
         return f"not computed: {r['note'] or 'no data'}", "no-data"
     name = METRIC_NAMES.get(metric, metric)
     interval = f"[{_num(r['ci_low'], metric, sign=True)}, {_num(r['ci_high'], metric, sign=True)}]"
@@ -242,17 +247,33 @@ def _statement(r: dict) -> tuple[str, str]:
             "a-better" if r["verdict"] == "a better" else "b-better")
 
 
+def _diff_cell(r: dict | None) -> DiffCell:
+    if r is None:
+        return DiffCell(MISSING, "not computed", "not computed", "no-data")
+    statement, verdict = _statement(r)
+    if verdict == "no-data":
+        return DiffCell(MISSING, statement, statement, verdict)
+    unit = METRIC_UNITS.get(r["metric"], "")
+    estimate = (f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
+                f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}]")
+    short = {"a-better": f"distinguishable from zero: {r['a']} better",
+             "b-better": f"distinguishable from zero: {r['b']} better",
+             "zero": "not distinguishable from zero"}[verdict]
+    return DiffCell(estimate, short, statement, verdict)
+
+
 def diff_rows(study: pl.DataFrame) -> list[DiffRow]:
-    rows = []
+    """One row per (comparison, dataset), a cell per metric."""
+    by_key: dict[tuple[str, str], dict[str, dict]] = {}
     for r in study.iter_rows(named=True):
-        statement, verdict = _statement(r)
-        unit = METRIC_UNITS.get(r["metric"], "")
-        estimate = MISSING if verdict == "no-data" else (
-            f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
-            f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}]")
-        n = f"{r['n']} ({r['n_seeds']} seeds × {r['n_images']} images)" if r["n"] else "0"
-        rows.append(DiffRow(r["comparison"], r["kind"], r["dataset"], METRIC_NAMES.get(r["metric"], r["metric"]),
-                            estimate, n, statement, verdict))
+        by_key.setdefault((r["comparison"], r["dataset"]), {})[r["metric"]] = r
+    rows = []
+    for (comparison, dataset), metrics in by_key.items():
+        first = next(iter(metrics.values()))
+        counted = max(metrics.values(), key=lambda r: r["n"] or 0)
+        n = (f"{counted['n']} ({counted['n_seeds']} seeds × {counted['n_images']} images)" if counted["n"]
+             else "0")
+        rows.append(DiffRow(comparison, first["kind"], dataset, n, [_diff_cell(metrics.get(m)) for m in METRIC_NAMES]))
     return rows
 
 
@@ -289,7 +310,9 @@ def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) -
 
 def _diff_phrase(r: dict) -> str:
     unit = METRIC_UNITS.get(r["metric"], "")
-    verdict = "distinguishable from zero" if r["excludes_zero"] else "not distinguishable from zero"
+    verdict = "not distinguishable from zero"
+    if r["excludes_zero"]:
+        verdict = f"distinguishable from zero ({r['a'] if r['verdict'] == 'a better' else r['b']} better)"
     return (f"{r['a']} − {r['b']} {_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
             f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}], {verdict}")
 
