@@ -418,7 +418,7 @@ class GanEngine:
         out["steps"] = float(steps)
         if steps:
             out.update(step=float(self._interval_last), **self._lrs)
-        self._sums, self._counts, self._names = {}, {}, {}
+        self._sums, self._counts, self._names, self._norms = {}, {}, {}, {}
         return out
 
     # -------------------------------------------------------------------------------------- inference
