@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from reports_synthetic import write_synthetic_results, write_synthetic_study
 
 CHROMIUM = Path("/usr/bin/chromium")

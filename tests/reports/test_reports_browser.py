@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from results import schema
 from reports import build
+from results import schema
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +93,30 @@ def test_hostile_names_do_not_run(browser: object, hostile_results: Path, tmp_pa
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(w > 0 for w in widths)
     assert visit.console_errors == [] and visit.page_errors == []
+
+
+def test_study_section_renders(browser: object, study_results: Path, tmp_path: Path) -> None:
+    index = build.build_report(study_results, tmp_path / "report")
+    visit = _visit(browser, index)
+    page = visit.page
+    assert visit.console_errors == [] and visit.page_errors == []
+    assert visit.outside_requests == [] and visit.dialogs == []
+    top = page.eval_on_selector_all("h2", "els => els.map(e => e.id || e.parentElement.id)")
+    assert top[0] == "study"  # the first section of the page
+    planes = page.eval_on_selector_all(
+        "#study .js-plotly-plot", "els => els.map(el => el.querySelectorAll('.errorbar').length)")
+    assert len(planes) == 2 and all(n > 0 for n in planes)  # error bars drawn on both datasets' planes
+    rows = page.eval_on_selector_all("#study-diffs tbody tr", "rows => rows.length")
+    assert rows == 16
+    assert "untrained-perceptual-vgg19" in page.inner_text("#study-untested")
+    assert page.is_visible("#study-table") and page.is_visible("#study-findings")
+
+
+def test_study_without_lpips_renders(browser: object, tmp_path: Path) -> None:
+    from reports_synthetic import write_synthetic_study
+
+    folder = write_synthetic_study(tmp_path / "study", missing_lpips=True, seeds=(0, 1), presets=("v1", "v2", "v3"))
+    visit = _visit(browser, build.build_report(folder))
+    assert visit.console_errors == [] and visit.page_errors == []
+    assert visit.page.eval_on_selector_all("#study .js-plotly-plot", "els => els.length") == 0
+    assert "perception axis is unavailable" in visit.page.inner_text("#study")

@@ -10,10 +10,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 from markupsafe import escape
+from reports_synthetic import (
+    FAILED_ERROR,
+    HOSTILE_IMAGE,
+    HOSTILE_LABEL,
+    LPIPS_REASON,
+    STOP_REASON,
+    write_synthetic_results,
+)
 
-from results import schema
 from reports import build, figures
-from reports_synthetic import FAILED_ERROR, HOSTILE_IMAGE, HOSTILE_LABEL, LPIPS_REASON, STOP_REASON, write_synthetic_results
+from results import schema
 
 
 def test_report_has_every_section(results_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,118 @@
+"""Bad results folders and unwritable outputs: `python -m reports.build` names the file and exits 2, no traceback."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from reports import build
+from results import io, schema
+
+
+def _copy(results_dir: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    shutil.copytree(results_dir, folder, ignore=shutil.ignore_patterns("report"))
+    return folder
+
+
+def _cli(folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reports.build", str(folder), *extra], capture_output=True, text=True)
+
+
+def _assert_clear_error(done: subprocess.CompletedProcess, path: Path, words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert str(path) in done.stderr and words in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", [schema.TRIALS_FILE, schema.SCORES_FILE, schema.HISTORY_FILE, schema.STUDY_FILE])
+def test_malformed_parquet_names_the_file(study_results: Path, tmp_path: Path, name: str) -> None:
+    folder = _copy(study_results, tmp_path)
+    path = folder / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
+    _assert_clear_error(_cli(folder), path, "not a readable parquet file")
+
+
+def test_not_parquet_at_all(results_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(results_dir, tmp_path)
+    (folder / schema.SUMMARY_FILE).write_text("trial_id,dataset\nx,Set5\n")
+    _assert_clear_error(_cli(folder), folder / schema.SUMMARY_FILE, "not a readable parquet file")
+
+
+@pytest.mark.parametrize("text", ["{\"kind\": \"sweep\", ", "[1, 2]", "\xff\xfe"])
+def test_corrupt_run_json_names_the_file(results_dir: Path, tmp_path: Path, text: str) -> None:
+    folder = _copy(results_dir, tmp_path)
+    (folder / schema.RUN_FILE).write_bytes(text.encode("latin-1"))
+    _assert_clear_error(_cli(folder), folder / schema.RUN_FILE, "JSON")
+
+
+def test_corrupt_summary_json_is_not_read(results_dir: Path, tmp_path: Path) -> None:
+    """summary.json is summary.parquet for JSON readers; the report reads the parquet, so it still builds."""
+    folder = _copy(results_dir, tmp_path)
+    (folder / schema.SUMMARY_JSON).write_text("{broken")
+    assert _cli(folder).returncode == 0
+
+
+@pytest.mark.parametrize(("name", "column"), [(schema.TRIALS_FILE, "trial_id"), (schema.SCORES_FILE, "dataset"),
+                                              (schema.STUDY_FILE, "ci_low")])
+def test_missing_required_column_names_file_and_column(study_results: Path, tmp_path: Path, name: str,
+                                                       column: str) -> None:
+    folder = _copy(study_results, tmp_path)
+    path = folder / name
+    pl.read_parquet(path).drop(column).write_parquet(path)
+    _assert_clear_error(_cli(folder), path, f"required column(s) missing: {column}")
+
+
+def test_wrongly_typed_column_names_the_file(results_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(results_dir, tmp_path)
+    path = folder / schema.SCORES_FILE
+    pl.read_parquet(path).with_columns(pl.lit("high").alias("psnr")).write_parquet(path)
+    _assert_clear_error(_cli(folder), path, "wrong type")
+
+
+def test_missing_folder_and_missing_trials(tmp_path: Path) -> None:
+    _assert_clear_error(_cli(tmp_path / "nowhere"), tmp_path / "nowhere", "no such directory")
+    (tmp_path / "empty").mkdir()
+    _assert_clear_error(_cli(tmp_path / "empty"), tmp_path / "empty" / schema.TRIALS_FILE, "missing")
+
+
+def test_output_under_a_file_names_the_folder(results_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    _assert_clear_error(_cli(results_dir, "--out", str(blocker / "report")), blocker / "report", "not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_names_the_folder(results_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        _assert_clear_error(_cli(results_dir, "--out", str(out)), out, "not writable")
+    finally:
+        out.chmod(0o755)
+
+
+def test_full_disk_during_the_build_names_the_file(results_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(out_dir: Path) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir / "plotly.min.js"))
+
+    monkeypatch.setattr(build, "_write_plotlyjs", full)
+    with pytest.raises(io.ResultsError, match="plotly.min.js: cannot write the report"):
+        build.build_report(results_dir, tmp_path / "report")
+    assert not (tmp_path / "report" / "index.html").exists()
+
+
+def test_stops_json_is_not_needed_by_the_report(study_results: Path, tmp_path: Path) -> None:
+    folder = _copy(study_results, tmp_path)
+    (folder / schema.STOPS_FILE).write_text(json.dumps(["not", "a", "mapping"]))
+    assert _cli(folder).returncode == 0  # the study read it when computing; the report reads the study tables
