@@ -171,6 +171,8 @@ def summary_table(results: Results) -> SummaryTable:
             best[dataset, metric] = max(values) if schema.HIGHER_IS_BETTER[metric] else min(values)
     reasons: dict[str, dict[str, list[str]]] = {}  # metric -> reason -> datasets
     params = ["preset", "pixel_weight", "perceptual_weight", "adv_weight", "seed", "status"]
+    if (results.trials["stage"] == schema.STAGE_PRETRAIN).any():  # a two-stage run: say which row is which
+        params.insert(1, "stage")
     rows = []
     for trial in results.trials.iter_rows(named=True):
         cells = []
@@ -215,7 +217,10 @@ def _mean_by(frame: pl.DataFrame, key: str, metric: str) -> list[tuple[str, floa
 
 def auto_summary(results: Results) -> str:
     """One paragraph, generated from the data: best by PSNR and by LPIPS, versions ranked."""
-    joined = results.summary.join(results.trials.select("trial_id", "label", "preset", "status"), on="trial_id")
+    # A pretraining is its own version ("v2-pretrain"), not one more "v2" trial.
+    version = (pl.when(pl.col("stage") == schema.STAGE_PRETRAIN).then(pl.col("preset") + "-pretrain")
+               .otherwise(pl.col("preset")).alias("version"))
+    joined = results.summary.join(results.trials.select("trial_id", "label", "status", version), on="trial_id")
     n_trials = results.trials.filter(pl.col("status") != BASELINE).height
     sentences = [f"{n_trials} trials on {len(results.datasets)} dataset(s) ({', '.join(results.datasets)})."]
     trained = joined.filter(pl.col("status") != BASELINE)
@@ -236,7 +241,7 @@ def auto_summary(results: Results) -> str:
                 f"{metric}_missing" in joined.columns) else []
             sentences.append(f"No trial has {METRIC_NAMES[metric]}" + (f" ({reasons[0]})." if reasons else "."))
     for metric in ("psnr", "lpips"):
-        versions = _mean_by(trained, "preset", metric)
+        versions = _mean_by(trained, "version", metric)
         if len(versions) > 1:
             order = " > ".join(f"{name} ({_fmt(v, metric)})" for name, v in versions)
             sentences.append(f"Versions ranked by mean {METRIC_NAMES[metric]}: {order}.")

@@ -120,3 +120,11 @@ def test_study_without_its_side_tables_still_builds(study_results: Path, tmp_pat
     (folder / schema.STUDY_PROFILE_FILE).unlink()
     section = _section(build.build_report(folder).read_text())
     assert "study_profile.parquet is missing" in section and section.count('class="diff-row"') == 16
+
+
+def test_pretrainings_are_their_own_versions_in_the_summary(study_results: Path, tmp_path: Path) -> None:
+    page = build.build_report(study_results, tmp_path / "report").read_text()
+    ranking = re.search(r"Versions ranked by mean PSNR: (.*?)\.( |<)", page)
+    assert ranking and "v2-pretrain (" in ranking.group(1) and "esrgan-pretrain (" in ranking.group(1)
+    assert ranking.group(1).startswith("esrgan-pretrain (")  # the pretrainings have the best PSNR
+    assert '<th class="text" rowspan="2">stage</th>' in page
