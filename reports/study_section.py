@@ -376,11 +376,17 @@ def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame
     missing = [v for v in STUDY_ORDER if v not in set(profile["version"].to_list())]
     if missing:
         out.append(f"Not run here: {', '.join(missing)}.")
-    single = [r["version"] for r in profile.iter_rows(named=True)
+    single = [r for r in profile.iter_rows(named=True)
               if r["stage"] != schema.STAGE_BASELINE and len(_json_list(r["seeds"])) < 2]
-    if single:
-        out.append(f"One seed only for {', '.join(single)}: their intervals reflect image-to-image variation, not "
-                   "training-to-training variation.")
+    shared = [r["version"] for r in single if r["stage"] == schema.STAGE_PRETRAIN]
+    if shared:
+        out.append(f"One pretraining run per generator, shared by every seed ({', '.join(shared)}): the intervals "
+                   "of the GAN stages against it include the GAN stage's seed-to-seed variation, not the "
+                   "pretraining's.")
+    single_gan = [r["version"] for r in single if r["stage"] != schema.STAGE_PRETRAIN]
+    if single_gan:
+        out.append(f"One seed only for {', '.join(single_gan)}: their intervals reflect image-to-image variation, "
+                   "not training-to-training variation.")
     tiny = False
     for value in trials["config_json"].drop_nulls().to_list():
         try:

@@ -258,6 +258,7 @@ def write_synthetic_study(
     hostile: bool = False,
     steps: int = 40,
     compute: bool = True,
+    shared_pretrain: bool = False,
     seed: int = 0,
 ) -> Path:
     """A study's results folder: bicubic, per seed a shared SRResNet pretraining (preset v2) and an RRDB one
@@ -265,7 +266,8 @@ def write_synthetic_study(
     stops.json (RaGAN's last seed stopped for a collapsed D); then, with `compute`, the study tables.
 
     With `missing_lpips` LPIPS is null everywhere (with its reason); with `hostile` a flag and the LPIPS
-    reason carry HTML/JS payloads."""
+    reason carry HTML/JS payloads; with `shared_pretrain` one pretraining per generator (the first seed's)
+    starts the GAN stages of every seed, as `harness.study` runs it."""
     from results import study
 
     folder = Path(folder)
@@ -278,9 +280,10 @@ def write_synthetic_study(
     versions = {"bicubic": "bicubic"}
     stops = {}
     for s in seeds:
+        pre_seed = seeds[0] if shared_pretrain else s
         for family, pretrain_preset in (("srresnet", "v2"), ("rrdb", "esrgan")):
             users = [p for p in presets if (p == "esrgan") == (family == "rrdb") and p != "v1"]
-            if not users:
+            if not users or pre_seed != s:
                 continue
             trial_id = f"pre_{family}_s{s}"
             versions[trial_id] = f"{pretrain_preset}-pretrain"
@@ -288,7 +291,7 @@ def write_synthetic_study(
         for preset in presets:
             trial_id = f"{preset}_s{s}"
             versions[trial_id] = preset
-            init_from = None if preset == "v1" else f"pre_{'rrdb' if preset == 'esrgan' else 'srresnet'}_s{s}"
+            init_from = None if preset == "v1" else f"pre_{'rrdb' if preset == 'esrgan' else 'srresnet'}_s{pre_seed}"
             flags = ["untrained-perceptual-vgg19"] if preset in ("v3", "ragan", "esrgan") else []
             if hostile and preset == "v3":
                 flags.append(HOSTILE_FLAG)

@@ -128,3 +128,12 @@ def test_pretrainings_are_their_own_versions_in_the_summary(study_results: Path,
     assert ranking and "v2-pretrain (" in ranking.group(1) and "esrgan-pretrain (" in ranking.group(1)
     assert ranking.group(1).startswith("esrgan-pretrain (")  # the pretrainings have the best PSNR
     assert '<th class="text" rowspan="2">stage</th>' in page
+
+
+def test_shared_pretraining_is_said(tmp_path: Path) -> None:
+    folder = write_synthetic_study(tmp_path / "study", shared_pretrain=True, presets=("v2", "v3", "esrgan"))
+    section = _section(build.build_report(folder).read_text())
+    assert "One pretraining run per generator, shared by every seed (v2-pretrain, esrgan-pretrain)" in section
+    assert "One seed only" not in section
+    study = pl.read_parquet(folder / schema.STUDY_FILE)
+    assert study.filter(pl.col("comparison") == "esrgan - esrgan-pretrain")["n_seeds"].to_list() == [3] * 6

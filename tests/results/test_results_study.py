@@ -146,18 +146,21 @@ def _history(trial_id: str, version: str, seed: int, rng: np.random.Generator) -
     return rows
 
 
-def write_study_folder(folder: Path, *, with_stage_columns: bool = True) -> dict:
-    """A study-shaped results folder with known structure; returns what was written, for the checks."""
+def write_study_folder(folder: Path, *, with_stage_columns: bool = True, shared_pretrain: bool = False) -> dict:
+    """A study-shaped results folder with known structure; returns what was written, for the checks. With
+    `shared_pretrain` one pretraining (seed 0) starts the GAN stages of every seed."""
     rng = np.random.default_rng(0)
     trials = [_trial("bicubic", "bicubic", None, stage=schema.STAGE_BASELINE, status=schema.STATUS_BASELINE)]
     versions: dict[str, str] = {"bicubic": "bicubic"}
     for seed in SEEDS:
-        trials.append(_trial(f"pre_{seed}", "v2", seed, stage=schema.STAGE_PRETRAIN))
-        versions[f"pre_{seed}"] = "v2-pretrain"
+        pretrain = "pre_0" if shared_pretrain else f"pre_{seed}"
+        if pretrain not in versions:
+            trials.append(_trial(pretrain, "v2", seed, stage=schema.STAGE_PRETRAIN))
+            versions[pretrain] = "v2-pretrain"
         trials.append(_trial(f"v1_{seed}", "v1", seed, stage=schema.STAGE_GAN))
         for preset in ("v2", "v3", "ragan"):
             stopped = preset == "ragan" and seed == 2
-            trials.append(_trial(f"{preset}_{seed}", preset, seed, stage=schema.STAGE_GAN, init_from=f"pre_{seed}",
+            trials.append(_trial(f"{preset}_{seed}", preset, seed, stage=schema.STAGE_GAN, init_from=pretrain,
                                  status="stopped" if stopped else "ok",
                                  flags=("untrained-perceptual-vgg19",) if preset in ("v3", "ragan") else ()))
         versions.update({f"{p}_{seed}": p for p in ("v1", "v2", "v3", "ragan")})
@@ -320,3 +323,26 @@ def test_unreadable_inputs_name_the_file(tmp_path: Path) -> None:
     (tmp_path / schema.SCORES_FILE).write_bytes(b"PAR1 truncated")
     with pytest.raises(io.ResultsError, match="scores.parquet"):
         study.compute_study(tmp_path)
+
+
+def test_one_pretraining_shared_by_every_seed(tmp_path: Path) -> None:
+    """harness.study's default: one pretraining per generator; each GAN seed is paired with the same one."""
+    written = write_study_folder(tmp_path, shared_pretrain=True)
+    assert sum(v == "v2-pretrain" for v in written["versions"].values()) == 1
+    study.compute_study(tmp_path, n_resamples=300)
+    table = pl.read_parquet(tmp_path / schema.STUDY_FILE)
+    scores, trials = pl.read_parquet(tmp_path / schema.SCORES_FILE), pl.read_parquet(tmp_path / schema.TRIALS_FILE)
+    row = table.filter((pl.col("comparison") == "v3 - v3-pretrain") & (pl.col("dataset") == "Set5")
+                       & (pl.col("metric") == "psnr")).row(0, named=True)
+    diff = _pairs(scores, trials, "v3", "v3-pretrain", "Set5", "psnr")
+    mean, low, high = _loop_bootstrap(diff, n_resamples=300, seed=0, ci=0.95)
+    assert (row["n"], row["n_seeds"]) == (15, 3)
+    assert (row["mean_diff"], row["ci_low"], row["ci_high"]) == (pytest.approx(mean, abs=1e-9),
+                                                                 pytest.approx(low, abs=1e-9),
+                                                                 pytest.approx(high, abs=1e-9))
+    versions = pl.read_parquet(tmp_path / schema.STUDY_VERSIONS_FILE)
+    pre = versions.filter((pl.col("version") == "v2-pretrain") & (pl.col("metric") == "psnr")).row(0, named=True)
+    assert pre["n_seeds"] == 1 and pre["std"] is None
+    profile = pl.read_parquet(tmp_path / schema.STUDY_PROFILE_FILE).filter(pl.col("version") == "v3").row(0, named=True)
+    drift = [(PSNR["v3"] + 0.01 * s - 0.05) - PSNR["v2-pretrain"] for s in SEEDS]  # all from pre_0's final value
+    assert profile["psnr_drift"] == pytest.approx(np.mean(drift))
