@@ -185,6 +185,10 @@ def _used(trials: pl.DataFrame) -> pl.DataFrame:
     return trials.filter(pl.col("status").is_in(USED_STATUSES))
 
 
+def _metrics(data: StudyInput) -> list[str]:
+    return [m for m in METRICS if m in data.scores.columns]
+
+
 def _datasets(data: StudyInput) -> list[str]:
     """In the order the scores list them (the order the run scored them)."""
     return data.scores["dataset"].drop_nulls().unique(maintain_order=True).to_list()
@@ -260,12 +264,9 @@ def comparisons(trials: pl.DataFrame) -> list[Comparison]:
         note = (f"b is the pretraining this GAN stage started from ({', '.join(sorted(sources))})" if sources
                 else "")
         if unknown:
-            note += ("; " if note else "") + (f"init_from not found among the pretraining trials: "
+            note += ("; " if note else "") + (f"init_from is not a scored pretraining trial: "
                                               f"{', '.join(sorted(unknown))}")
-        if not a_trials:
-            out.append(Comparison(version, f"{version}{PRETRAIN_SUFFIX}", KIND_PRETRAIN, {}, {}, note))
-            continue
-        # One pretraining shared by several seeds is paired with each of them: key b by the GAN trial's seed.
+        # A pretraining shared by several seeds is paired with each of them (`_b_values`).
         out.append(Comparison(version, f"{version}{PRETRAIN_SUFFIX}", KIND_PRETRAIN, a_trials, b_trials, note))
     return out
 
@@ -294,7 +295,7 @@ def comparison_rows(data: StudyInput, *, n_resamples: int = N_RESAMPLES, seed: i
     rows = []
     for comp in comparisons(data.trials):
         for dataset in _datasets(data):
-            for metric in METRICS:
+            for metric in _metrics(data):
                 higher = schema.HIGHER_IS_BETTER[metric]
                 row = {"comparison": comp.name, "kind": comp.kind, "dataset": dataset, "metric": metric,
                        "a": comp.a, "b": comp.b, "ci_level": ci, "n_resamples": n_resamples, "bootstrap_seed": seed,
@@ -348,7 +349,7 @@ def version_rows(data: StudyInput) -> list[dict[str, Any]]:
         trial_seeds = dict(zip(part["trial_id"].to_list(), part["seed"].to_list(), strict=True))
         stage = part["stage"][0]
         for dataset in _datasets(data):
-            for metric in METRICS:
+            for metric in _metrics(data):
                 values = _values(data, trial_seeds, dataset, metric).filter(
                     pl.col("value").is_not_null() & pl.col("value").is_finite())
                 row = {"version": version, "stage": stage, "dataset": dataset, "metric": metric,

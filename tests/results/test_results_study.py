@@ -346,3 +346,16 @@ def test_one_pretraining_shared_by_every_seed(tmp_path: Path) -> None:
     profile = pl.read_parquet(tmp_path / schema.STUDY_PROFILE_FILE).filter(pl.col("version") == "v3").row(0, named=True)
     drift = [(PSNR["v3"] + 0.01 * s - 0.05) - PSNR["v2-pretrain"] for s in SEEDS]  # all from pre_0's final value
     assert profile["psnr_drift"] == pytest.approx(np.mean(drift))
+
+
+def test_gan_stage_from_a_failed_pretraining_is_left_out_and_said(tmp_path: Path) -> None:
+    write_study_folder(tmp_path)
+    path = tmp_path / schema.TRIALS_FILE
+    trials = pl.read_parquet(path)
+    trials.with_columns(pl.when(pl.col("trial_id") == "pre_0").then(pl.lit("failed")).otherwise(pl.col("status"))
+                        .alias("status")).write_parquet(path)
+    study.compute_study(tmp_path, n_resamples=100)
+    row = (pl.read_parquet(tmp_path / schema.STUDY_FILE)
+           .filter((pl.col("comparison") == "v3 - v3-pretrain") & (pl.col("dataset") == "Set5")
+                   & (pl.col("metric") == "psnr")).row(0, named=True))
+    assert (row["n"], row["n_seeds"]) == (10, 2) and "init_from is not a scored pretraining trial: pre_0" in row["note"]
