@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from study_reference import loop_bootstrap, reference_row
 
 from results import io, schema, study
 
 # ------------------------------------------------------------------------------------------- bootstrap
-
-
-def _loop_bootstrap(diff: np.ndarray, *, n_resamples: int, seed: int, ci: float) -> tuple[float, float, float]:
-    """A plain re-implementation of the documented draws: index the grid, take nanmean, sort, interpolate."""
-    rng = np.random.default_rng(seed)
-    n_seeds, n_images = diff.shape
-    seed_draws = rng.integers(0, n_seeds, (n_resamples, n_seeds))
-    image_draws = rng.integers(0, n_images, (n_resamples, n_images))
-    means = []
-    for r in range(n_resamples):
-        cells = [diff[s, i] for s in seed_draws[r] for i in image_draws[r] if not math.isnan(diff[s, i])]
-        if cells:
-            means.append(sum(cells) / len(cells))
-    means.sort()
-
-    def quantile(q: float) -> float:  # linear interpolation between order statistics (numpy's default)
-        pos = q * (len(means) - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(means) - 1)
-        return means[lo] + (means[hi] - means[lo]) * (pos - lo)
-
-    present = diff[~np.isnan(diff)]
-    return float(sum(present) / len(present)), quantile((1 - ci) / 2), quantile((1 + ci) / 2)
 
 
 def test_bootstrap_is_deterministic_for_a_seed() -> None:
@@ -69,7 +46,7 @@ def test_bootstrap_equals_a_plain_loop_with_missing_pairs() -> None:
     b[:, 7] = np.nan
     result = study.paired_bootstrap(a, b, n_resamples=500, seed=11, ci=0.9)
     diff = (a - b)[:, [i for i in range(9) if i != 7]]
-    mean, low, high = _loop_bootstrap(diff, n_resamples=500, seed=11, ci=0.9)
+    mean, low, high = loop_bootstrap(diff, n_resamples=500, seed=11, ci=0.9)
     assert (result.n, result.n_seeds, result.n_images) == (4 * 8 - 1, 4, 8)
     assert result.mean_diff == pytest.approx(mean, abs=1e-12)
     assert (result.ci_low, result.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
@@ -209,38 +186,23 @@ def study_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return folder, written
 
 
-def _pairs(scores: pl.DataFrame, trials: pl.DataFrame, a: str, b: str, dataset: str, metric: str) -> np.ndarray:
-    """(seed, image) grid of a - b built with dicts from the raw tables."""
-    rows = {r["trial_id"]: r for r in trials.iter_rows(named=True)}
-    value = {(r["trial_id"], r["image"]): r[metric] for r in scores.iter_rows(named=True) if r["dataset"] == dataset}
-    images = DATASETS[dataset]
-    diff = np.full((len(SEEDS), len(images)), np.nan)
-    for s, seed in enumerate(SEEDS):
-        a_id = f"{a}_{seed}"
-        b_id = rows[a_id]["init_from"] if b.endswith("-pretrain") else f"{b}_{seed}"
-        for i, image in enumerate(images):
-            va, vb = value.get((a_id, image)), value.get((b_id, image))
-            if va is not None and vb is not None:
-                diff[s, i] = va - vb
-    return diff
-
-
 def test_study_rows_equal_an_independent_recomputation(study_folder: tuple[Path, dict]) -> None:
     folder, _ = study_folder
     table = pl.read_parquet(folder / schema.STUDY_FILE)
     assert set(schema.STUDY_COLUMNS) == set(table.columns)
-    scores, trials = pl.read_parquet(folder / schema.SCORES_FILE), pl.read_parquet(folder / schema.TRIALS_FILE)
     expected = {("v2", "v1"), ("v3", "v2"), ("ragan", "v3"),
                 ("v2", "v2-pretrain"), ("v3", "v3-pretrain"), ("ragan", "ragan-pretrain")}
     assert set(zip(table["a"], table["b"], strict=True)) == expected  # no esrgan, v1 has no pretraining
     assert table.height == len(expected) * len(DATASETS) * 3
-    for row in table.filter(pl.col("n") > 0).iter_rows(named=True):
-        diff = _pairs(scores, trials, row["a"], row["b"], row["dataset"], row["metric"])
-        mean, low, high = _loop_bootstrap(diff, n_resamples=400, seed=0, ci=0.95)
-        assert row["n"] == np.isfinite(diff).sum() == len(SEEDS) * len(DATASETS[row["dataset"]])
-        assert row["mean_diff"] == pytest.approx(mean, abs=1e-9)
-        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
-        assert row["excludes_zero"] == (low > 0 or high < 0)
+    for row in table.iter_rows(named=True):
+        ref = reference_row(folder, row["a"], row["b"], row["dataset"], row["metric"], n_resamples=400)
+        assert row["n"] == ref["n"] == (0 if (row["dataset"], row["metric"]) == ("Set14", "lpips")
+                                        else len(SEEDS) * len(DATASETS[row["dataset"]]))
+        if ref["n"]:
+            assert row["mean_diff"] == pytest.approx(ref["mean_diff"], abs=1e-9)
+            assert (row["ci_low"], row["ci_high"]) == (pytest.approx(ref["ci_low"], abs=1e-9),
+                                                       pytest.approx(ref["ci_high"], abs=1e-9))
+            assert row["excludes_zero"] == (ref["ci_low"] > 0 or ref["ci_high"] < 0)
     # the GAN stages cost ~0.7-1.1 dB against their pretraining: clearly below zero
     v3 = table.filter((pl.col("comparison") == "v3 - v3-pretrain") & (pl.col("dataset") == "Set5")
                       & (pl.col("metric") == "psnr")).row(0, named=True)
@@ -331,15 +293,13 @@ def test_one_pretraining_shared_by_every_seed(tmp_path: Path) -> None:
     assert sum(v == "v2-pretrain" for v in written["versions"].values()) == 1
     study.compute_study(tmp_path, n_resamples=300)
     table = pl.read_parquet(tmp_path / schema.STUDY_FILE)
-    scores, trials = pl.read_parquet(tmp_path / schema.SCORES_FILE), pl.read_parquet(tmp_path / schema.TRIALS_FILE)
     row = table.filter((pl.col("comparison") == "v3 - v3-pretrain") & (pl.col("dataset") == "Set5")
                        & (pl.col("metric") == "psnr")).row(0, named=True)
-    diff = _pairs(scores, trials, "v3", "v3-pretrain", "Set5", "psnr")
-    mean, low, high = _loop_bootstrap(diff, n_resamples=300, seed=0, ci=0.95)
-    assert (row["n"], row["n_seeds"]) == (15, 3)
-    assert (row["mean_diff"], row["ci_low"], row["ci_high"]) == (pytest.approx(mean, abs=1e-9),
-                                                                 pytest.approx(low, abs=1e-9),
-                                                                 pytest.approx(high, abs=1e-9))
+    ref = reference_row(tmp_path, "v3", "v3-pretrain", "Set5", "psnr", n_resamples=300)
+    assert (row["n"], row["n_seeds"]) == (ref["n"], 3) == (15, 3)
+    assert (row["mean_diff"], row["ci_low"], row["ci_high"]) == (pytest.approx(ref["mean_diff"], abs=1e-9),
+                                                                 pytest.approx(ref["ci_low"], abs=1e-9),
+                                                                 pytest.approx(ref["ci_high"], abs=1e-9))
     versions = pl.read_parquet(tmp_path / schema.STUDY_VERSIONS_FILE)
     pre = versions.filter((pl.col("version") == "v2-pretrain") & (pl.col("metric") == "psnr")).row(0, named=True)
     assert pre["n_seeds"] == 1 and pre["std"] is None
