@@ -109,6 +109,38 @@ def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
+def small(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The CPU study size (`harness.study --size tiny`): networks big enough to learn in minutes on 2 cores.
+
+    SRResNet 8 blocks x 32 features (BN kept where the version has it), RRDBNet 2 RRDB x 24 features (growth
+    12), a 3-stage D; batches of 16 64-px patches. The pixel-loss pretraining (`pretrain_stage`) runs
+    SMALL_PRETRAIN_STEPS at lr 5e-4, halved at 60 % and 80 %; the GAN stage SMALL_GAN_STEPS at the preset's
+    lr. v1 (single stage, no pretraining) gets the GAN stage's steps: every version has the same number of GAN
+    updates, and v2+ start them from the shared pretraining. As in `tiny`, linear-output generators add a
+    bicubic skip and ESRGAN's EMA is shortened (0.99) to fit the short run. Departures from the papers' sizes
+    and schedules, made for a 2-core CPU and recorded in every result's config."""
+    g, t = cfg.generator, cfg.train
+    warmup = SMALL_PRETRAIN_STEPS if t.warmup_steps else 0
+    return replace(
+        cfg,
+        name=f"{cfg.name}-small",
+        generator=replace(g, num_features=32 if g.arch == "srresnet" else 24,
+                          num_blocks=8 if g.arch == "srresnet" else 2, growth=12,
+                          skip="bicubic" if g.output == "linear" else g.skip),
+        discriminator=replace(cfg.discriminator, num_features=16, num_stages=3, hidden=64),
+        data=replace(cfg.data, patch_size=_fit(64, cfg.scale), batch_size=16),
+        optim=replace(cfg.optim, ema_decay=0.99 if cfg.optim.ema_decay > 0 else 0.0),
+        train=replace(t, warmup_steps=warmup, gan_steps=SMALL_GAN_STEPS, log_every=10, val_every=SMALL_GAN_STEPS // 2,
+                      ckpt_every=SMALL_GAN_STEPS // 2, pretrain_lr=5e-4,
+                      pretrain_milestones=(int(warmup * 0.6), int(warmup * 0.8)) if warmup else (),
+                      pretrain_gamma=0.5),
+    )
+
+
+SMALL_PRETRAIN_STEPS = 600
+SMALL_GAN_STEPS = 100
+
+
 def _fit(size: int, scale: int) -> int:
     """Round a patch size down to a multiple of the scale."""
     return size - size % scale
@@ -240,6 +272,11 @@ def with_present_train_dirs(cfg: ExperimentConfig, data_root: str | Path) -> Exp
 # ------------------------------------------------------------------------------------------------- stages
 
 
+def two_stage(cfg: ExperimentConfig) -> bool:
+    """Whether a preset splits into a shared pretraining and a GAN stage (it has a warmup; v1 does not)."""
+    return cfg.train.stage == "single" and cfg.train.warmup_steps > 0
+
+
 def pretrain_stage(cfg: ExperimentConfig) -> ExperimentConfig:
     """The pixel-only, PSNR-oriented first stage of a two-stage preset.
 
@@ -312,8 +349,8 @@ def preset(name: str, *, scale: int = 4, schedule: str = "default") -> Experimen
     """Build a preset by name; "<name>-tiny" gives its tiny variant; schedule="paper" the published schedule
     (full-size presets only: a tiny variant has its own CPU schedule)."""
     base, _, suffix = name.partition("-")
-    if base not in PRESETS or suffix not in ("", "tiny"):
-        known = sorted(PRESETS) + [f"{k}-tiny" for k in sorted(PRESETS)]
+    if base not in PRESETS or suffix not in ("", "tiny", "small"):
+        known = sorted(PRESETS) + [f"{k}-{size}" for size in ("tiny", "small") for k in sorted(PRESETS)]
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; known schedules: {', '.join(SCHEDULES)}")
@@ -322,4 +359,4 @@ def preset(name: str, *, scale: int = 4, schedule: str = "default") -> Experimen
     cfg = PRESETS[base](scale=scale)
     if schedule == "paper":
         return paper_schedule(cfg)
-    return tiny(cfg) if suffix == "tiny" else cfg
+    return {"tiny": tiny, "small": small}[suffix](cfg) if suffix else cfg

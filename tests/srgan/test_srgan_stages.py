@@ -23,7 +23,7 @@ from srgan.checkpoint import (
 )
 from srgan.config import ConfigError, ExperimentConfig, from_dict, override, to_dict
 from srgan.engine import GanEngine
-from srgan.versions import gan_stage, preset, pretrain_key, pretrain_stage
+from srgan.versions import gan_stage, preset, pretrain_key, pretrain_stage, two_stage
 
 # ------------------------------------------------------------------------------------------ pretrain_key
 
@@ -61,6 +61,9 @@ def test_pretrain_key_is_what_makes_pretrainings_identical() -> None:
 
 
 def test_v1_keeps_its_single_stage_recipe() -> None:
+    assert not two_stage(preset("v1")) and not two_stage(preset("v1", schedule="paper"))
+    assert all(two_stage(preset(n)) for n in ("v2", "v3", "ragan", "esrgan", "v3-tiny"))
+    assert not two_stage(pretrain_stage(preset("v3"))) and not two_stage(gan_stage(preset("v3"), "x"))
     with pytest.raises(ValueError, match="single-stage"):
         pretrain_key(preset("v1"))
 
