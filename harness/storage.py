@@ -1,26 +1,31 @@
-"""Small helpers for paths: data root, results root, training folders."""
+"""Where runs go and where training data comes from: results root, run folders, training folders."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from benchmarks.datasets import data_root
 from srgan.config import ExperimentConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_root(explicit: str | Path | None = None) -> Path:
-    """The data folder: the explicit argument, else $ENHANCE_DATA, else ../shared/data beside the repo."""
-    from benchmarks.datasets import data_root as resolve
-
-    return resolve(explicit)
+__all__ = ["data_root", "default_storage", "resolve_train_dirs", "run_folder"]
 
 
 def default_storage(kind: str) -> Path:
     """Where runs are written: $ENHANCE_RESULTS/<kind> or ./runs/<kind>."""
     base = os.environ.get("ENHANCE_RESULTS")
-    return (Path(base) if base else Path.cwd() / "runs") / kind
+    return ((Path(base) if base else Path.cwd() / "runs") / kind).resolve()
+
+
+def run_folder(storage: str | Path, name: str) -> Path:
+    """`storage/name`, refusing names that would put the run anywhere else (`..`, separators, absolute)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("~") or "\0" in name:
+        raise ValueError(f"run name {name!r} must be a plain folder name (no '/', '..' or absolute paths)")
+    root = Path(storage).resolve()
+    folder = (root / name).resolve()
+    if folder.parent != root:
+        raise ValueError(f"run name {name!r} resolves outside the results root {root}")
+    return folder
 
 
 def resolve_train_dirs(cfg: ExperimentConfig, root: str | Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,20 +36,30 @@ class ResumedSweep:
 
 
 def _finished_trials(out: Path) -> list[str]:
-    """Trials done for Tune: with one trial at a time, a trial is done once the next one has started; the
-    done one holds its final checkpoint (6 steps)."""
-    runs = [d for d in (out / "trials").glob("*") if d.is_dir()] if (out / "trials").is_dir() else []
+    """GAN trials done for Tune: with one trial at a time, a trial is done once the next one has started; the
+    done one holds the checkpoint of its last step. (The shared pretraining runs before them.)"""
+    runs = [d for d in (out / "trials").glob("*") if d.is_dir() and not d.name.startswith("pretrain-")] \
+        if (out / "trials").is_dir() else []
     if len(runs) < 2:
         return []
-    return sorted(d.name for d in runs if (d / "checkpoint_0000006").is_dir())
+    done = []
+    for run in runs:
+        try:
+            train = json.loads((run / "config.json").read_text())["config"]["train"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if (run / f"checkpoint_{train['warmup_steps'] + train['gan_steps']:07d}").is_dir():
+            done.append(run.name)
+    return sorted(done)
 
 
 @pytest.fixture(scope="session")
 def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> ResumedSweep:
-    """A real tiny sweep through the CLI (v1 and RaGAN, 6 steps each, one trial at a time, scored on Set5):
-    interrupted with Ctrl-C once its first trial has finished, then completed with `--resume`. RaGAN uses
-    untrained VGG features by explicit opt-in (these machines have no ImageNet weights), so its results carry
-    that flag. Run once per test session; the report and resume tests read it."""
+    """A real tiny sweep through the CLI: v3 and RaGAN x two adversarial weights, 6 steps each (3 of shared
+    pixel-loss pretraining, run once for all four, then 3 GAN steps), one trial at a time, scored on Set5;
+    interrupted with Ctrl-C once its first GAN trial has finished, then completed with `--resume`. v3 and RaGAN
+    use untrained VGG features by explicit opt-in (these machines have no ImageNet weights), so their results
+    carry that flag. Run once per test session; the report and resume tests read it."""
     from benchmarks.datasets import data_root
 
     root = data_root()
@@ -56,7 +67,7 @@ def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> ResumedSweep:
         pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
     out = tmp_path_factory.mktemp("sweep") / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v1,ragan", "--grid", "loss.adv_weight=0.001",
+    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v3,ragan", "--grid", "loss.adv_weight=0.001,0.005",
            "--steps", "6", "--datasets", "set5", "--save-images", "set5", "--vgg-fallback", "untrained",
            "--scheduler", "none", "--max-concurrent", "1", "--out", str(out), "--data-root", str(root)]
     log = out.parent / "driver.log"  # a file, not a pipe: nobody reads a pipe while we wait, and it fills

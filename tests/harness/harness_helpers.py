@@ -1,10 +1,16 @@
-"""Helpers for the harness tests: tiny BN-free configs and a single-process reference run."""
+"""Helpers for the harness tests: tiny BN-free configs, a single-process reference run, and step hooks that the
+tests hand to `harness.train.with_hook` (fault injection, weight dumps): test switches never travel in the
+worker's config."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import ray.cloudpickle
 import torch
 
 from harness.storage import resolve_train_dirs
@@ -40,6 +46,53 @@ def reference_run(cfg: ExperimentConfig, data_root: Path, *, steps: int | None =
     steps = engine.total_steps if steps is None else steps
     history = []
     for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0, num_steps=steps):
-        history.append(engine.train_step(lq, gt))
+        engine.train_step(lq, gt, grad_norms=True)
+        history.append(engine.pop_metrics())  # every step: these configs log every step
     state = {k: v.detach().clone() for k, v in unwrap(engine.net_g).state_dict().items()}
     return state, history
+
+
+class KillAt:
+    """Kill the last rank's process once at `step`, like a lost node (the marker keeps the restart alive)."""
+
+    def __init__(self, step: int, marker: Path) -> None:
+        self.step, self.marker = step, Path(marker)
+
+    def __call__(self, engine: GanEngine, rank: int, world: int) -> None:
+        if engine.step == self.step and rank == world - 1 and not self.marker.exists():
+            self.marker.write_text(f"killed rank {rank} at step {engine.step}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DumpWeights:
+    """At the last step, every rank writes its generator and its node id into `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def __call__(self, engine: GanEngine, rank: int, world: int) -> None:
+        if engine.step != engine.total_steps:
+            return
+        import ray
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap(engine.net_g).state_dict().items()}
+        save_file(tensors, str(self.folder / f"generator_rank{rank}.safetensors"))
+        (self.folder / f"node_rank{rank}.txt").write_text(ray.get_runtime_context().get_node_id())
+
+
+class PoisonRank:
+    """From `step` on, the given rank's generator weights are NaN: its losses turn non-finite there."""
+
+    def __init__(self, step: int, rank: int) -> None:
+        self.step, self.rank = step, rank
+
+    def __call__(self, engine: GanEngine, rank: int, world: int) -> None:
+        if rank == self.rank and engine.step == self.step:
+            with torch.no_grad():
+                for p in unwrap(engine.net_g).parameters():
+                    p.fill_(float("nan"))
+
+
+# Ray workers cannot import this test module by name: ship its hooks by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from harness_helpers import tiny_config
+from harness_helpers import DumpWeights, tiny_config
 
-from harness.train import RunSpec, fit, prepare_run
+from harness.runs import RunSpec, prepare_run
+from harness.train import fit, with_hook
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +106,7 @@ def test_ddp_workers_on_two_nodes(data_root: Path, tmp_path: Path) -> None:
                                    placement_strategy="STRICT_SPREAD"))
         dump = tmp_path / "dump"
         dump.mkdir()
-        result = fit(spec, dump_weights_dir=str(dump))
+        result = fit(spec, loop=with_hook(DumpWeights(dump)))
         assert result.error is None
         nodes = {(dump / f"node_rank{r}.txt").read_text() for r in range(2)}
         assert len(nodes) == 2, "both workers ran on the same node"

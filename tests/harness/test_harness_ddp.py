@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from harness_helpers import reference_run, tiny_config
+from harness_helpers import DumpWeights, KillAt, reference_run, tiny_config
 from safetensors.torch import load_file
 
-from harness.train import RunSpec, fit, prepare_run, read_history
+from harness.runs import RunSpec, prepare_run
+from harness.train import fit, with_hook
+from harness.worker import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,7 @@ def test_two_worker_ddp_matches_single_process(local_ray, data_root: Path, tmp_p
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=tmp_path / "ddp", data_root=data_root, workers=2))
     dump = tmp_path / "dump"
     dump.mkdir()
-    result = fit(spec, dump_weights_dir=str(dump))
+    result = fit(spec, loop=with_hook(DumpWeights(dump)))
     assert result.error is None
     rank0 = load_file(str(dump / "generator_rank0.safetensors"))
     rank1 = load_file(str(dump / "generator_rank1.safetensors"))
@@ -49,7 +51,7 @@ def _ddp_training_worker(rank: int, world: int, init_file: str, cfg_dict: dict, 
     import torch.distributed as dist
 
     from harness.storage import resolve_train_dirs
-    from harness.train import _ddp_wrapper, global_batch_mean
+    from harness.worker import ddp_wrapper, global_batch_mean
     from srgan.config import ExperimentConfig, from_dict
     from srgan.data import PatchDataset, make_loader
     from srgan.engine import GanEngine, unwrap
@@ -57,13 +59,15 @@ def _ddp_training_worker(rank: int, world: int, init_file: str, cfg_dict: dict, 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = from_dict(ExperimentConfig, cfg_dict)
-    engine = GanEngine(cfg, wrap=_ddp_wrapper(torch.device("cpu"), sync_bn=False),
+    engine = GanEngine(cfg, wrap=ddp_wrapper(torch.device("cpu"), sync_bn=False),
                        batch_mean=global_batch_mean if mean == "global" else torch.mean)
     dataset = PatchDataset(resolve_train_dirs(cfg, data_root), scale=cfg.scale, patch_size=cfg.data.patch_size,
                            seed=cfg.train.seed)
-    history = [engine.train_step(lq, gt)
-               for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0,
-                                         num_steps=engine.total_steps, rank=rank, world=world)]
+    history = []
+    for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0,
+                              num_steps=engine.total_steps, rank=rank, world=world):
+        engine.train_step(lq, gt, grad_norms=True)
+        history.append(engine.pop_metrics())
     torch.save({"net_g": unwrap(engine.net_g).state_dict(), "net_d": unwrap(engine.net_d).state_dict(),
                 "history": history}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
@@ -121,7 +125,7 @@ FAKE = [-1.0, 0.5, 1.0, -2.0]
 def _relativistic_loss_worker(rank: int, world: int, init_file: str, mean: str, out: str) -> None:
     import torch.distributed as dist
 
-    from harness.train import global_batch_mean
+    from harness.worker import global_batch_mean
     from srgan.losses import relativistic_d_losses, relativistic_g_loss
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -171,7 +175,7 @@ def test_worker_failure_resumes_from_checkpoint(local_ray, data_root: Path, tmp_
     cfg = cfg.__class__(**{**cfg.__dict__, "train": cfg.train.__class__(
         **{**cfg.train.__dict__, "ckpt_every": 4, "val_every": 8})})
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=tmp_path / "ft", data_root=data_root, workers=1, max_failures=1))
-    result = fit(spec, fail_at_step=5)
+    result = fit(spec, loop=with_hook(KillAt(5, spec.run_dir / "injected_failure.done")))
     assert result.error is None
     assert (spec.run_dir / "injected_failure.done").exists(), "the failure was not injected"
     history = read_history(spec.run_dir)

@@ -17,15 +17,40 @@ def test_resume_completes_without_repeating_finished_trials(resumed_sweep) -> No
     out = resumed_sweep.out
     assert len(resumed_sweep.finished_before_interrupt) == 1
     trials = pl.read_parquet(out / schema.TRIALS_FILE).filter(pl.col("status") != "baseline")
-    assert sorted(trials["preset"].to_list()) == ["ragan", "v1"]
-    assert trials["status"].to_list() == ["ok", "ok"]
-    assert trials["steps"].to_list() == [6, 6]
+    gan = trials.filter(pl.col("stage") == "gan")
+    assert sorted(gan["preset"].to_list()) == ["ragan", "ragan", "v3", "v3"]
+    assert trials["status"].to_list() == ["ok"] * 5
+    assert gan["steps"].to_list() == [3] * 4  # 6 steps, the warmup half went to the shared pretraining
     for trial_id in trials["trial_id"]:
         starts = (out / "trials" / trial_id / "starts.log").read_text().split()
-        if trial_id in resumed_sweep.finished_before_interrupt:
-            assert len(starts) == 1, "a finished trial was run again"
+        if trial_id in resumed_sweep.finished_before_interrupt or trial_id.startswith("pretrain-"):
+            assert len(starts) == 1, f"{trial_id} was run again after --resume"
         else:
             assert len(starts) >= 1
+
+
+def test_one_shared_pretraining_starts_every_gan_trial(resumed_sweep) -> None:
+    """v3 and RaGAN x two adversarial weights: one pretraining, whose final generator is each GAN trial's
+    initial generator (digest of the weights the trial started from, written by the worker)."""
+    from safetensors.torch import load_file
+
+    from harness.worker import state_digest
+
+    out = resumed_sweep.out
+    trials = pl.read_parquet(out / schema.TRIALS_FILE)
+    pretrain = trials.filter(pl.col("stage") == "pretrain")
+    assert pretrain.height == 1 and pretrain["steps"][0] == 3
+    pretrain_id = pretrain["trial_id"][0]
+    final = sorted((out / "trials" / pretrain_id).glob("checkpoint_*"))[-1]
+    assert final.name == "checkpoint_0000003"
+    expected = state_digest(load_file(str(final / "generator.safetensors")))
+    gan = trials.filter(pl.col("stage") == "gan")
+    assert gan["init_from"].to_list() == [pretrain_id] * 4
+    for trial_id in gan["trial_id"]:
+        init = json.loads((out / "trials" / trial_id / "init.json").read_text())
+        assert init["step"] == 0 and init["generator_digest"] == expected
+    run = json.loads((out / schema.RUN_FILE).read_text())
+    assert sorted(run["stages"][pretrain_id]["presets"]) == ["ragan", "ragan", "v3", "v3"]
 
 
 def test_sweep_folder_follows_the_schema(resumed_sweep) -> None:
@@ -33,16 +58,16 @@ def test_sweep_folder_follows_the_schema(resumed_sweep) -> None:
     trials = pl.read_parquet(out / schema.TRIALS_FILE)
     assert list(trials.columns) == list(schema.TRIAL_COLUMNS)
     assert trials.filter(pl.col("status") == "baseline")["trial_id"].to_list() == ["bicubic"]
-    ragan = trials.filter(pl.col("preset") == "ragan")
+    ragan = trials.filter((pl.col("preset") == "ragan") & (pl.col("stage") == "gan"))
     assert json.loads(ragan["flags"][0]) == ["untrained-perceptual-vgg19"]  # the opt-in travels with results
     summary = pl.read_parquet(out / schema.SUMMARY_FILE)
-    assert summary.height == 3 and summary["psnr"].is_not_null().all()
+    assert summary.height == 6 and summary["psnr"].is_not_null().all()  # bicubic, pretraining, 4 GAN trials
     bicubic = summary.filter(pl.col("trial_id") == "bicubic")
     assert bicubic["psnr"][0] == pytest.approx(28.42, abs=0.05)  # the papers' Set5 x4 bicubic
     scores = pl.read_parquet(out / schema.SCORES_FILE)
-    assert scores.height == 3 * 5
+    assert scores.height == 6 * 5
     history = pl.read_parquet(out / schema.HISTORY_FILE)
-    assert set(history["phase"]) == {"warmup", "gan"}  # RaGAN's warmup then GAN phase
+    assert set(history["phase"]) == {"warmup", "gan"}  # the pretraining's pixel-loss steps, then GAN trials
     assert history.filter(pl.col("val_psnr").is_not_null()).height >= 2
     run = json.loads((out / schema.RUN_FILE).read_text())
     assert run["kind"] == "sweep" and run["protocol"]["color"] == "ycbcr_bt601"

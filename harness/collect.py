@@ -1,0 +1,186 @@
+"""After a sweep: score every trial's best checkpoint (and the bicubic baseline) and write the results folder.
+
+What a trial was, and how it ended, comes from Tune's own records (`ExperimentAnalysis`: trial id, parameters,
+status, error, `time_total_s`) and from the trial's run folder (config.json, history.jsonl, checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from harness.worker import read_history
+from results import io, rows, schema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One trial as Tune reported it, and where its run folder is."""
+
+    trial_id: str
+    run_dir: Path
+    stage: str  # schema.STAGE_PRETRAIN or STAGE_GAN
+    error: str | None = None
+    wall_s: float | None = None  # Tune's time_total_s of the trial
+    preset: str | None = None  # a pretraining's: the first preset that starts from it
+
+
+def tune_outcomes(tune_dir: Path, out: Path, *, stage: str, presets: dict[str, str] | None = None) -> list[Outcome]:
+    """The trials of one Tune experiment folder. A trial's run folder is named by its `run_name` parameter
+    (pretrainings: deterministic, shared) or else by its Tune trial id."""
+    from ray.tune import ExperimentAnalysis
+
+    outcomes = []
+    for trial in ExperimentAnalysis(str(tune_dir)).trials:
+        name = trial.config.get("run_name") or trial.trial_id
+        error = trial.get_error() if trial.status == "ERROR" else None
+        wall = (trial.last_result or {}).get("time_total_s")
+        outcomes.append(Outcome(trial_id=name, run_dir=out / schema.TRIALS_DIR / name, stage=stage,
+                                error=_short_error(error) if error is not None else None, wall_s=wall,
+                                preset=(presets or {}).get(name)))
+    return outcomes
+
+
+def best_checkpoint(run_dir: Path, *, metric: str = "val_psnr", mode: str = "max") -> tuple[Path | None, dict | None]:
+    """The kept checkpoint with the best validation `metric` (latest on ties).
+
+    Checkpoints of the GAN phase come first when there are any: the pixel-only warmup always wins on PSNR, and
+    scoring it would compare warmups instead of GANs."""
+    history = {row["step"]: row for row in read_history(run_dir)}
+    candidates = []
+    for ckpt in sorted(run_dir.glob("checkpoint_*")):
+        if not (ckpt / "generator.safetensors").exists():
+            continue
+        step = int(json.loads((ckpt / "config.json").read_text()).get("step", -1))
+        row = history.get(step, {})
+        value = row.get(metric)
+        score = value if value is not None and math.isfinite(value) else -math.inf
+        candidates.append((row.get("phase") == "gan", score if mode == "max" else -score, step, ckpt))
+    if not candidates:
+        return None, None
+    _, _, step, ckpt = max(candidates, key=lambda c: c[:3])
+    return ckpt, history.get(step)
+
+
+@dataclass
+class Collected:
+    """What the results folder is written from."""
+
+    trials: list[dict] = field(default_factory=list)
+    scores: list[pl.DataFrame] = field(default_factory=list)
+    summaries: list[pl.DataFrame] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How trials are scored: the benchmark sets and which SR images are kept for the report."""
+
+    datasets: Sequence[str]
+    scale: int
+    data_root: Path
+    images_dir: Path
+    save_images: Sequence[str] = ()
+    metric: str = "val_psnr"
+    mode: str = "max"
+
+    def score(self, model, trial_id: str, into: Collected) -> None:
+        from benchmarks import evaluate
+
+        scores, summary = evaluate.score_trial(model, trial_id, self.datasets, self.scale, data_root=self.data_root,
+                                               save_images=list(self.save_images), images_dir=self.images_dir,
+                                               progress=False)
+        into.scores.append(scores)
+        into.summaries.append(summary)
+        into.missing.update(evaluate.missing_reasons(summary))
+
+
+def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], into: Collected) -> None:
+    """Score one trial's best checkpoint and add its row (ok / stopped / failed, with the reason)."""
+    from srgan.checkpoint import load_generator
+
+    run_dir = outcome.run_dir
+    payload = io.read_json(run_dir / "config.json", required=False) or {}
+    config = payload.get("config", {})
+    history = read_history(run_dir)
+    label = (run_dir / "label.txt").read_text() if (run_dir / "label.txt").exists() else outcome.trial_id
+    init_from = config.get("train", {}).get("init_from") or None
+    row = dict(trial_id=outcome.trial_id, label=label, config=config, flags=payload.get("flags", []),
+               steps=history[-1]["step"] if history else 0, wall_s=outcome.wall_s or _history_wall(history),
+               devices=int(payload.get("workers", 1)), stage=outcome.stage, preset=outcome.preset,
+               init_from=Path(init_from).name if init_from else None)
+    into.history += [{"trial_id": outcome.trial_id, **{k: h.get(k) for k in schema.HISTORY_COLUMNS
+                                                       if k != "trial_id"}} for h in history]
+    ckpt, _ = best_checkpoint(run_dir, metric=scoring.metric, mode=scoring.mode)
+    if outcome.error is not None or ckpt is None:
+        error = outcome.error or _diverged(history) or "no checkpoint was written"
+        into.trials.append(rows.trial_row(**row, status=schema.STATUS_FAILED, error=error))
+        return
+    status, reason = schema.STATUS_OK, None
+    if outcome.trial_id in stops:
+        status, reason = schema.STATUS_STOPPED, stops[outcome.trial_id]
+    elif history and history[-1]["step"] < _planned_steps(config):
+        status, reason = schema.STATUS_STOPPED, "early-stopped by ASHA (validation PSNR below its rung)"
+    net_g, _ = load_generator(ckpt, expect_scale=scoring.scale)
+    try:
+        scoring.score(net_g, outcome.trial_id, into)
+    except ValueError as err:  # e.g. a model whose output is not finite: the trial failed, the sweep goes on
+        into.trials.append(rows.trial_row(**row, status=schema.STATUS_FAILED, error=str(err)))
+        return
+    into.trials.append(rows.trial_row(**row, status=status, stop_reason=reason))
+
+
+def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *, started: float, command: str,
+                    kind: str = "sweep", extra: dict | None = None) -> list[dict]:
+    """Score the bicubic baseline and every trial; write trials, scores, summary, history and run.json.
+    Returns the trial rows."""
+    from benchmarks import evaluate
+    from benchmarks.metrics import protocol
+
+    io.check_writable(out)
+    stops = io.read_json(out / schema.STOPS_FILE, required=False) or {}
+    collected = Collected()
+    scoring.score(evaluate.baseline("bicubic", scoring.scale), "bicubic", collected)
+    collected.trials.append(rows.trial_row("bicubic", label="bicubic (MATLAB)", preset="bicubic",
+                                           status=schema.STATUS_BASELINE, steps=0))
+    for outcome in outcomes:
+        collect_trial(outcome, scoring, stops, collected)
+    lpips_weights = None if "lpips" in collected.missing else "pyiqa lpips (AlexNet v0.1)"
+    run = evaluate.run_info(kind=kind, scale=scoring.scale, datasets=list(scoring.datasets), started=started,
+                            command=command, protocol=protocol(crop=scoring.scale, lpips_weights=lpips_weights),
+                            metrics_missing=collected.missing, **(extra or {}))
+    history = pl.DataFrame(collected.history, schema=schema.polars_schema(schema.HISTORY_COLUMNS))
+    io.write_results(out, trials=rows.trials_frame(collected.trials), history=history, run=run,
+                     scores=pl.concat(collected.scores, how="diagonal_relaxed"),
+                     summary=pl.concat(collected.summaries, how="diagonal_relaxed"))
+    return collected.trials
+
+
+def _history_wall(history: list[dict]) -> float | None:
+    times = [h["time"] for h in history if h.get("time") is not None]
+    return times[-1] - history[0].get("started", times[0]) if times else None
+
+
+def _diverged(history: list[dict]) -> str | None:
+    return next((f"diverged: {h['diverged_reason']}" for h in history if h.get("diverged_reason")), None)
+
+
+def _planned_steps(cfg: dict) -> int:
+    t = cfg.get("train", {})
+    return int(t.get("warmup_steps", 0)) + int(t.get("gan_steps", 0))
+
+
+def _short_error(err: BaseException | str) -> str:
+    text = str(err).strip().splitlines()
+    tail = [line for line in text if line.strip()][-3:]
+    kind = type(err).__name__ if isinstance(err, BaseException) else "error"
+    return f"{kind}: {' '.join(tail)}"[:500]

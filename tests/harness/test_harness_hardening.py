@@ -1,0 +1,125 @@
+"""Bad input and faults against the harness entry points: each gives a clear message naming the problem, and
+nothing already computed is lost (issue 9)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness_helpers import PoisonRank, tiny_config
+
+from harness import sweep, train
+from harness.runs import RunSpec, prepare_run
+from harness.storage import run_folder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(main, argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_sweep_refuses_a_folder_that_holds_results(capsys, data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "finished"
+    out.mkdir()
+    (out / "trials.parquet").write_bytes(b"a finished sweep's table")
+    code, err = _run(sweep.main, ["--presets", "v1", "--data-root", str(data_root), "--out", str(out)], capsys)
+    assert code == 2 and str(out) in err and "--out" in err and f"--resume {out}" in err
+    assert (out / "trials.parquet").read_bytes() == b"a finished sweep's table"  # untouched
+
+
+def test_sweep_resume_of_a_corrupt_state_names_the_file(capsys, tmp_path: Path) -> None:
+    (tmp_path / "sweep.json").write_text("{not json")
+    code, err = _run(sweep.main, ["--resume", str(tmp_path)], capsys)
+    assert code == 2 and str(tmp_path / "sweep.json") in err and "JSON" in err
+    (tmp_path / "sweep.json").write_text(json.dumps({"started": 1}))
+    code, err = _run(sweep.main, ["--resume", str(tmp_path)], capsys)
+    assert code == 2 and "corrupt sweep state" in err
+
+
+@pytest.mark.parametrize("name", ["../../..", "a/b", "..", "/etc", ""])
+def test_run_names_stay_inside_the_results_root(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="plain folder name|outside"):
+        run_folder(tmp_path, name)
+    assert run_folder(tmp_path, "v2-x4") == (tmp_path / "v2-x4").resolve()
+
+
+def test_config_name_cannot_move_the_run_folder(capsys, data_root: Path, tmp_path: Path) -> None:
+    code, err = _run(train.main, ["--preset", "v1-tiny", "--set", "name=../../..", "--storage", str(tmp_path),
+                                  "--data-root", str(data_root), "--dry-run"], capsys)
+    assert code == 2 and "plain folder name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_folder_is_resumed_only_by_the_same_config(data_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    v2 = tiny_config(data_root, name="v2-tiny")
+    prepare_run(RunSpec(cfg=v2, run_dir=run_dir, data_root=data_root))
+    before = (run_dir / "config.json").read_text()
+    prepare_run(RunSpec(cfg=v2, run_dir=run_dir, data_root=data_root))  # the same run: resumable
+    v1 = tiny_config(data_root, name="v1-tiny")
+    with pytest.raises(ValueError) as err:
+        prepare_run(RunSpec(cfg=v1, run_dir=run_dir, data_root=data_root))
+    message = str(err.value)
+    assert "already holds a different run" in message and "name" in message and "generator.output" in message
+    assert json.loads((run_dir / "config.json").read_text())["config"]["name"] == "v2-tiny"
+    assert json.loads(before)["config"] == json.loads((run_dir / "config.json").read_text())["config"]
+
+
+@pytest.mark.slow
+def test_divergence_exits_non_zero_with_the_reason_recorded(data_root: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "harness.train", "--preset", "v2-tiny", "--storage", str(tmp_path), "--name", "nan",
+           "--data-root", str(data_root), "--set", "optim.lr_g=1e6", "--set", "optim.lr_d=1e6",
+           "--set", "train.warmup_steps=6", "--set", "train.gan_steps=6", "--set", "train.log_every=1"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    history = [json.loads(line) for line in (tmp_path / "nan" / "history.jsonl").read_text().splitlines()]
+    reasons = [r["diverged_reason"] for r in history if r.get("diverged")]
+    assert len(reasons) == 1 and ("nan" in reasons[0] or "inf" in reasons[0]) and "step" in reasons[0]
+    assert f"diverged: {reasons[0]}" in done.stderr
+    assert (tmp_path / "nan" / "FAILED").read_text().startswith("diverged:")
+
+
+@pytest.mark.slow
+def test_divergence_on_one_rank_stops_every_rank(local_ray, data_root: Path, tmp_path: Path) -> None:
+    """Rank 1's generator turns NaN after 3 steps: both ranks stop at the next collection with the same reason
+    (the non-finite flag is all-reduced there), instead of rank 0 waiting forever in a collective."""
+    from harness.train import fit, with_hook
+    from harness.worker import read_history
+
+    cfg = tiny_config(data_root, steps=(3, 5))  # logs (collects) every step
+    spec = prepare_run(RunSpec(cfg=cfg, run_dir=tmp_path / "nan-ddp", data_root=data_root, workers=2))
+    started = time.time()
+    fit(spec, loop=with_hook(PoisonRank(step=3, rank=1)))
+    assert time.time() - started < 180
+    history = read_history(spec.run_dir)
+    diverged = [row for row in history if row.get("diverged")]
+    assert len(diverged) == 1 and diverged[0]["step"] == 4
+    assert "step 3" in diverged[0]["diverged_reason"] and "nan" in diverged[0]["diverged_reason"]
+    assert max(row["step"] for row in history) == 4  # nobody trained on
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_failed_exits_non_zero(data_root: Path, tmp_path: Path) -> None:
+    """v3 (single stage here) without VGG19 weights and without the opt-in: every trial fails; the sweep says
+    so and exits 1."""
+    out = tmp_path / "failing"
+    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v3", "--grid", "loss.adv_weight=0.001", "--steps",
+           "0", "--set", "train.warmup_steps=0", "--set", "train.gan_steps=2", "--datasets", "set5", "--scheduler", "none", "--out", str(out), "--data-root", str(data_root),
+           "--no-report"]
+    env = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}
+    import os
+
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400, env={**os.environ, **env})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every trial of the sweep failed" in done.stderr
+    import polars as pl
+
+    trials = pl.read_parquet(out / "trials.parquet").filter(pl.col("status") != "baseline")
+    assert trials["status"].to_list() and set(trials["status"]) == {"failed"}
+    assert all("VGG19" in e or "vgg19" in e for e in trials["error"].to_list())
