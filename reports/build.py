@@ -28,18 +28,17 @@ from PIL import Image
 
 from reports import figures
 from reports.study_section import StudySection, study_section
+from reports.text import METRIC_NAMES, MISSING, Cell
+from reports.text import fmt as _fmt
 from results import io, metrics_np, schema
 
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "lpips")
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
-METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
 BASELINE = "baseline"
 MAX_IMAGES_PER_DATASET = 3  # visual comparisons per dataset; the per-image table lists them all
 CROP_MAX = 64  # crop side in HR pixels
 CROP_DISPLAY = 192  # crop side on the page, in CSS pixels (nearest-neighbour zoom)
-MISSING = "—"
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -125,28 +124,11 @@ def load_results(results_dir: Path) -> Results:
 
 
 @dataclass
-class Cell:
-    text: str
-    title: str | None = None
-    best: bool = False
-    missing: bool = False
-    sort: str = ""
-
-
-@dataclass
 class SummaryTable:
     params: list[str]
     columns: list[tuple[str, str]]  # (dataset, metric)
     rows: list[dict]  # {"trial": row dict, "params": [str], "cells": [Cell]}
     footnotes: list[str] = field(default_factory=list)
-
-
-def _fmt(value: float | None, metric: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if math.isinf(value):
-        return "∞"
-    return f"{value:.{METRIC_DIGITS.get(metric, 3)}f}"
 
 
 def _fmt_param(value: object) -> str:

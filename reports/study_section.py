@@ -8,19 +8,17 @@ study_profile.parquet) and the trials' flags and configs. Everything here is pla
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from reports import figures
+from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell
+from reports.text import finite as _finite
+from reports.text import fmt as _num
 from results import schema
+from results.study import STUDY_ORDER
 
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
-METRIC_UNITS = {"psnr": " dB", "ssim": "", "lpips": ""}
-METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
-MISSING = "—"
-STUDY_ORDER = ("v1", "v2", "v3", "ragan", "esrgan")
 UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
@@ -33,14 +31,6 @@ CLAIMS = {
     "Metric tracking": "limited → adequate → structured",
     "Overall robustness": "low → medium → high",
 }
-
-
-@dataclass
-class Cell:
-    text: str
-    title: str | None = None
-    missing: bool = False
-    warn: bool = False
 
 
 @dataclass
@@ -89,17 +79,6 @@ class StudySection:
 
 
 # ------------------------------------------------------------------------------------------- formatting
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _num(value: float | None, metric: str, *, sign: bool = False) -> str:
-    if not _finite(value):
-        return MISSING
-    digits = METRIC_DIGITS.get(metric, 3)
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _mean_std(mean: float | None, std: float | None, metric: str) -> str:
