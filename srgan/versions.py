@@ -287,7 +287,7 @@ def pretrain_stage(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ValueError(f"{cfg.name}: pretrain_stage() takes a single-stage config, got stage {t.stage!r}")
     if t.warmup_steps <= 0:
         raise ValueError(f"{cfg.name} has no pixel warmup to pretrain: its recipe is single-stage")
-    tag = "-tiny" if cfg.name.endswith("-tiny") else ""
+    tag = next((f"-{size}" for size in ("tiny", "small") if cfg.name.endswith(f"-{size}")), "")
     return replace(
         cfg,
         name=f"{cfg.generator.arch}{tag}-pretrain",
