@@ -152,7 +152,7 @@ def study_plane(points: Sequence[VersionPoint], dataset: str) -> go.Figure:
             text=[plot_text(p.version)], textposition="top center",
             error_x={"type": "data", "array": [p.lpips_std or 0.0], "visible": p.lpips_std is not None},
             error_y={"type": "data", "array": [p.psnr_std or 0.0], "visible": p.psnr_std is not None},
-            marker={"size": 13 if p.baseline else 10, "color": "#d62728" if p.baseline else _color(i),
+            marker={"size": 13 if p.baseline else 10, "color": "#222" if p.baseline else _color(i),
                     "symbol": "star" if p.baseline else ("diamond" if p.version.endswith("-pretrain") else "circle")},
             hovertemplate=(f"{plot_text(p.version)} ({p.n_seeds} seed{'s' if p.n_seeds != 1 else ''})"
                            "<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>"),

@@ -296,7 +296,7 @@ def _diff_phrase(r: dict) -> str:
             f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}], {verdict}")
 
 
-def findings(study: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) -> list[str]:
+def findings(study: pl.DataFrame, profile: pl.DataFrame, versions: pl.DataFrame, datasets: list[str]) -> list[str]:
     """Sentences stating the measured findings and their intervals (first dataset in detail)."""
     if not datasets:
         return ["No scores: nothing to compare."]
@@ -316,9 +316,9 @@ def findings(study: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) ->
                 phrases = "; ".join(_diff_phrase(r) for r in part.iter_rows(named=True))
                 out.append(f"{lead}, {METRIC_NAMES[metric]}: {phrases}.")
     if not first.filter(pl.col("metric") == "lpips").height and study.filter(pl.col("metric") == "lpips").height:
-        lpips = study.filter((pl.col("metric") == "lpips") & (pl.col("dataset") == primary))
-        reasons = sorted({r["note"] for r in lpips.iter_rows(named=True) if r["note"]})
-        out.append(f"No LPIPS difference on {primary}: {reasons[0] if reasons else 'LPIPS not computed'}.")
+        lpips = versions.filter((pl.col("metric") == "lpips") & (pl.col("dataset") == primary))
+        reasons = sorted(set(lpips["missing"].drop_nulls().to_list()))
+        out.append(f"No LPIPS difference on {primary}: LPIPS was not computed ({'; '.join(reasons) or 'no scores'}).")
     others = with_data.filter(pl.col("dataset") != primary)
     if others.height:
         distinct = others.filter(pl.col("excludes_zero")).height
@@ -413,7 +413,7 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
         diffs=diff_rows(study),
         planes=plane_list,
         plane_notes=plane_notes,
-        findings=findings(study, profile, datasets),
+        findings=findings(study, profile, versions, datasets),
         untested=untested(profile, trials, versions),
         method=method,
         notes=notes,

@@ -95,6 +95,7 @@ def test_without_lpips_the_perception_axis_is_reported_unavailable(tmp_path: Pat
     assert f"Set5: the perception axis is unavailable: LPIPS was not computed ({LPIPS_REASON})" in section
     assert "Perceptual quality: LPIPS was not computed" in section and "Not run here: ragan, esrgan" in section
     assert "not computed: v2: " + LPIPS_REASON in section  # the LPIPS differences say why they are missing
+    assert f"No LPIPS difference on Set5: LPIPS was not computed ({LPIPS_REASON})." in section
 
 
 def test_hostile_strings_in_the_study_are_escaped(tmp_path: Path) -> None:
