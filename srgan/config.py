@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -117,10 +118,74 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
-        if self.data.patch_size % self.scale:
-            raise ValueError(f"data.patch_size {self.data.patch_size} is not a multiple of scale {self.scale}")
+        check_values(self)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _plain_name(name: str) -> bool:
+    """A name usable as one folder name: not empty, no path separator, NUL, leading '.' or '..'."""
+    return bool(name) and len(name) <= 200 and not any(c in name for c in "/\\\x00") and not name.startswith(".")
+
+
+def check_values(cfg: ExperimentConfig) -> None:
+    """Raise `ValueError` naming the key for any value out of its range, so that a bad value fails when the
+    config is built (before Ray starts) and not inside a training worker. Bounds on sizes are sanity bounds
+    (a typo guard), far above every published model; learning rates have no upper bound (a divergence is a
+    legitimate experiment)."""
+    g, d, loss, o, data, t = cfg.generator, cfg.discriminator, cfg.loss, cfg.optim, cfg.data, cfg.train
+    rules: list[tuple[str, Any, bool, str]] = [  # key, value, ok, what the value must be
+        ("name", cfg.name, _plain_name(cfg.name),
+         "a plain folder name (not empty, no '/', '\\' or leading '.', at most 200 characters)"),
+        ("scale", cfg.scale, cfg.scale in (2, 3, 4), "2, 3 or 4"),
+        ("generator.num_features", g.num_features, 1 <= g.num_features <= 1024, "between 1 and 1024"),
+        ("generator.num_blocks", g.num_blocks, 1 <= g.num_blocks <= 256, "between 1 and 256"),
+        ("generator.growth", g.growth, 1 <= g.growth <= 1024, "between 1 and 1024"),
+        ("generator.res_scale", g.res_scale, _finite(g.res_scale) and 0 < g.res_scale <= 1, "in (0, 1]"),
+        ("discriminator.num_features", d.num_features, 1 <= d.num_features <= 1024, "between 1 and 1024"),
+        ("discriminator.num_stages", d.num_stages, 1 <= d.num_stages <= 8, "between 1 and 8"),
+        ("discriminator.hidden", d.hidden, 1 <= d.hidden <= 65536, "between 1 and 65536"),
+        ("loss.pixel_weight", loss.pixel_weight, _finite(loss.pixel_weight) and loss.pixel_weight >= 0,
+         "a finite number >= 0"),
+        ("loss.perceptual_weight", loss.perceptual_weight,
+         _finite(loss.perceptual_weight) and loss.perceptual_weight >= 0, "a finite number >= 0"),
+        ("loss.adv_weight", loss.adv_weight, _finite(loss.adv_weight) and loss.adv_weight >= 0, "a finite number >= 0"),
+        ("optim.lr_g", o.lr_g, _finite(o.lr_g) and o.lr_g > 0, "a finite number > 0"),
+        ("optim.lr_d", o.lr_d, _finite(o.lr_d) and o.lr_d > 0, "a finite number > 0"),
+        ("optim.betas", o.betas, all(_finite(b) and 0 <= b < 1 for b in o.betas), "two numbers in [0, 1)"),
+        ("optim.milestones", o.milestones, all(m >= 1 for m in o.milestones), "steps >= 1"),
+        ("optim.gamma", o.gamma, _finite(o.gamma) and o.gamma > 0, "a finite number > 0"),
+        ("optim.ema_decay", o.ema_decay, _finite(o.ema_decay) and 0 <= o.ema_decay < 1, "in [0, 1) (0: no EMA)"),
+        ("data.train_dirs", data.train_dirs, bool(data.train_dirs) and all(data.train_dirs),
+         "at least one training folder (an empty `--set data.train_dirs=` names none)"),
+        ("data.val_set", data.val_set, bool(data.val_set), "a benchmark set name"),
+        ("data.patch_size", data.patch_size, data.patch_size >= cfg.scale,
+         f"at least scale {cfg.scale} (one LR pixel)"),
+        ("data.batch_size", data.batch_size, data.batch_size >= 1, "at least 1"),
+        ("data.num_workers", data.num_workers, data.num_workers >= 0, "at least 0"),
+        ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, "at least 0"),
+        ("train.gan_steps", t.gan_steps, t.gan_steps >= 0 and t.warmup_steps + t.gan_steps >= 1,
+         "at least 0, with train.warmup_steps + train.gan_steps at least 1"),
+        ("train.log_every", t.log_every, t.log_every >= 1, "at least 1"),
+        ("train.val_every", t.val_every, t.val_every >= 1, "at least 1"),
+        ("train.ckpt_every", t.ckpt_every, t.ckpt_every >= 1, "at least 1"),
+        ("train.time_limit_s", t.time_limit_s, _finite(t.time_limit_s) and t.time_limit_s >= 0,
+         "a finite number of seconds >= 0 (0: no limit)"),
+        ("train.pretrain_lr", t.pretrain_lr, _finite(t.pretrain_lr) and t.pretrain_lr >= 0,
+         "a finite number >= 0 (0: optim.lr_g)"),
+        ("train.pretrain_milestones", t.pretrain_milestones, all(m >= 1 for m in t.pretrain_milestones),
+         "steps >= 1"),
+        ("train.pretrain_gamma", t.pretrain_gamma, _finite(t.pretrain_gamma) and t.pretrain_gamma > 0,
+         "a finite number > 0"),
+    ]
+    for key, value, ok, must in rules:
+        if not ok:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ValueError(f"{key} must be {must}, got {shown!r}")
+    if data.patch_size % cfg.scale:
+        raise ValueError(f"data.patch_size {data.patch_size} is not a multiple of scale {cfg.scale}")
 
 
 class ConfigError(ValueError):
@@ -212,8 +277,11 @@ def override(cfg: Any, updates: dict[str, Any]) -> Any:
             node = node[part]
         if leaf not in node or isinstance(node[leaf], dict):
             raise ConfigError(f"unknown config key: {dotted}")
-        if isinstance(value, str) and value[:1] in "[{" and value[-1:] in "]}":
-            value = json.loads(value)
+        if isinstance(value, str) and value[:1] in ("[", "{") and value[-1:] in ("]", "}"):  # "" is no JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{dotted}: {value!r} is not a valid JSON list or mapping ({err.msg})") from None
         node[leaf] = value
     return from_dict(type(cfg), tree)
 
