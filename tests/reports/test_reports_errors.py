@@ -90,15 +90,32 @@ def test_output_under_a_file_names_the_folder(results_dir: Path, tmp_path: Path)
     _assert_clear_error(_cli(results_dir, "--out", str(blocker / "report")), blocker / "report", "not writable")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_output_folder_names_the_folder(results_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "locked"
+def _without_root_override() -> list[str]:
+    """A command prefix under which file permissions apply: root normally writes into read-only folders, so
+    drop its DAC-override capabilities (util-linux `setpriv`)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permissions cannot be enforced")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("locked", ["out", "results"])
+def test_read_only_output_folder_names_the_folder(results_dir: Path, tmp_path: Path, locked: str) -> None:
+    """A read-only --out folder, or a read-only results folder (the default report/ cannot be made in it)."""
+    folder = _copy(results_dir, tmp_path)
+    out = tmp_path / "out"
     out.mkdir()
-    out.chmod(0o555)
+    target = out if locked == "out" else folder
+    target.chmod(0o555)
     try:
-        _assert_clear_error(_cli(results_dir, "--out", str(out)), out, "not writable")
+        argv = [*_without_root_override(), sys.executable, "-m", "reports.build", str(folder)]
+        argv += ["--out", str(out)] if locked == "out" else []
+        done = subprocess.run(argv, capture_output=True, text=True)
     finally:
-        out.chmod(0o755)
+        target.chmod(0o755)
+    _assert_clear_error(done, out if locked == "out" else folder / "report", "not writable")
 
 
 def test_full_disk_during_the_build_names_the_file(results_dir: Path, tmp_path: Path,
