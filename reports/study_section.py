@@ -324,6 +324,7 @@ def findings(study: pl.DataFrame, profile: pl.DataFrame, versions: pl.DataFrame,
         distinct = others.filter(pl.col("excludes_zero")).height
         out.append(f"On the other dataset(s) ({', '.join(d for d in datasets if d != primary)}), {distinct} of "
                    f"{others.height} differences are distinguishable from zero (table below).")
+    out += claims(study, primary)
     gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
     if gan.height:
         shares = ", ".join(f"{r['version']} {_pct(r['collapse_share'])}" for r in gan.iter_rows(named=True))
@@ -335,6 +336,44 @@ def findings(study: pl.DataFrame, profile: pl.DataFrame, versions: pl.DataFrame,
         out.append(f"GAN stability: share of GAN-stage reports with D(real) − D(fake) > {gap:g}: {shares}; "
                    + (f"divergence stops: {', '.join(stops)}" if stops else "no divergence stops")
                    + (f"; PSNR drift over the GAN stage: {drifts}." if drifts else "."))
+    return out
+
+
+def _direction(r: dict | None) -> str:
+    """What a difference says about a against b, in a word or three."""
+    if r is None or not r["n"] or not _finite(r["mean_diff"]):
+        return "not measured"
+    if not r["excludes_zero"]:
+        return "no distinguishable change"
+    return "better" if r["verdict"] == "a better" else "worse"
+
+
+def claims(study: pl.DataFrame, dataset: str) -> list[str]:
+    """The study's two claims put to this run's intervals: each version improves on the one before, and the
+    GAN stage trades PSNR for perceptual quality."""
+    rows = {(r["comparison"], r["metric"]): r for r in study.filter(pl.col("dataset") == dataset).iter_rows(named=True)}
+    out = []
+    for kind, question in (
+        ("version step", "Does each version improve on the one before, as the study reports?"),
+        ("GAN stage vs its pretraining", "Does the GAN stage trade PSNR for perceptual quality, as the study reports?"),
+    ):
+        pairs = list(dict.fromkeys((r["comparison"], r["a"], r["b"]) for r in study.filter(
+            (pl.col("kind") == kind) & (pl.col("dataset") == dataset)).iter_rows(named=True)))
+        if not pairs:
+            continue
+        parts = []
+        for comparison, a, b in pairs:
+            psnr, lpips = _direction(rows.get((comparison, "psnr"))), _direction(rows.get((comparison, "lpips")))
+            text = f"{a} against {b}: PSNR {psnr}, LPIPS {lpips}"
+            if kind != "version step":
+                if psnr == "worse" and lpips == "better":
+                    text += " (the trade is measured)"
+                elif lpips == "not measured":
+                    text += " (only the PSNR side can be measured)"
+                else:
+                    text += " (not the trade the study describes)"
+            parts.append(text)
+        out.append(f"{question} On {dataset}, " + "; ".join(parts) + ".")
     return out
 
 

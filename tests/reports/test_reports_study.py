@@ -66,6 +66,9 @@ def test_findings_and_untested_claims(study_results: Path, tmp_path: Path) -> No
                       & (pl.col("metric") == "psnr")).row(0, named=True)
     assert f"v3 − v3-pretrain {v3['mean_diff']:+.2f} dB [{v3['ci_low']:+.2f}, {v3['ci_high']:+.2f}]" in findings
     assert "D(real) − D(fake) &gt; 0.98" in findings and "divergence stops: ragan 1 of 3" in findings
+    # the study's two claims against the intervals (synthetic: the GAN stages lose PSNR and gain LPIPS)
+    assert "v3 against v3-pretrain: PSNR worse, LPIPS better (the trade is measured)" in findings
+    assert "v2 against v1: PSNR better, LPIPS better" in findings
     untested = section[section.index('id="study-untested"'):]
     assert "untrained-perceptual-vgg19" in untested and "v3, ragan, esrgan" in untested
     assert "tiny CPU presets" in untested
@@ -96,6 +99,7 @@ def test_without_lpips_the_perception_axis_is_reported_unavailable(tmp_path: Pat
     assert "Perceptual quality: LPIPS was not computed" in section and "Not run here: ragan, esrgan" in section
     assert "not computed: v2: " + LPIPS_REASON in section  # the LPIPS differences say why they are missing
     assert f"No LPIPS difference on Set5: LPIPS was not computed ({LPIPS_REASON})." in section
+    assert "v3 against v3-pretrain: PSNR worse, LPIPS not measured (only the PSNR side can be measured)" in section
 
 
 def test_hostile_strings_in_the_study_are_escaped(tmp_path: Path) -> None:
