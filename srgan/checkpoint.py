@@ -9,8 +9,11 @@ A checkpoint folder holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,41 @@ def run_flags(cfg: ExperimentConfig) -> list[str]:
     return flags
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _fsync(path: Path, *, directory: bool = False) -> None:
+    flags = os.O_RDONLY if directory else os.O_RDWR
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:  # some platforms and file systems cannot open a folder: its rename is then best effort
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` through a hidden temporary file beside it, flushed to disk (fsync) before it is renamed
+    over `path`, then the folder's entry flushed too: a full disk, a read-only folder or a crash leaves the
+    previous file whole (or none), never a truncated one, and no partial file behind. A write that fails
+    raises `CheckpointError` naming the file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+        kept = f"the previous {path.name} is unchanged" if path.exists() else f"no {path.name} was written"
+        raise CheckpointError(f"{path}: could not be written ({reason}); {kept}") from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync(path.parent, directory=True)
 
 
 def save_config(cfg: ExperimentConfig, folder: str | Path, **extra: Any) -> Path:
@@ -116,6 +150,21 @@ def save_training_state(state: dict, folder: str | Path) -> Path:
     return path
 
 
+def torch_load_problem(err: BaseException) -> str:
+    """Why `torch.load(..., weights_only=True)` failed, in one line, without PyTorch's advice to retry with
+    the unsafe loader or to allowlist the offending class: for a file from elsewhere, that advice is how
+    code gets run."""
+    if isinstance(err, pickle.UnpicklingError):
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = [line.split(". Please use")[0].removeprefix("WeightsUnpickler error: ").rstrip(".") for line in lines
+                  if "weights_only" not in line and not line.startswith(("Weights only load failed", "Check the"))]
+        what = "; ".join(detail) or "an object other than tensors and plain values"
+        return (f"refused: it holds a pickled object that could run code when loaded ({what}); only tensors and "
+                "plain values are loaded")
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"corrupt or truncated ({first.split('. ')[0]})"
+
+
 def load_training_state(folder: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
     """Load a training state with `weights_only=True`: a pickle that would run code is refused."""
     path = Path(folder) / STATE_FILE
@@ -124,7 +173,7 @@ def load_training_state(folder: str | Path, *, map_location: str | torch.device 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError (or RuntimeError) for refused/corrupt files
-        raise CheckpointError(f"{path}: refused or corrupt training state ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: refused or corrupt training state: {torch_load_problem(err)}") from None
 
 
 def save_checkpoint(engine, folder: str | Path, **extra: Any) -> Path:
