@@ -19,6 +19,7 @@ from reports.text import fmt as _num
 from results import schema
 from results.study import STUDY_ORDER
 
+CPU_SIZES = ("tiny", "small")  # srgan.versions' reduced presets, named "<preset>-<size>"
 UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
@@ -405,17 +406,25 @@ def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame
     if single_gan:
         out.append(f"One seed only for {', '.join(single_gan)}: their intervals reflect image-to-image variation, "
                    "not training-to-training variation.")
-    tiny = False
+    sizes = set()
     for value in trials["config_json"].drop_nulls().to_list():
         try:
             name = json.loads(value).get("name", "")
         except (json.JSONDecodeError, AttributeError):
             continue
-        tiny = tiny or (isinstance(name, str) and name.endswith("-tiny"))
-    if tiny:
-        out.append("Model size and training length: tiny CPU presets (few blocks and features, short runs). The "
-                   "study's observations concern full-size models trained for tens of epochs; this run tests the "
-                   "direction of the effects at a small scale only.")
+        sizes.update(part for part in str(name).split("-") if part in CPU_SIZES)
+    if sizes:
+        out.append(f"Model size and training length: CPU-sized presets ({', '.join(sorted(sizes))}: fewer blocks and "
+                   "features, short runs). The study's observations concern full-size models trained for tens of "
+                   "epochs; this run tests the direction of the effects at a small scale only.")
+    gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
+    for column, what in (("patch_size", "patch size"), ("train_data", "training data")):
+        values = set(gan[column].drop_nulls().to_list())
+        if gan.height > 1 and len(values) == 1:
+            value = values.pop()
+            shown = f"{value}×{value}" if column == "patch_size" else value
+            out.append(f"The {what} is the same for every version here ({shown}), so the study's change of "
+                       f"{what} between versions is not tested.")
     return out
 
 

@@ -71,7 +71,8 @@ def test_findings_and_untested_claims(study_results: Path, tmp_path: Path) -> No
     assert "v2 against v1: PSNR better, LPIPS better" in findings
     untested = section[section.index('id="study-untested"'):]
     assert "untrained-perceptual-vgg19" in untested and "v3, ragan, esrgan" in untested
-    assert "tiny CPU presets" in untested
+    assert "CPU-sized presets (tiny" in untested
+    assert "patch size is the same" not in untested  # v1 trains on 96-px patches, the others on 128
 
 
 def test_version_plane_has_error_bars_and_a_front(study_results: Path, tmp_path: Path) -> None:
@@ -97,6 +98,7 @@ def test_without_lpips_the_perception_axis_is_reported_unavailable(tmp_path: Pat
     assert "study-plane-" not in section and 'data-figure="plane-' not in page  # no SSIM-as-perception chart
     assert f"Set5: the perception axis is unavailable: LPIPS was not computed ({LPIPS_REASON})" in section
     assert "Perceptual quality: LPIPS was not computed" in section and "Not run here: ragan, esrgan" in section
+    assert "training data is the same" not in section  # v1 trains on T91 only
     assert "not computed: v2: " + LPIPS_REASON in section  # the LPIPS differences say why they are missing
     assert f"No LPIPS difference on Set5: LPIPS was not computed ({LPIPS_REASON})." in section
     assert "v3 against v3-pretrain: PSNR worse, LPIPS not measured (only the PSNR side can be measured)" in section
@@ -140,5 +142,6 @@ def test_shared_pretraining_is_said(tmp_path: Path) -> None:
     section = _section(build.build_report(folder).read_text())
     assert "One pretraining run per generator, shared by every seed (v2-pretrain, esrgan-pretrain)" in section
     assert "One seed only" not in section
+    assert "The patch size is the same for every version here (128×128)" in section  # no v1 in this one
     study = pl.read_parquet(folder / schema.STUDY_FILE)
     assert study.filter(pl.col("comparison") == "esrgan - esrgan-pretrain")["n_seeds"].to_list() == [3] * 6
