@@ -159,7 +159,10 @@ def _stability_cells(p: dict) -> dict[str, Cell]:
                                                       if _finite(p["psnr_drift"]) else MISSING),
                  f"validation PSNR at the end of the GAN stage minus {p['drift_from'] or 'its start'}",
                  missing=not _finite(p["psnr_drift"]))
-    stops = Cell(f"{p['divergence_stops']} of {p['n_trials']} runs", warn=bool(p["divergence_stops"]))
+    runs = (p["n_trials"] or 0) + (p["failed"] or 0)
+    stops = Cell(f"{p['divergence_stops']} of {runs} runs", "runs stopped, or failed, because the GAN diverged "
+                 "(non-finite loss, or D(real) − D(fake) above the gap for several reports)",
+                 warn=bool(p["divergence_stops"]))
     return {"collapse": collapse, "spread": spread, "drift": drift, "stops": stops}
 
 
@@ -330,8 +333,8 @@ def findings(study: pl.DataFrame, profile: pl.DataFrame, versions: pl.DataFrame,
     if gan.height:
         shares = ", ".join(f"{r['version']} {_pct(r['collapse_share'])}" for r in gan.iter_rows(named=True))
         gap = gan["collapse_gap"][0]
-        stops = [f"{r['version']} {r['divergence_stops']} of {r['n_trials']}" for r in gan.iter_rows(named=True)
-                 if r["divergence_stops"]]
+        stops = [f"{r['version']} {r['divergence_stops']} of {(r['n_trials'] or 0) + (r['failed'] or 0)}"
+                 for r in gan.iter_rows(named=True) if r["divergence_stops"]]
         drifts = ", ".join(f"{r['version']} {_num(r['psnr_drift'], 'psnr', sign=True)} dB"
                            for r in gan.iter_rows(named=True) if _finite(r["psnr_drift"]))
         out.append(f"GAN stability: share of GAN-stage reports with D(real) − D(fake) > {gap:g}: {shares}; "

@@ -516,12 +516,14 @@ def profile_rows(data: StudyInput, *, gap: float = COLLAPSE_GAP) -> list[dict[st
         pre_steps = sorted({s["steps"] for s in sources if s["steps"] is not None})
         row["pretrain_steps"] = pre_steps[0] if len(pre_steps) == 1 else None
         if stage == schema.STAGE_GAN:
-            row.update(_stability(data, part, gap))
+            row.update(_stability(data, part, every, gap))
         rows.append(row)
     return rows
 
 
-def _stability(data: StudyInput, part: pl.DataFrame, gap: float) -> dict[str, Any]:
+def _stability(data: StudyInput, part: pl.DataFrame, every: pl.DataFrame, gap: float) -> dict[str, Any]:
+    """Stability of a version's GAN stages: measured on its scored trials (`part`); divergence counted over all
+    of them (`every`: a diverged run that left no checkpoint is a failed trial whose error says so)."""
     measured = [trial_stability(data.history, r["trial_id"], r["init_from"], gap=gap)
                 for r in part.iter_rows(named=True)]
     reports = sum(m.gan_reports for m in measured)
@@ -531,8 +533,9 @@ def _stability(data: StudyInput, part: pl.DataFrame, gap: float) -> dict[str, An
     drift, drift_sd = _mean_sd([m.psnr_drift for m in measured])
     froms = sorted({m.drift_from for m in measured if m.drift_from})
     stops = 0
-    for r in part.iter_rows(named=True):
-        stops += _is_divergence(data.stops.get(r["trial_id"]) or r["stop_reason"])
+    for r in every.iter_rows(named=True):
+        reasons = (data.stops.get(r["trial_id"]), r["stop_reason"], r["error"])
+        stops += any(_is_divergence(reason) for reason in reasons)
     return {"gan_reports": reports, "collapse_reports": collapses,
             "collapse_share": collapses / reports if reports else None,
             "collapse_share_max": max(shares) if shares else None,

@@ -142,6 +142,8 @@ def write_study_folder(folder: Path, *, with_stage_columns: bool = True, shared_
                                  flags=("untrained-perceptual-vgg19",) if preset in ("v3", "ragan") else ()))
         versions.update({f"{p}_{seed}": p for p in ("v1", "v2", "v3", "ragan")})
     trials.append(_trial("v3_failed", "v3", 3, stage=schema.STAGE_GAN, status="failed", init_from="pre_0"))
+    diverged = _trial("v2_diverged", "v2", 4, stage=schema.STAGE_GAN, status="failed", init_from="pre_0")
+    trials.append({**diverged, "error": "diverged: non-finite loss at step 7"})  # no checkpoint: failed
     stops = {"ragan_2": "discriminator collapse: D(real)-D(fake) > 0.98 for 3 reports (step 3)"}
 
     image_effect = {im: rng.normal(0, 1.5) for images in DATASETS.values() for im in images}
@@ -252,6 +254,7 @@ def test_profile_measures_stability_from_the_history(study_folder: tuple[Path, d
     assert v3["collapse_share"] == pytest.approx(5 / 60) and v3["collapse_share_max"] == pytest.approx(5 / 20)
     assert ragan["collapse_reports"] == 20 and ragan["divergence_stops"] == 1 and ragan["stopped"] == 1
     assert v3["failed"] == 1 and v3["n_trials"] == 3 and v3["divergence_stops"] == 0
+    assert profile["v2"]["failed"] == 1 and profile["v2"]["divergence_stops"] == 1
     # adversarial-loss spread: the std over steps 11..20 (the second half of steps 1..20), mean over seeds
     for version in ("v3", "ragan"):
         spreads = [np.std([h["loss_adv_g"] for h in written["history"] if h["trial_id"] == f"{version}_{s}"
