@@ -178,8 +178,9 @@ def _same(a: Path, b: Path) -> bool:
 def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """The (input image, output file) pairs of `python -m srgan.upscale SOURCE OUTPUT`, checked before anything
     is written: two inputs that would write one output (a.jpg and a.png both give a.png; names compared
-    case-insensitively, as on macOS and Windows) and an output that is an input, or an output folder that is
-    the input folder, raise `UpscaleError` naming the files."""
+    case-insensitively, as on macOS and Windows), an output that is an input (through a link or a hard link
+    too), and an output folder that is the input folder (or the input file's folder) raise `UpscaleError`
+    naming the files. An output file named explicitly beside its input is allowed."""
     from srgan.data import IMAGE_SUFFIXES, list_images
 
     if source.is_dir():
@@ -189,6 +190,9 @@ def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
         pairs = [(p, output / f"{p.stem}.png") for p in list_images(source)]
     elif source.is_file():
         to_folder = output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES
+        if to_folder and output.is_dir() and _same(output, source.parent):  # a derived name among the originals
+            raise UpscaleError(f"output folder {output} is the input folder {source.parent}: the result would "
+                               f"overwrite or mix with the originals; choose another folder or name the output file")
         pairs = [(source, output / f"{source.stem}.png" if to_folder else output)]
     else:
         raise UpscaleError(f"{source}: no such file or folder")

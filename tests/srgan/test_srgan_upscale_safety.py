@@ -79,6 +79,17 @@ def test_output_file_that_is_the_input_is_refused(tmp_path: Path, capsys) -> Non
     assert (src / "x.png").read_bytes() == before["x.png"]
 
 
+def test_one_file_into_its_own_folder_is_refused_unless_named(tmp_path: Path, capsys) -> None:
+    """x.jpg into its own folder would write x.png there, over whatever x.png the user keeps beside it."""
+    src = tmp_path / "in"
+    before = _images(src, ["x.jpg", "x.png"])
+    code, err = _run(tmp_path, src / "x.jpg", src, capsys)
+    assert code == 2 and "is the input folder" in err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    code, _ = _run(tmp_path, src / "x.jpg", src / "x_sr.png", capsys)  # a name the user chose: fine
+    assert code == 0 and (src / "x_sr.png").is_file() and (src / "x.png").read_bytes() == before["x.png"]
+
+
 def test_an_output_folder_holding_an_input_hard_link_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "in"
     _images(src, ["x.png"])
