@@ -318,9 +318,10 @@ def download(url: str, dest: Path, *, timeout: float = 30.0) -> Path:
 #
 # Benchmark archives hold only regular files and folders, so extraction accepts nothing else: every link,
 # device and fifo entry is refused before anything is written. Member names are checked lexically (no
-# absolute path, drive, `..` or empty name; `\` counts as a separator), never by resolving paths on disk, and
-# files are created through real directories only (lstat) with O_NOFOLLOW | O_EXCL, so a link already in
-# the target cannot redirect a write either. Python's own `filter="data"` is not relied on: on 3.11.7 a
+# absolute path, drive, `..` or empty name; `\` counts as a separator), never by resolving paths on disk.
+# Folders are walked component by component and must be real folders (lstat); each file is written to a
+# fresh temporary file (O_CREAT | O_EXCL | O_NOFOLLOW) and renamed over its name, so a link already in the
+# target is replaced, never written through. Python's own `filter="data"` is not relied on: on 3.11.7 a
 # chain of directory symlinks longer than PATH_MAX walks through it (CVE-2025-4517).
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, where a plain file cannot be a link here
