@@ -379,18 +379,20 @@ def augment_batch(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 
 @lru_cache(maxsize=64)
 def _device_resize_matrix(in_len: int, out_len: int, scale: float, device: torch.device) -> torch.Tensor:
-    """`_resize_matrix` as float32 on `device`, copied there once: a per-batch copy from pageable memory would
-    make the host wait for the device."""
-    return _resize_matrix(in_len, out_len, scale, True).to(dtype=torch.float32, device=device)
+    """`_resize_matrix` on `device`, copied there once: a per-batch copy from pageable memory would make the
+    host wait for the device."""
+    return _resize_matrix(in_len, out_len, scale, True).to(device=device)
 
 
 def matlab_downscale_batch(gt: torch.Tensor, scale: int) -> torch.Tensor:
-    """`bicubic_downscale` of float32 images (..., C, H, W) with the matrices cached on their device: the same
-    products in the same order as `imresize` (height first)."""
+    """`bicubic_downscale` of images (..., C, H, W) with the matrices cached on their device, height first as
+    `imresize`. Computed in float64 (a few MFLOP per batch), returned as float32: the LR then does not depend
+    on the device, the batch size's GEMM kernels or a TF32 matmul setting (only on rounding at the 8-bit grid's
+    half steps, which float64 makes vanishingly rare)."""
     h, w = gt.shape[-2:]
     rows = _device_resize_matrix(h, math.ceil(h / scale), 1.0 / scale, gt.device)
     cols = _device_resize_matrix(w, math.ceil(w / scale), 1.0 / scale, gt.device)
-    return torch.matmul(torch.matmul(rows, gt.float()), cols.T)
+    return torch.matmul(torch.matmul(rows, gt.double()), cols.T).float()
 
 
 def make_lq(gt: torch.Tensor, *, scale: int, degradation: str) -> torch.Tensor:
