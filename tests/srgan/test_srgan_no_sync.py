@@ -126,3 +126,17 @@ def test_reduce_makes_every_rank_raise_the_earliest_failure() -> None:
     healthy = GanEngine(cfg, device="cpu")
     healthy.train_step(lq, gt)
     assert healthy.pop_metrics(reduce=lambda key: key)["steps"] == 1
+
+
+@pytest.mark.parametrize("name", ["v1", "v2"])  # naive and MATLAB degradation
+def test_device_batch_stage_makes_no_synchronising_call(image_folder: Path, name: str) -> None:
+    from srgan.batches import device_batch, training_batches
+
+    cfg = small(name, data__batch_size=4)
+    batches = training_batches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
+    raw = list(batches.loader)  # the loader's own work (decoding, cropping on the CPU) is not the device's
+    device_batch(*raw[0], scale=cfg.scale, degradation=cfg.data.degradation, device="cpu")  # matrices cached
+    with SyncCounter() as counter:
+        for pixels, peak, codes in raw[1:]:
+            device_batch(pixels, peak, codes, scale=cfg.scale, degradation=cfg.data.degradation, device="cpu")
+    assert counter.calls == []
