@@ -76,7 +76,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
     if address:
         if num_cpus is not None or num_gpus is not None or resources:
             raise ValueError("num_cpus/num_gpus/resources describe a local Ray; a cluster has its own")
-        ray.init(address=address, configure_logging=False)
+        ray.init(address=address)
         return None
     return init_local_ray(num_cpus, num_gpus=num_gpus, resources=resources)
 
