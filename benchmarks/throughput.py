@@ -93,16 +93,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of `fn`, after `warmup` untimed calls."""
+def timed(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device,
+          clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call of `fn`, after `warmup` untimed calls, on `clock` (wall by default)."""
     for _ in range(warmup):
         fn()
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         fn()
     _sync(device)
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def bench_config(name: str, *, batch: int | None, tiny: bool = False) -> tuple[ExperimentConfig, bool]:
@@ -263,14 +264,14 @@ class ReferenceStep:
         self.ema_update()
 
 
-def matmul_ceiling(device: torch.device) -> tuple[float, str]:
+def matmul_ceiling(device: torch.device, *, clock: Callable[[], float] = time.perf_counter) -> tuple[float, str]:
     """Dense matmul FLOP/s measured now: the MFU denominator (bf16 on CUDA, fp32 on the CPU)."""
     n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    seconds = min(timed(lambda: a @ b, repeats=20 if device.type == "cuda" else 5, warmup=1, device=device)
-                  for _ in range(3))  # best of three: a busy machine only ever slows it down
+    seconds = min(timed(lambda: a @ b, repeats=20 if device.type == "cuda" else 5, warmup=1, device=device,
+                        clock=clock) for _ in range(3))  # best of three: a busy machine only ever slows it down
     return 2 * n**3 / seconds, f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
 
 
@@ -340,18 +341,19 @@ def _phase_config(cfg: ExperimentConfig, phase: str, steps: int) -> ExperimentCo
 
 
 def compare_one(cfg: ExperimentConfig, *, amp: str, device: torch.device, steps: int, warmup: int,
-                repeats: int, ceiling: float) -> list[dict]:
+                repeats: int, ceiling: float, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     """Engine against reference for both phases of one config: a row per phase."""
     b, p, s = cfg.data.batch_size, cfg.data.patch_size, cfg.scale
     gen = torch.Generator().manual_seed(0)
     gt = torch.rand(b, 3, p, p, generator=gen).to(device)
     lq = imresize(gt, scale=1 / s).clamp(0, 1)  # (B, 3, p/s, p/s)
     return [_compare_phase(cfg, phase, amp=amp, lq=lq, gt=gt, device=device, steps=steps, warmup=warmup,
-                           repeats=repeats, ceiling=ceiling) for phase in ("warmup", "gan")]
+                           repeats=repeats, ceiling=ceiling, clock=clock) for phase in ("warmup", "gan")]
 
 
 def _compare_phase(cfg: ExperimentConfig, phase: str, *, amp: str, lq: torch.Tensor, gt: torch.Tensor,
-                   device: torch.device, steps: int, warmup: int, repeats: int, ceiling: float) -> dict:
+                   device: torch.device, steps: int, warmup: int, repeats: int, ceiling: float,
+                   clock: Callable[[], float]) -> dict:
     b = cfg.data.batch_size
     engine = GanEngine(override(_phase_config(cfg, phase, steps), {"optim.amp": amp}), device=device)
     ref = ReferenceStep(cfg, device=device, use_amp=engine.use_amp)
@@ -377,8 +379,8 @@ def _compare_phase(cfg: ExperimentConfig, phase: str, *, amp: str, lq: torch.Ten
     engine.pop_metrics()
     t_engine, t_ref = math.inf, math.inf
     for _ in range(repeats):  # alternate, best of: both see the same machine load
-        t_engine = min(t_engine, timed(engine_block, repeats=1, warmup=0, device=device) / steps)
-        t_ref = min(t_ref, timed(ref_block, repeats=1, warmup=0, device=device) / steps)
+        t_engine = min(t_engine, timed(engine_block, repeats=1, warmup=0, device=device, clock=clock) / steps)
+        t_ref = min(t_ref, timed(ref_block, repeats=1, warmup=0, device=device, clock=clock) / steps)
     flops = flops_per_image(engine_step, b)
     busy = gpu_busy_share(engine_block, calls=1, device=device)
     syncs = syncs_per_step(engine_step, calls=3, device=device)
@@ -418,10 +420,11 @@ def compare_loader(cfg: ExperimentConfig, *, root: Path, workers: Sequence[int],
 
 def bench_compare(names: Sequence[str], *, device: torch.device, batches: Sequence[int | None], amps: Sequence[str],
                   steps: int, warmup: int, repeats: int, tiny: bool, root: Path | None, workers: Sequence[int],
-                  loader_batches: int) -> dict:
-    ceiling, how = matmul_ceiling(device)
+                  loader_batches: int, clock: str = "wall") -> dict:
+    clock_fn = time.process_time if clock == "process" else time.perf_counter
+    ceiling, how = matmul_ceiling(device, clock=clock_fn)
     print(f"\n== compare: engine vs minimal reference step ({steps} steps timed, best of {repeats}, after "
-          f"{warmup} warm-up) ==")
+          f"{warmup} warm-up; {clock} clock) ==")
     print(f"matmul ceiling: {ceiling / 1e12:.3f} TFLOP/s ({how}, measured now)")
     print(f"{'preset':<12} {'batch':>5} {'amp':>4} {'phase':>6} {'engine':>9} {'reference':>9} {'ratio':>6} "
           f"{'GFLOP/img':>9} {'MFU eng':>8} {'MFU ref':>8} {'GPU busy':>8} {'syncs':>5}  (images/s)")
@@ -431,7 +434,7 @@ def bench_compare(names: Sequence[str], *, device: torch.device, batches: Sequen
             cfg, untrained = bench_config(name, batch=batch, tiny=tiny)
             for amp in amps:
                 for r in compare_one(cfg, amp=amp, device=device, steps=steps, warmup=warmup, repeats=repeats,
-                                     ceiling=ceiling):
+                                     ceiling=ceiling, clock=clock_fn):
                     r["untrained_vgg"] = untrained
                     rows.append(r)
                     busy = f"{r['gpu_busy_engine']:8.0%}" if r["gpu_busy_engine"] is not None else f"{'-':>8}"
@@ -457,7 +460,8 @@ def bench_compare(names: Sequence[str], *, device: torch.device, batches: Sequen
                       f"{(r['demand_images_per_s'] or 0):>9.1f} {r['workers_needed'] or '-':>14}", flush=True)
     worst = min((r["ratio"] for r in rows), default=math.nan)
     print(f"engine/reference: worst ratio {worst:.2f} (target >= 0.9)")
-    return {"ceiling_flops": ceiling, "ceiling": how, "rows": rows, "loader": loader_rows, "worst_ratio": worst}
+    return {"ceiling_flops": ceiling, "ceiling": how, "clock": clock, "rows": rows, "loader": loader_rows,
+            "worst_ratio": worst}
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -520,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="compare the presets' tiny variants (CPU)")
     parser.add_argument("--amp", default=None,
                         help="autocast settings to compare: off,bf16 (default: both on CUDA, off on the CPU)")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="compare: wall time, or this process's CPU time (CPU device with --threads 1 on a "
+                             "shared machine: time spent descheduled is not counted against either side)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="compare: timed blocks per side, best taken (default: 3 on CPU, 2 on a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -552,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     amps = _csv(args.amp) if args.amp else (["off", "bf16"] if args.device.startswith("cuda") else ["off"])
     if any(a not in ("off", "bf16", "auto") for a in amps):
         parser.error(f"--amp expects off, bf16 or auto, got {args.amp!r}")
+    if args.clock == "process" and args.device.startswith("cuda"):
+        parser.error("--clock process measures CPU work only: use the wall clock on CUDA")
     if unknown or bad_sections:
         parser.error(f"unknown preset(s) {unknown} or section(s) {bad_sections}; presets: {', '.join(PRESETS)}; "
                      f"sections: {', '.join(SECTIONS)}")
@@ -583,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["compare"] = bench_compare(
             names, device=device, batches=batch_list, amps=amps, steps=steps, warmup=warmup,
             repeats=args.repeats or (2 if on_gpu else 3), tiny=args.tiny, root=root,
-            workers=[int(w) for w in _csv(args.workers)], loader_batches=args.loader_batches)
+            workers=[int(w) for w in _csv(args.workers)], loader_batches=args.loader_batches, clock=args.clock)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
