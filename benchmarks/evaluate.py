@@ -35,16 +35,15 @@ from benchmarks import datasets as ds
 from benchmarks import metrics as M
 from results import io, provenance, rows, schema
 from srgan.data import imresize, save_image
-from srgan.upscale import upscale
+from srgan.upscale import check_finite_output, upscale
 
 log = logging.getLogger(__name__)
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 DEFAULT_METRICS = ("psnr", "ssim", "lpips")
 DEFAULT_TILE = 512  # LR px; whole-image inference below this (all of Set5/Set14/BSD100), tiles above it
-# Covers SRResNet-16's receptive radius (~40 LR px), so its tiled scores equal untiled ones. RRDB-23's radius
-# is far larger: its tiles differ slightly at the seams; pass tile=None to score such models untiled.
-DEFAULT_OVERLAP = 40
+# Tiles overlap by the generator's receptive radius (`srgan.upscale.receptive_radius`) unless told otherwise,
+# so tiled scores equal untiled ones for every preset.
 
 
 # ------------------------------------------------------------------------------------------- baselines
@@ -106,7 +105,7 @@ def _wants(save_images: bool | Collection[str] | None, dataset: str, image: str)
 
 def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str | Path | None,
            metrics: Sequence[str], device: torch.device | None, trial_id: str, color: M.Color,
-           tile: int | None, overlap: int, save_images: bool | Collection[str] | None,
+           tile: int | None, overlap: int | None, save_images: bool | Collection[str] | None,
            images_dir: str | Path | None, progress: bool) -> tuple[pl.DataFrame, dict[str, str]]:
     device = device or _default_device()
     if isinstance(model, nn.Module):
@@ -123,11 +122,14 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
     rows: list[dict[str, Any]] = []
     for dataset, pair in tqdm(pairs, desc=f"{trial_id} x{scale}", unit="img", disable=not progress):
         lq = pair.lq[None].to(device)  # (1, 3, h, w)
+        source = pair.lq_path or pair.gt_path
         if isinstance(model, nn.Module):
-            sr = upscale(model, lq, scale, tile=tile, overlap=overlap)
+            sr = upscale(model, lq, scale, tile=tile, overlap=overlap, name=f"{trial_id} on {source}")
         else:
             with torch.inference_mode():
-                sr = model(lq).clamp(0, 1)
+                sr = model(lq)
+            check_finite_output(sr, f"{trial_id} on {source}")
+            sr = sr.clamp(0, 1)
         gt = pair.gt[None].to(device)  # (1, 3, h*s, w*s)
         if sr.shape != gt.shape:
             raise ValueError(f"{trial_id}: output {tuple(sr.shape)} for {pair.lq_path or pair.gt_path} does not "
@@ -154,7 +156,7 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
 def evaluate_model(model: Model, datasets: Sequence[str], scale: int, *, data_root: str | Path | None = None,
                    metrics: Sequence[str] = DEFAULT_METRICS, device: str | torch.device | None = None,
                    trial_id: str = "model", color: M.Color = "ycbcr_bt601", tile: int | None = DEFAULT_TILE,
-                   overlap: int = DEFAULT_OVERLAP, progress: bool = True) -> pl.DataFrame:
+                   overlap: int | None = None, progress: bool = True) -> pl.DataFrame:
     """Scores per (dataset, image): columns `schema.SCORE_COLUMNS` (+ any extra pyiqa metric by name).
 
     A metric whose weights are unavailable is null (the reason is logged; `score_trial` returns it)."""
@@ -193,7 +195,7 @@ def score_trial(model: Model, trial_id: str, datasets: Sequence[str], scale: int
                 data_root: str | Path | None = None, device: str | torch.device | None = None,
                 metrics: Sequence[str] = DEFAULT_METRICS, save_images: bool | Collection[str] | None = None,
                 images_dir: str | Path | None = None, color: M.Color = "ycbcr_bt601",
-                tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                tile: int | None = DEFAULT_TILE, overlap: int | None = None,
                 progress: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Score one trial: (scores, summary); a null metric's reason is in the summary's `<metric>_missing`.
 
@@ -228,7 +230,8 @@ def run_info(*, device: str | torch.device | None = None, **fields: Any) -> dict
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description="Score an upscaler on benchmarks.")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="checkpoint folder (config.json + generator.safetensors)")
+    source.add_argument("--checkpoint", type=Path, help="checkpoint folder (config.json + generator.safetensors), "
+                        "or a published ESRGAN generator .pth (official or BasicSR layout)")
     source.add_argument("--baseline", choices=sorted(BASELINES), help="a built-in baseline instead of a model")
     p.add_argument("--datasets", default="set5,set14", help=f"comma-separated, from: {', '.join(ds.DATASETS)}")
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))

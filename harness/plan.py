@@ -14,7 +14,7 @@ from harness.runs import RunSpec, resolve_perceptual
 from harness.storage import data_root, resolve_train_dirs
 from srgan.config import ConfigError, ExperimentConfig, from_dict, override, parse_set_args
 from srgan.losses import WeightsUnavailable
-from srgan.versions import PRESETS, gan_stage, preset, pretrain_key, pretrain_stage
+from srgan.versions import PRESETS, gan_stage, preset, pretrain_key, pretrain_stage, with_present_train_dirs
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
 PRETRAIN_PREFIX = "pretrain-"
@@ -51,7 +51,7 @@ def single_config(settings, params: dict[str, Any]) -> ExperimentConfig:
     """A trial's whole recipe before it is split into stages: preset (+tiny, schedule), steps, seed, the
     sweep's overrides, then the trial's own values."""
     name = params["preset"] + ("" if settings.size == "full" else f"-{settings.size}")
-    cfg = preset(name, scale=settings.scale, schedule=settings.schedule)
+    cfg = with_present_train_dirs(preset(name, scale=settings.scale, schedule=settings.schedule), settings.data_root)
     if settings.steps:
         cfg = replace_steps(cfg, settings.steps)
     cfg = replace(cfg, train=replace(cfg.train, seed=settings.seed))
@@ -210,8 +210,9 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
         steps = sum(c.train.warmup_steps + c.train.gan_steps for runs in stages.values() for c in runs)
         return f"cost estimate: {steps:,} steps; step time not measured (the workers' GPUs are not visible here)"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir,
-                    devices_per_run=workers).format()
+    # one timed step per network on a CPU: a full-size GAN step there takes tens of seconds
+    return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir, devices_per_run=workers,
+                    steps=1 if device == "cpu" else 3).format()
 
 
 def run_plan(spec: RunSpec) -> str:

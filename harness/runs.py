@@ -69,8 +69,11 @@ def prepare_run(spec: RunSpec) -> RunSpec:
             raise ValueError(f"{spec.run_dir} already holds a different run (differs in: {', '.join(differing)}); "
                              "choose another --name, or repeat that run's own settings to resume it")
     spec.run_dir.mkdir(parents=True, exist_ok=True)
+    from srgan.versions import departures
+
     save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_of(spec), git_commit=git_commit(),
-                workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None)
+                workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None,
+                departures=departures(spec.cfg))
     return spec
 
 

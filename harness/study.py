@@ -64,7 +64,7 @@ def sweep_argv(args: argparse.Namespace) -> list[str]:
     """The sweep this study is: every preset x seed, no early stopping, one shared pretraining per generator."""
     if args.resume:
         return ["--resume", args.resume]
-    argv = [*SIZES[args.size], "--presets", ",".join(PRESETS), "--grid", "loss.adv_weight=default",
+    argv = [*SIZES[args.size], "--presets", ",".join(PRESETS), "--grid", "none",
             "--seeds", ",".join(str(s) for s in range(args.seeds)), "--pretrain-seed", "shared",
             "--scheduler", "none", "--datasets", args.datasets, "--save-images", "set5",
             "--workers-per-trial", str(args.workers_per_trial), "--gpus-per-worker", str(args.gpus_per_worker),

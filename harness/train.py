@@ -198,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_spec(args: argparse.Namespace) -> RunSpec:
     from srgan.config import parse_set_args
-    from srgan.versions import gan_stage, preset, pretrain_stage
+    from srgan.versions import gan_stage, preset, pretrain_stage, with_present_train_dirs
 
     cfg = override(preset(args.preset, scale=args.scale, schedule=args.schedule), parse_set_args(args.overrides))
+    cfg = with_present_train_dirs(cfg, data_root(args.data_root))  # paper schedules: Flickr2K when present
     stage = args.stage or ("gan" if args.init_from else "single")
     if stage == "gan" and not args.init_from:
         raise ValueError("--stage gan needs --init-from (the pretrained generator to start from)")

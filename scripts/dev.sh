@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up the project's virtual environment (idempotent), then run one of its jobs.
-#   bash scripts/dev.sh sweep [ARGS...]   the default sweep on the local embedded Ray, ending in an HTML report
+#   bash scripts/dev.sh study [ARGS...]   the study (python -m harness.study ARGS; --size tiny: v1..ESRGAN x 3 seeds
+#                                         on the local embedded Ray in about 15 minutes), ending in an HTML report
+#   bash scripts/dev.sh sweep [ARGS...]   a sweep (python -m harness.sweep ARGS)
 #   bash scripts/dev.sh test  [ARGS...]   the whole test suite (also installs Debian's Chromium for the report tests)
 #   bash scripts/dev.sh setup             only the environment
 set -euo pipefail
@@ -27,6 +29,8 @@ job=${1:-}
 [ $# -gt 0 ] && shift
 case "$job" in
   setup) ;;
+  study)
+    exec "$VENV/bin/python" -m harness.study "$@" ;;
   sweep)
     exec "$VENV/bin/python" -m harness.sweep "$@" ;;
   test)
@@ -41,6 +45,6 @@ case "$job" in
     fi
     exit "$rc" ;;
   *)
-    echo "usage: bash scripts/dev.sh {sweep|test|setup} [ARGS...]" >&2
+    echo "usage: bash scripts/dev.sh {study|sweep|test|setup} [ARGS...]" >&2
     exit 2 ;;
 esac

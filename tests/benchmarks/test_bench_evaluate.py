@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 import torch
 
-from results import schema
 from benchmarks.evaluate import baseline, evaluate_model, main, score_trial
+from results import schema
 from srgan.checkpoint import CheckpointError, load_generator, load_training_state, save_training_state
 from srgan.data import save_image
 

@@ -109,9 +109,9 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero(data_root: Path, tmp_pa
     """v3 (single stage here) without VGG19 weights and without the opt-in: every trial fails; the sweep says
     so and exits 1."""
     out = tmp_path / "failing"
-    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v3", "--grid", "loss.adv_weight=0.001", "--steps",
-           "0", "--set", "train.warmup_steps=0", "--set", "train.gan_steps=2", "--datasets", "set5", "--scheduler", "none", "--out", str(out), "--data-root", str(data_root),
-           "--no-report"]
+    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v3", "--grid", "loss.adv_weight=0.001",
+           "--steps", "0", "--set", "train.warmup_steps=0", "--set", "train.gan_steps=2", "--datasets", "set5",
+           "--scheduler", "none", "--out", str(out), "--data-root", str(data_root), "--no-report"]
     env = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}
     import os
 
