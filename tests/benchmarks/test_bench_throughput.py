@@ -45,8 +45,9 @@ def test_compare_reports_engine_and_reference_per_phase(data_root: Path, tmp_pat
     out = tmp_path / "compare.json"
     assert main(["--compare", "--tiny", "--presets", "v1,ragan", "--batch", "2,3", "--steps", "1", "--warmup", "0",
                  "--repeats", "1", "--workers", "0", "--loader-batches", "1", "--data-root", str(data_root),
-                 "--json", str(out)]) == 0
+                 "--clock", "process", "--json", str(out)]) == 0
     compare = json.loads(out.read_text())["compare"]
+    assert compare["clock"] == "process" and compare["ceiling_flops"] > 0
     rows = {(r["preset"], r["batch"], r["phase"]): r for r in compare["rows"]}
     assert set(rows) == {(p, b, ph) for p in ("v1-tiny", "ragan-tiny") for b in (2, 3) for ph in ("warmup", "gan")}
     for r in rows.values():
@@ -85,3 +86,5 @@ def test_unknown_preset_is_a_usage_error() -> None:
         main(["--presets", "v9"])
     with pytest.raises(SystemExit):
         main(["--compare", "--batch", "four"])
+    with pytest.raises(SystemExit):
+        main(["--compare", "--amp", "fp8"])
