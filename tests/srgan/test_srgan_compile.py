@@ -28,11 +28,10 @@ def test_compiled_engine_gives_the_eager_losses() -> None:
     import torch._dynamo
 
     torch._dynamo.reset()
-    # BN-free v2: one warmup step, then two GAN steps (G with D frozen, D on real and fake)
-    cfg = small("v2", train__warmup_steps=1, generator__norm="none", discriminator__norm="none")
+    # v2 (BatchNorm in G and D): one warmup step, then two GAN steps (G with D frozen, D on real and fake)
+    cfg = small("v2", train__warmup_steps=1)
     eager, _ = run(cfg, 3)
-    compiled, engine = run(small("v2", train__warmup_steps=1, generator__norm="none", discriminator__norm="none",
-                                 train__compile="default"), 3)
+    compiled, engine = run(small("v2", train__warmup_steps=1, train__compile="default"), 3)
     assert engine.net_g._compiled_call_impl is not None  # really compiled
     assert list(engine.net_g.state_dict()) == list(GanEngine(cfg).net_g.state_dict())  # keys unchanged
     for e, c in zip(eager, compiled, strict=True):
