@@ -113,3 +113,13 @@ def test_same_seed_same_trajectory_different_seed_different(run_training) -> Non
     assert "loss_d_real" in first[-1]
     other = run_training(small("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2", train__seed=1), 3)
     assert [m["loss_pixel"] for m in other] != [m["loss_pixel"] for m in first]
+
+
+def test_amp_policy() -> None:
+    from srgan.engine import AMP_MIN_BATCH, amp_enabled
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not amp_enabled("bf16", cpu, 256)  # never on the CPU
+    assert amp_enabled("bf16", cuda, 1) and not amp_enabled("off", cuda, 1024)
+    assert not amp_enabled("auto", cuda, 16) and amp_enabled("auto", cuda, AMP_MIN_BATCH)  # measured: issue 10
+    assert not GanEngine(small("v1")).use_amp

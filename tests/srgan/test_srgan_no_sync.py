@@ -140,3 +140,39 @@ def test_device_batch_stage_makes_no_synchronising_call(image_folder: Path, name
         for pixels, peak, codes in raw[1:]:
             device_batch(pixels, peak, codes, scale=cfg.scale, degradation=cfg.data.degradation, device="cpu")
     assert counter.calls == []
+
+
+def _ddp_nan_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+    def max_over_ranks(t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
+
+    cfg = small("ragan", train__warmup_steps=1, train__log_every=4, generator__norm="none",
+                discriminator__norm="none")
+    engine = GanEngine(cfg, wrap=lambda net, role: DDP(net, broadcast_buffers=False))
+    lq, gt = batch(cfg, seed=rank)
+    message = "no error"
+    for step in range(4):
+        engine.train_step(lq * float("nan") if (rank, step) == (1, 2) else lq, gt)
+    try:
+        engine.pop_metrics(reduce=max_over_ranks)
+    except NonFiniteLoss as err:
+        message = str(err)
+    Path(out, f"rank{rank}.txt").write_text(message)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes with a gloo process group (~15 s)
+def test_under_ddp_every_rank_raises_the_same_error(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_ddp_nan_worker, nprocs=2, join=True, start_method="spawn",
+                       args=(2, str(tmp_path / "init"), str(tmp_path)))
+    messages = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+    assert messages == ["generator step 2: loss_pixel is nan"] * 2  # rank 0's data was fine
