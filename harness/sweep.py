@@ -63,7 +63,8 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
 
     space = dict(space)
     num_samples = space.pop("_num_samples", 1)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)), {"CPU": 0.001})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)),
+                                    dict(resources.TRIAL_DRIVER_RESOURCES))
     if resuming and tune.Tuner.can_restore(str(out / tune_dir)):
         tuner = tune.Tuner.restore(str(out / tune_dir), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)

@@ -104,6 +104,10 @@ class TrainConfig:
     pretrain_lr: float = 0.0
     pretrain_milestones: tuple[int, ...] = ()
     pretrain_gamma: float = 0.5
+    # The batch and HR patch of a "pretrain" stage (0: data.batch_size / data.patch_size). A pixel-only step is
+    # cheap, a GAN step with VGG19 features is not: a small compute budget pretrains on more pixels per step.
+    pretrain_batch_size: int = 0
+    pretrain_patch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,10 @@ def check_values(cfg: ExperimentConfig) -> None:
          "steps >= 1"),
         ("train.pretrain_gamma", t.pretrain_gamma, _finite(t.pretrain_gamma) and t.pretrain_gamma > 0,
          "a finite number > 0"),
+        ("train.pretrain_batch_size", t.pretrain_batch_size, t.pretrain_batch_size >= 0, "at least 0 (0: data's)"),
+        ("train.pretrain_patch_size", t.pretrain_patch_size,
+         t.pretrain_patch_size == 0 or (t.pretrain_patch_size >= cfg.scale and t.pretrain_patch_size % cfg.scale == 0),
+         "0 (data's) or a multiple of the scale"),
     ]
     for key, value, ok, must in rules:
         if not ok:

@@ -114,15 +114,16 @@ def test_quarter_gpu_packs_four_trials_per_gpu_and_says_so():
     (16, 2, 1.0, 0.4),  # 2 per GPU: 4, not floor(2 / 0.4) = 5
     (16, 3, 1.0, 0.3),
     (64, 8, 2.0, 0.1),
-    (4, 1, 1.0, 0.25),  # CPU-bound: 4 / 1.001 -> 3
-    (2, 0, 1.0, 0.0),  # the trial's Tune function holds 0.001 CPU: only one 1-CPU trial fits in 2 CPUs
+    (4, 1, 1.0, 0.25),  # 4 by CPUs and by the GPU
+    (3, 1, 1.0, 0.25),  # CPU-bound: 3
+    (2, 0, 1.0, 0.0),  # the trial's Tune function holds no CPU: two 1-CPU trials fit in 2 CPUs
     (8, 0, 1.25, 0.0),
     (16, 8, 4.0, 2.0),  # whole GPUs
     (16, 8, 1.0, 1.0),
 ])
 def test_plan_matches_first_fit_packing(cpus, gpus, trial_cpu, trial_gpu):
     n, _ = plan_concurrency({"CPU": cpus, "GPU": gpus}, trial_cpu, trial_gpu)
-    expected = packed_trials(gpus, cpus, trial_cpu, trial_gpu, TRIAL_DRIVER_RESOURCES["CPU"])
+    expected = packed_trials(gpus, cpus, trial_cpu, trial_gpu, TRIAL_DRIVER_RESOURCES.get("CPU", 0.0))
     assert n == max(expected, 1)
 
 
@@ -176,13 +177,13 @@ def test_ray_packs_four_quarter_gpu_workers_and_holds_the_fifth(fake_gpu_ray):
 
 @pytest.mark.slow
 def test_ray_reserves_trials_as_the_plan_counts_them(fake_gpu_ray):
-    """A sweep trial is a Tune function (0.001 CPU) plus its workers; with 1.25 CPU per trial's workers, 5 CPUs
-    hold 3 trials (3 x 1.251), not 4: the plan's count, checked with Ray's own placement groups."""
+    """A sweep trial is a Tune function (one byte of memory, no CPU) plus its workers; with 1.25 CPU per trial's
+    workers, 5 CPUs hold 4 trials: the plan's count, checked with Ray's own placement groups."""
     ray = fake_gpu_ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
     n, text = plan_concurrency(ray.cluster_resources(), 1.25, 0.0)
-    assert n == 3 and "limited by CPUs" in text
+    assert n == 4 and "limited by CPUs" in text
     groups = []
     for _ in range(n + 1):
         groups.append(placement_group([TRIAL_DRIVER_RESOURCES]))
@@ -190,9 +191,9 @@ def test_ray_reserves_trials_as_the_plan_counts_them(fake_gpu_ray):
     try:
         placed = [g.wait(timeout_seconds=30) for g in groups[: 2 * n]]
         assert all(placed)
-        assert groups[2 * n].wait(timeout_seconds=10)  # the fourth trial's Tune function still fits ...
+        assert groups[2 * n].wait(timeout_seconds=10)  # the fifth trial's Tune function still fits ...
         assert not groups[2 * n + 1].wait(timeout_seconds=3)  # ... its workers do not
-        assert math.isclose(ray.available_resources().get("CPU", 0.0), 5 - 3 * 1.251 - 0.001, abs_tol=1e-4)
+        assert math.isclose(ray.available_resources().get("CPU", 0.0), 5 - 4 * 1.25, abs_tol=1e-4)
     finally:
         for g in groups:
             remove_placement_group(g)
