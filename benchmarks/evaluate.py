@@ -246,7 +246,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fetch_missing(names: Sequence[str], data_root: Path | None) -> None:
+def fetch_missing(names: Sequence[str], data_root: str | Path | None) -> None:
+    """Download (from its public address, checksum verified) every benchmark set whose folder is missing."""
     for name in names:
         folder = ds.data_root(data_root) / ds.spec(name).folder
         if not folder.is_dir():
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         io.check_writable(args.out)  # before any scoring: a read-only or bad folder fails in a second
         if args.fetch:
-            _fetch_missing(names, args.data_root)
+            fetch_missing(names, args.data_root)
         model, about = _source(args, device)
         scores, summary = score_trial(
             model, about["trial_id"], names, args.scale, data_root=args.data_root, device=device, metrics=metrics,

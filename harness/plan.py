@@ -280,7 +280,12 @@ def plan_sweep(args: argparse.Namespace, out: Path):
         runs.append(cfg)
         if not args.address:
             resources.check_run(replace(probe, cfg=cfg), resources.local_resources())
-    for name in args.datasets.split(","):
-        load_pairs(name.strip(), args.scale, settings.data_root)  # raises naming the folder or file
+    datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    if args.fetch:
+        from benchmarks.evaluate import fetch_missing
+
+        fetch_missing(datasets, settings.data_root)
+    for name in datasets:
+        load_pairs(name, args.scale, settings.data_root)  # raises naming the folder or file (and --fetch)
     return SweepPlan(args, settings, presets, grid, loguniform, trials, runs, users, probe)
 

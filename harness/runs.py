@@ -48,16 +48,16 @@ def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> Ex
     return cfg
 
 
-def prepare_run(spec: RunSpec) -> RunSpec:
-    """Validate data folders and the run folder, then write the resolved config into it.
-
-    A run folder that already holds a run is resumed only when its config is this one; otherwise the
-    differing keys are named and nothing is touched."""
+def validate_run(spec: RunSpec) -> RunSpec:
+    """Everything about a run that can fail before anything is written: training folders and patch size,
+    the validation set, and a run folder that already holds a different run (its differing keys are named)."""
     from benchmarks.datasets import load_pairs
-    from results.provenance import git_commit
     from srgan.checkpoint import CheckpointError, load_config
+    from srgan.data import scan_training_images
 
-    resolve_train_dirs(spec.cfg, spec.data_root)  # raises FileNotFoundError naming the folder
+    folders = resolve_train_dirs(spec.cfg, spec.data_root)  # raises FileNotFoundError naming the folder
+    # headers only: fails (naming the folders and the patch size) when no image can give one patch
+    scan_training_images(folders, min_size=spec.cfg.data.patch_size, decode=False)
     load_pairs(spec.cfg.data.val_set, spec.cfg.scale, spec.data_root)  # raises naming the folder or file
     if (spec.run_dir / "config.json").exists():
         try:
@@ -68,9 +68,17 @@ def prepare_run(spec: RunSpec) -> RunSpec:
         if differing:
             raise ValueError(f"{spec.run_dir} already holds a different run (differs in: {', '.join(differing)}); "
                              "choose another --name, or repeat that run's own settings to resume it")
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    return spec
+
+
+def prepare_run(spec: RunSpec) -> RunSpec:
+    """`validate_run`, then write the resolved config (with DDP choices, hardware, commit, stage, and where a
+    paper schedule departs from its paper) into the run folder. An existing run of the same config resumes."""
+    from results.provenance import git_commit
     from srgan.versions import departures
 
+    validate_run(spec)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_of(spec), git_commit=git_commit(),
                 workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None,
                 departures=departures(spec.cfg))

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=tuple(SIZES), default="tiny", help="smoke | tiny (default) | full | paper")
     p.add_argument("--seeds", type=int, default=3, help="seeds per version (default 3)")
     p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
+    p.add_argument("--fetch", action="store_true",
+                   help="download a missing benchmark set from its public address (checksum verified)")
     p.add_argument("--out", default=None, help="results folder, new or empty (default ./runs/study-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted study in DIR")
     p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
@@ -73,7 +75,7 @@ def sweep_argv(args: argparse.Namespace) -> list[str]:
                         ("--data-root", args.data_root)):
         if value:
             argv += [flag, value]
-    return argv + (["--dry-run"] if args.dry_run else [])
+    return argv + (["--dry-run"] if args.dry_run else []) + (["--fetch"] if args.fetch else [])
 
 
 def main(argv: list[str] | None = None) -> int:

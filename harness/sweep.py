@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
     p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
     p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score the best checkpoints on")
+    p.add_argument("--fetch", action="store_true",
+                   help="download a missing benchmark set from its public address (checksum verified)")
     p.add_argument("--save-images", default="set5",
                    help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
     p.add_argument("--out", default=None, help="results folder, new or empty (default ./runs/sweep-<timestamp>)")

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from harness import worker
-from harness.runs import RunSpec, prepare_run, resolve_perceptual
+from harness.runs import RunSpec, prepare_run, resolve_perceptual, validate_run
 from harness.storage import data_root, default_storage, resolve_train_dirs, run_folder
 from srgan.checkpoint import resume
 from srgan.config import ConfigError, ExperimentConfig, add_override_argument, from_dict, override, to_dict
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = make_spec(args)
         if not args.address:
             resources.check_run(spec, resources.local_resources())
+        validate_run(spec)
         print(plan.run_plan(spec), flush=True)
         if args.dry_run:
             return 0

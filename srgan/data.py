@@ -343,7 +343,9 @@ def scan_training_images(
                 skipped.append(SkippedFile(path, reason))
     if not images:
         names = ", ".join(str(Path(f)) for f in folders)
-        raise ValueError(f"no usable training images in {names} ({len(skipped)} file(s) skipped)")
+        reasons = "; ".join(sorted({s.reason.split(":")[0] for s in skipped}))
+        raise ValueError(f"no usable training images in {names} for {min_size}-px patches "
+                         f"({len(skipped)} file(s) skipped{': ' + reasons if reasons else ''})")
     return images, skipped
 
 

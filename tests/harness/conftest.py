@@ -19,10 +19,11 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray (2 CPUs, services on 127.0.0.1, no dashboard) shared by a test module."""
+    """A local Ray the project's way (2 CPUs, services on loopback, no dashboard) shared by a test module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False,
-             log_to_driver=False)
+    from harness.resources import init_local_ray, shutdown_ray
+
+    init_local_ray(2, include_dashboard=False, log_to_driver=False)
     yield ray
-    ray.shutdown()
+    shutdown_ray()

@@ -123,3 +123,11 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero(data_root: Path, tmp_pa
     trials = pl.read_parquet(out / "trials.parquet").filter(pl.col("status") != "baseline")
     assert trials["status"].to_list() and set(trials["status"]) == {"failed"}
     assert all("VGG19" in e or "vgg19" in e for e in trials["error"].to_list())
+
+
+def test_a_patch_larger_than_every_training_image_fails_before_ray(capsys, data_root: Path, tmp_path: Path) -> None:
+    code, err = _run(train.main, ["--preset", "v1-tiny", "--data-root", str(data_root), "--storage", str(tmp_path),
+                                  "--set", f"data.train_dirs={data_root / 'Set5' / 'LRbicx4'}",
+                                  "--set", "data.patch_size=400"], capsys)
+    assert code == 2 and "400" in err and "LRbicx4" in err
+    assert list(tmp_path.iterdir()) == []  # no run folder was made

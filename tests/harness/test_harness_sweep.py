@@ -4,6 +4,7 @@ trials (the session's `resumed_sweep`, see tests/conftest.py); what the finished
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -21,12 +22,12 @@ def test_resume_completes_without_repeating_finished_trials(resumed_sweep) -> No
     assert sorted(gan["preset"].to_list()) == ["ragan", "ragan", "v3", "v3"]
     assert trials["status"].to_list() == ["ok"] * 5
     assert gan["steps"].to_list() == [3] * 4  # 6 steps, the warmup half went to the shared pretraining
-    for trial_id in trials["trial_id"]:
-        starts = (out / "trials" / trial_id / "starts.log").read_text().split()
-        if trial_id in resumed_sweep.finished_before_interrupt or trial_id.startswith("pretrain-"):
-            assert len(starts) == 1, f"{trial_id} was run again after --resume"
-        else:
-            assert len(starts) >= 1
+    starts = {t: len((out / "trials" / t / "starts.log").read_text().split()) for t in trials["trial_id"]}
+    for trial_id in [*resumed_sweep.finished_before_interrupt, *(t for t in starts if t.startswith("pretrain-"))]:
+        assert starts[trial_id] == 1, f"{trial_id} was run again after --resume"
+    # the GAN trial that was running at Ctrl-C started twice (before and after --resume); the two not yet
+    # started at Ctrl-C started once
+    assert sorted(starts[t] for t in gan["trial_id"]) == [1, 1, 1, 2]
 
 
 def test_one_shared_pretraining_starts_every_gan_trial(resumed_sweep) -> None:
@@ -74,3 +75,30 @@ def test_sweep_folder_follows_the_schema(resumed_sweep) -> None:
     assert (out / schema.IMAGES_DIR / schema.HR_DIR / "set5").is_dir()
     assert (out / "report" / "index.html").exists()
     assert f"report: {out / 'report' / 'index.html'}" in resumed_sweep.resume_stdout
+
+
+@pytest.mark.parametrize("source", ["trial", "checkpoint"])
+def test_init_from_a_results_trial_or_a_checkpoint_folder(resumed_sweep, data_root, tmp_path, source) -> None:
+    """`harness.train --init-from` a sweep's pretraining trial (its last checkpoint) or a checkpoint folder: the
+    GAN stage starts from exactly those weights, and says so in its config."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from harness.worker import state_digest
+
+    out = resumed_sweep.out
+    pretrain = next((out / "trials").glob("pretrain-*"))
+    last = sorted(pretrain.glob("checkpoint_*"))[-1]
+    init = pretrain if source == "trial" else last
+    cmd = [sys.executable, "-m", "harness.train", "--preset", "v3-tiny", "--init-from", str(init), "--vgg-fallback",
+           "untrained", "--storage", str(tmp_path), "--name", "gan", "--data-root", str(data_root),
+           "--set", "train.gan_steps=2", "--set", "train.log_every=1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((tmp_path / "gan" / "init.json").read_text())
+    assert record["generator_digest"] == state_digest(load_file(str(last / "generator.safetensors")))
+    config = json.loads((tmp_path / "gan" / "config.json").read_text())
+    assert config["stage"] == "gan" and config["config"]["train"]["warmup_steps"] == 0
+    assert config["init_from"] == str(init.resolve())
