@@ -1,5 +1,6 @@
 """Plain numpy/scipy reference PSNR and SSIM on Y (the MATLAB / skimage / BasicSR convention), written for
-reading, not speed. Tests check `benchmarks.metrics` against it; the throughput benchmark times both.
+reading, not speed. Y and PSNR are `results.metrics_np` (the project's one numpy version); SSIM is here.
+Tests check `benchmarks.metrics` against it; the throughput benchmark times both.
 
 Inputs are (H, W, 3) uint8 RGB arrays; `crop` pixels are removed from every border.
 """
@@ -9,22 +10,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-
-def y_channel(img_u8: np.ndarray) -> np.ndarray:
-    """BT.601 Y in the 16-235 range, float64 on the 0..255 scale (not rounded)."""
-    rgb = img_u8.astype(np.float64) / 255.0
-    return 16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
+from results.metrics_np import crop_border, psnr_y, y_channel
 
 
 def _cropped_y(img_u8: np.ndarray, crop: int) -> np.ndarray:
-    y = y_channel(img_u8)
-    return y[crop:-crop, crop:-crop] if crop else y
+    return crop_border(y_channel(img_u8), crop)
 
 
 def psnr_y_reference(sr_u8: np.ndarray, gt_u8: np.ndarray, crop: int) -> float:
-    sr, gt = _cropped_y(sr_u8, crop), _cropped_y(gt_u8, crop)
-    mse = np.mean((sr - gt) ** 2)
-    return float(10.0 * np.log10(255.0**2 / mse))
+    """PSNR on Y: `results.metrics_np`, the project's one numpy PSNR (torch's is tested against it)."""
+    return psnr_y(sr_u8, gt_u8, crop=crop)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from harness import sweep
+from harness.storage import default_storage
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=tuple(SIZES), default="tiny", help="smoke | tiny (default) | full | paper")
     p.add_argument("--seeds", type=int, default=3, help="seeds per version (default 3)")
-    p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
-    p.add_argument("--fetch", action="store_true",
-                   help="download a missing benchmark set from its public address (checksum verified)")
-    p.add_argument("--out", default=None, help="results folder, new or empty (default ./runs/study-<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted study in DIR")
-    p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
-                   help="explicit opt-in: without the VGG19 ImageNet weights, train v3/RaGAN/ESRGAN on untrained "
-                        "perceptual features (flagged in the report) instead of failing them")
-    p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
-    p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
-    p.add_argument("--workers-per-trial", type=int, default=1)
-    p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    sweep.add_run_arguments(p, kind="study")
     return p
 
 
@@ -71,7 +59,8 @@ def sweep_argv(args: argparse.Namespace) -> list[str]:
             "--scheduler", "none", "--datasets", args.datasets, "--save-images", "set5",
             "--workers-per-trial", str(args.workers_per_trial), "--gpus-per-worker", str(args.gpus_per_worker),
             "--max-concurrent", str(args.max_concurrent), "--kind", "study"]
-    for flag, value in (("--out", args.out), ("--vgg-fallback", args.vgg_fallback), ("--address", args.address),
+    out = args.out or str(default_storage("") / f"study-{time.strftime('%Y%m%d-%H%M%S')}")
+    for flag, value in (("--out", out), ("--vgg-fallback", args.vgg_fallback), ("--address", args.address),
                         ("--data-root", args.data_root)):
         if value:
             argv += [flag, value]

@@ -166,18 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
     p.add_argument("--grace", type=int, default=1, help="ASHA grace period in reports (default 1)")
-    p.add_argument("--workers-per-trial", type=int, default=1)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--save-images", default="set5",
+                   help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
+    add_run_arguments(p, kind="sweep")
+    return p
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
+    """The options a sweep and a study share: resources, data, folders, weights, dry run, report."""
+    p.add_argument("--workers-per-trial", type=int, default=1)
     p.add_argument("--gpus-per-worker", type=float, default=0.0,
                    help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
     p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
-    p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score the best checkpoints on")
+    p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
     p.add_argument("--fetch", action="store_true",
                    help="download a missing benchmark set from its public address (checksum verified)")
-    p.add_argument("--save-images", default="set5",
-                   help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
-    p.add_argument("--out", default=None, help="results folder, new or empty (default ./runs/sweep-<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted sweep in DIR")
+    p.add_argument("--out", default=None, help=f"results folder, new or empty (default ./runs/{kind}-<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="DIR", help=f"continue an interrupted {kind} in DIR")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
     p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
     p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
@@ -185,7 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "with untrained features (flagged in the report) instead of failing those trials")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    return p
 
 
 class SweepError(Exception):
@@ -225,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as err:
         print(f"error: {err}" if err.code == 2 else str(err), file=sys.stderr)
         return err.code
+    except io.ResultsError as err:  # e.g. a full disk while writing the tables: the trials' runs are kept
+        print(f"error: {err}\nthe trials' runs are kept; once fixed, score them again with --resume", file=sys.stderr)
+        return 1
     if out is None:
         return 0
     print(f"results: {out}")

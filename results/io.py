@@ -26,12 +26,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: readers (and a crash
     half-way) see the old file or the new one, never a truncated one."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ResultsError(f"{path}: cannot be written ({err.strerror or err})") from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota: the previous file (if any) is untouched
+        tmp.unlink(missing_ok=True)
+        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        raise ResultsError(f"{path}: could not be written ({err.strerror or err}); {kept}") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -43,11 +50,15 @@ def write_json(path: str | Path, payload: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def _present(path: Path, required: bool) -> bool:
+    if not path.exists() and required:
+        raise ResultsError(f"{path}: results file missing")
+    return path.exists()
+
+
 def read_json(path: str | Path, *, required: bool = True) -> Any:
     path = Path(path)
-    if not path.exists():
-        if required:
-            raise ResultsError(f"{path}: results file missing")
+    if not _present(path, required):
         return None
     try:
         return json.loads(path.read_text())
@@ -63,9 +74,7 @@ def read_table(path: str | Path, columns: dict[str, str] | None = None, *,
                required: bool = True) -> pl.DataFrame | None:
     """A parquet table; with `columns`, conformed to them (missing ones become nulls, extras are kept)."""
     path = Path(path)
-    if not path.exists():
-        if required:
-            raise ResultsError(f"{path}: results file missing")
+    if not _present(path, required):
         return None
     try:
         frame = pl.read_parquet(path)

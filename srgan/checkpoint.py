@@ -55,7 +55,7 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write `path` through a hidden temporary file beside it, flushed to disk (fsync) before it is renamed
     over `path`, then the folder's entry flushed too: a full disk, a read-only folder or a crash leaves the
     previous file whole (or none), never a truncated one, and no partial file behind. A write that fails
@@ -83,7 +83,7 @@ def save_config(cfg: ExperimentConfig, folder: str | Path, **extra: Any) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"config": to_dict(cfg), "flags": run_flags(cfg), **extra}
     path = folder / CONFIG_FILE
-    _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True)))
+    atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True)))
     return path
 
 
@@ -106,7 +106,7 @@ def save_generator(net_g: nn.Module, cfg: ExperimentConfig, folder: str | Path, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net_g.state_dict().items()}
-    _atomic_write(folder / GENERATOR_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / GENERATOR_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     save_config(cfg, folder, **extra)
     return folder
 
@@ -146,7 +146,7 @@ def save_training_state(state: dict, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / STATE_FILE
-    _atomic_write(path, lambda p: torch.save(state, p))
+    atomic_write(path, lambda p: torch.save(state, p))
     return path
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import struct
 import sys
 import zlib
@@ -29,6 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from srgan.checkpoint import atomic_write
 from srgan.data import IMAGE_SUFFIXES, ImageError, load_image_u8
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,6 @@ def write_png(img: torch.Tensor, path: Path) -> None:
     header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16-bit, truecolour, no interlace
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
                      + chunk(b"IDAT", zlib.compress(rows.tobytes(), 3)) + chunk(b"IEND", b""))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -142,10 +136,10 @@ def prepare(src: str | Path, dst: str | Path, *, tile: int = 480, step: int = 24
                 index += 1
                 name = f"{path.stem}_s{index:03d}.png"
                 crop = img[:, top : top + tile, left : left + tile].contiguous()
-                _atomic(dst / name, lambda p, crop=crop: write_png(crop, p))
+                atomic_write(dst / name, lambda p, crop=crop: write_png(crop, p))
                 names.append(name)
         marker = {**expect, "height": h, "width": w, "tiles": names}
-        _atomic(_marker(dst, path.stem), lambda p, m=marker: p.write_text(json.dumps(m, indent=1)))
+        atomic_write(_marker(dst, path.stem), lambda p, m=marker: p.write_text(json.dumps(m, indent=1)))
         report.done.append(path.name)
         report.tiles += len(names)
     return report

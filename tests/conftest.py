@@ -1,4 +1,5 @@
-"""Session fixtures shared by the test folders: one real tiny sweep, interrupted and resumed."""
+"""Fixtures shared by the test folders: the data root, tiny checkpoints, and one real tiny sweep, interrupted
+and resumed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,36 @@ def _shared_data_in_ci() -> None:
         root = data_root()
         assert (root / "Set5").is_dir() and (root / "train" / "T91").is_dir(), (
             f"CI needs the shared data at {root} (set ENHANCE_DATA)")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared data (`benchmarks.datasets.data_root`: $ENHANCE_DATA, else ../shared/data); tests that need it
+    skip without it (and fail in CI, see above)."""
+    from benchmarks.datasets import data_root as resolve
+
+    root = resolve()
+    if not (root / "Set5" / "GTmod12").is_dir():
+        pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
+    return root
+
+
+@pytest.fixture
+def make_checkpoint(tmp_path: Path):
+    """make_checkpoint(scale=2, name="ckpt"): a tiny v3 checkpoint folder (random weights) in tmp_path."""
+    import torch
+
+    from srgan.checkpoint import save_generator
+    from srgan.generator import build_generator
+    from srgan.versions import preset
+
+    def make(scale: int = 2, name: str = "ckpt") -> Path:
+        cfg = preset("v3-tiny", scale=scale)
+        torch.manual_seed(0)
+        net = build_generator(cfg.generator, scale=scale).eval()
+        return save_generator(net, cfg, tmp_path / name)
+
+    return make
 
 
 @dataclass(frozen=True)

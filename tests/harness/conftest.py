@@ -1,20 +1,8 @@
-"""Fixtures for the harness tests: the data root and a local Ray for a test module."""
+"""Fixtures for the harness tests: a local Ray for a test module (the data root is tests/conftest.py's)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from benchmarks.datasets import data_root as resolve_data_root
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    root = resolve_data_root()
-    if not (root / "Set5").is_dir():
-        pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -131,3 +131,12 @@ def test_a_patch_larger_than_every_training_image_fails_before_ray(capsys, data_
                                   "--set", "data.patch_size=400"], capsys)
     assert code == 2 and "400" in err and "LRbicx4" in err
     assert list(tmp_path.iterdir()) == []  # no run folder was made
+
+
+def test_a_corrupt_config_in_the_run_folder_is_named(capsys, data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text("{half a config")
+    code, err = _run(train.main, ["--preset", "v1-tiny", "--data-root", str(data_root), "--storage", str(tmp_path),
+                                  "--name", "old"], capsys)
+    assert code == 2 and str(tmp_path / "old") in err and "unreadable run" in err
+    assert (tmp_path / "old" / "config.json").read_text() == "{half a config"

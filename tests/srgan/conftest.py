@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from srgan_helpers import data_root, write_random_images
+from srgan_helpers import write_random_images
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +21,8 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def data() -> Path:
-    root = data_root()
-    if not (root / "Set5").is_dir():
-        pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
-    return root
+def data(data_root: Path) -> Path:
+    return data_root
 
 
 @pytest.fixture

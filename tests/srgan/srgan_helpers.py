@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,6 @@ from srgan.engine import GanEngine
 from srgan.versions import preset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def data_root() -> Path:
-    """The shared test data: $ENHANCE_DATA, else `<repo>/../shared/data`."""
-    return Path(os.environ.get("ENHANCE_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
 def tiny(name: str, *, scale: int = 4, **updates) -> ExperimentConfig:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from srgan_helpers import data_root
 
 from srgan.checkpoint import CheckpointError, load_generator
 from srgan.generator import rrdbnet
@@ -202,6 +201,8 @@ def test_pickles_that_run_code_are_refused(tmp_path: Path) -> None:
 
 
 def _published_files() -> list[tuple[Path, str]]:
+    from benchmarks.datasets import data_root
+
     table = data_root() / "pretrained" / "WEIGHTS.tsv"
     if not table.is_file():
         return []

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from srgan.checkpoint import save_generator
 from srgan.config import GeneratorConfig
 from srgan.data import load_image, save_image
 from srgan.generator import build_generator
@@ -34,19 +33,6 @@ def _net(preset_name: str, scale: int, **generator: object) -> nn.Module:
 
 def _tiny(preset_name: str, scale: int) -> nn.Module:
     return _net(preset_name, scale)
-
-
-@pytest.fixture
-def make_checkpoint(tmp_path: Path):
-    """Write a tiny v3 checkpoint (random weights) for `scale` and return its folder."""
-
-    def make(scale: int = 2, name: str = "ckpt") -> Path:
-        cfg = preset("v3-tiny", scale=scale)
-        torch.manual_seed(0)
-        net = build_generator(cfg.generator, scale=scale).eval()
-        return save_generator(net, cfg, tmp_path / name)
-
-    return make
 
 
 @pytest.mark.parametrize("preset_name,scale", [("v3-tiny", 4), ("v3-tiny", 3), ("esrgan-tiny", 2)])
