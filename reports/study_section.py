@@ -365,19 +365,18 @@ def claims(study: pl.DataFrame, dataset: str) -> list[str]:
             (pl.col("kind") == kind) & (pl.col("dataset") == dataset)).iter_rows(named=True)))
         if not pairs:
             continue
+        found = [(a, b, _direction(rows.get((c, "psnr"))), _direction(rows.get((c, "lpips")))) for c, a, b in pairs]
+        no_lpips = all(lpips == "not measured" for *_, lpips in found)
         parts = []
-        for comparison, a, b in pairs:
-            psnr, lpips = _direction(rows.get((comparison, "psnr"))), _direction(rows.get((comparison, "lpips")))
-            text = f"{a} against {b}: PSNR {psnr}, LPIPS {lpips}"
-            if kind != "version step":
-                if psnr == "worse" and lpips == "better":
-                    text += " (the trade is measured)"
-                elif lpips == "not measured":
-                    text += " (only the PSNR side can be measured)"
-                else:
-                    text += " (not the trade the study describes)"
+        for a, b, psnr, lpips in found:
+            text = f"{a} against {b}: PSNR {psnr}" + ("" if no_lpips else f", LPIPS {lpips}")
+            if kind != "version step" and not no_lpips:
+                text += (" (the trade is measured)" if (psnr, lpips) == ("worse", "better")
+                         else " (only the PSNR side is measured)" if lpips == "not measured"
+                         else " (not the trade the study describes)")
             parts.append(text)
-        out.append(f"{question} On {dataset}, " + "; ".join(parts) + ".")
+        tail = " LPIPS was not measured, so only the PSNR side of this is tested." if no_lpips else ""
+        out.append(f"{question} On {dataset}, " + "; ".join(parts) + "." + tail)
     return out
 
 
