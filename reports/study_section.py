@@ -71,6 +71,8 @@ class StudySection:
     versions: list[str]
     table: list[TableRow]
     diffs: list[DiffRow]
+    diff_metrics: list[str]  # the metrics with at least one difference (the diff table's columns)
+    diff_notes: list[str]  # why the other metrics have none
     planes: list[Plane]
     plane_notes: list[str]
     findings: list[str]
@@ -86,6 +88,11 @@ def _mean_std(mean: float | None, std: float | None, metric: str) -> str:
     if not _finite(mean):
         return MISSING
     return f"{_num(mean, metric)} ± {_num(std, metric)}" if _finite(std) else _num(mean, metric)
+
+
+def _sig(value: float | None) -> str:
+    """Three significant digits (a loss's spread can be 1e-5 in a short run)."""
+    return f"{value:.3g}" if _finite(value) else MISSING
 
 
 def _pct(value: float | None) -> str:
@@ -152,7 +159,8 @@ def _stability_cells(p: dict) -> dict[str, Cell]:
     collapse = Cell(MISSING, "no D(real)/D(fake) reports", missing=True) if not p["gan_reports"] else Cell(
         f"{_pct(p['collapse_share'])} of {p['gan_reports']} reports (worst run {_pct(p['collapse_share_max'])})",
         f"share of GAN-stage reports with D(real) − D(fake) > {gap:g}", warn=(p["collapse_share"] or 0) > 0)
-    spread = Cell(_mean_std(p["adv_loss_std"], p["adv_loss_std_sd"], "lpips"),
+    spread_sd = f" ± {_sig(p['adv_loss_std_sd'])}" if _finite(p["adv_loss_std_sd"]) else ""
+    spread = Cell(_sig(p["adv_loss_std"]) + spread_sd,
                   "std of the generator's adversarial loss over the last half of the GAN stage; mean ± std over runs")
     drift = Cell(f"{_num(p['psnr_drift'], 'psnr', sign=True)} ± {_num(p['psnr_drift_sd'], 'psnr')} dB"
                  if _finite(p["psnr_drift_sd"]) else (f"{_num(p['psnr_drift'], 'psnr', sign=True)} dB"
@@ -235,7 +243,7 @@ def _diff_cell(r: dict | None) -> DiffCell:
         return DiffCell(MISSING, "not computed", "not computed", "no-data")
     statement, verdict = _statement(r)
     if verdict == "no-data":
-        return DiffCell(MISSING, statement, statement, verdict)
+        return DiffCell(MISSING, "not computed", statement, verdict)
     unit = METRIC_UNITS.get(r["metric"], "")
     estimate = (f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
                 f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}]")
@@ -245,18 +253,32 @@ def _diff_cell(r: dict | None) -> DiffCell:
     return DiffCell(estimate, short, statement, verdict)
 
 
-def diff_rows(study: pl.DataFrame) -> list[DiffRow]:
-    """One row per (comparison, dataset), a cell per metric."""
+def diff_metrics(study: pl.DataFrame, versions: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """(metrics with at least one difference, a note for each metric with none saying why)."""
+    shown, notes = [], []
+    for metric in METRIC_NAMES:
+        part = study.filter(pl.col("metric") == metric)
+        if part.height and part.filter(pl.col("n") > 0).height:
+            shown.append(metric)
+        elif part.height:
+            reasons = sorted(set(versions.filter(pl.col("metric") == metric)["missing"].drop_nulls().to_list()))
+            notes.append(f"{METRIC_NAMES[metric]}: no difference computed ({'; '.join(reasons) or 'no scores'}).")
+    return shown, notes
+
+
+def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None) -> list[DiffRow]:
+    """One row per (comparison, dataset), a cell per metric (`metrics`, default all)."""
     by_key: dict[tuple[str, str], dict[str, dict]] = {}
     for r in study.iter_rows(named=True):
         by_key.setdefault((r["comparison"], r["dataset"]), {})[r["metric"]] = r
     rows = []
-    for (comparison, dataset), metrics in by_key.items():
-        first = next(iter(metrics.values()))
-        counted = max(metrics.values(), key=lambda r: r["n"] or 0)
+    for (comparison, dataset), by_metric in by_key.items():
+        first = next(iter(by_metric.values()))
+        counted = max(by_metric.values(), key=lambda r: r["n"] or 0)
         n = (f"{counted['n']} ({counted['n_seeds']} seeds × {counted['n_images']} images)" if counted["n"]
              else "0")
-        rows.append(DiffRow(comparison, first["kind"], dataset, n, [_diff_cell(metrics.get(m)) for m in METRIC_NAMES]))
+        cells = [_diff_cell(by_metric.get(m)) for m in (metrics if metrics is not None else METRIC_NAMES)]
+        rows.append(DiffRow(comparison, first["kind"], dataset, n, cells))
     return rows
 
 
@@ -450,6 +472,7 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
         maintain_order=True).to_list()
     datasets = [d for d in datasets if d in study_sets] + [d for d in dict.fromkeys(study_sets) if d not in datasets]
     plane_list, plane_notes = planes(versions, profile, datasets)
+    shown, shown_notes = diff_metrics(study, versions)
     method = "no paired comparison (fewer than two versions of the study)"
     if study.height:
         r = study.row(0, named=True)
@@ -460,7 +483,9 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
     return StudySection(
         versions=profile["version"].to_list(),
         table=comparison_table(profile, versions, datasets),
-        diffs=diff_rows(study),
+        diffs=diff_rows(study, shown),
+        diff_metrics=shown,
+        diff_notes=shown_notes,
         planes=plane_list,
         plane_notes=plane_notes,
         findings=findings(study, profile, versions, datasets),

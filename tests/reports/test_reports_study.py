@@ -99,7 +99,10 @@ def test_without_lpips_the_perception_axis_is_reported_unavailable(tmp_path: Pat
     assert f"Set5: the perception axis is unavailable: LPIPS was not computed ({LPIPS_REASON})" in section
     assert "Perceptual quality: LPIPS was not computed" in section and "Not run here: ragan, esrgan" in section
     assert "training data is the same" not in section  # v1 trains on T91 only
-    assert "not computed: v2: " + LPIPS_REASON in section  # the LPIPS differences say why they are missing
+    # no LPIPS column in the differences, one line saying why instead
+    assert f"LPIPS: no difference computed ({LPIPS_REASON})." in section
+    diffs = section[section.index('id="study-diffs"'):]
+    assert "LPIPS ↓: mean difference" not in diffs and "PSNR ↑: mean difference" in diffs
     assert f"No LPIPS difference on Set5: LPIPS was not computed ({LPIPS_REASON})." in section
     assert ("v3 against v3-pretrain: PSNR worse. LPIPS was not measured, so only the PSNR side of this is tested."
             in section)
@@ -146,3 +149,22 @@ def test_shared_pretraining_is_said(tmp_path: Path) -> None:
     assert "The patch size is the same for every version here (128×128)" in section  # no v1 in this one
     study = pl.read_parquet(folder / schema.STUDY_FILE)
     assert study.filter(pl.col("comparison") == "esrgan - esrgan-pretrain")["n_seeds"].to_list() == [3] * 6
+
+
+def test_a_difference_missing_on_one_dataset_only_keeps_its_column(tmp_path: Path) -> None:
+    folder = write_synthetic_study(tmp_path / "study", seeds=(0, 1), presets=("v2", "v3"), compute=False)
+    summary = pl.read_parquet(folder / schema.SUMMARY_FILE)
+    scores = pl.read_parquet(folder / schema.SCORES_FILE)
+    on_set14 = pl.col("dataset") == "Set14"
+    scores.with_columns(pl.when(on_set14).then(None).otherwise(pl.col("lpips")).alias("lpips")).write_parquet(
+        folder / schema.SCORES_FILE)
+    summary.with_columns(pl.when(on_set14).then(pl.lit(LPIPS_REASON)).otherwise(None).alias("lpips_missing"),
+                         pl.when(on_set14).then(None).otherwise(pl.col("lpips")).alias("lpips")).write_parquet(
+        folder / schema.SUMMARY_FILE)
+    from results.study import compute_study
+
+    compute_study(folder, n_resamples=100)
+    section = _section(build.build_report(folder).read_text())
+    diffs = section[section.index('id="study-diffs"'):]
+    assert "LPIPS ↓: mean difference" in diffs and diffs.count('class="verdict-no-data"') == 3  # the Set14 rows
+    assert f"{LPIPS_REASON}" in diffs  # in the hover title of those cells
