@@ -226,7 +226,7 @@ STUDY_PROFILE_COLUMNS = {
     "psnr_drift": "f64",  # val PSNR at the end of the GAN stage minus at its start, mean over trials
     "psnr_drift_sd": "f64",
     "drift_from": "str",  # what "its start" was
-    "divergence_stops": "i64",
+    "divergence_stops": "i64",  # trials stopped or failed for divergence (stops.json, stop_reason or error)
     "stopped": "i64",
     "failed": "i64",
 }
