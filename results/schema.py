@@ -36,7 +36,13 @@ TRIALS_DIR = "trials"
 
 SWEEP_STATE = "sweep.json"  # a sweep's own argv and start time (what --resume replays)
 STOPS_FILE = "stops.json"  # {trial_id: why the divergence stopper stopped it}
-TUNE_DIR = "tune"  # Ray Tune's experiment state
+TUNE_DIR = "tune"  # Ray Tune's experiment state of the GAN trials
+PRETRAIN_TUNE_DIR = "tune_pretrain"  # ... and of the shared pretrainings
+
+# A collapsed discriminator: D(real) - D(fake) above COLLAPSE_GAP (sigmoid outputs) for COLLAPSE_PATIENCE reports
+# in a row stops a trial (harness/stopper.py); the study measures the share of GAN reports above the same gap.
+COLLAPSE_GAP = 0.98
+COLLAPSE_PATIENCE = 3
 
 # trials.parquet `status`
 STATUS_OK, STATUS_FAILED, STATUS_STOPPED, STATUS_BASELINE = "ok", "failed", "stopped", "baseline"
