@@ -10,6 +10,8 @@ import polars as pl
 
 from results import schema
 
+SIZE_SUFFIXES = ("-tiny", "-small")  # srgan.versions' CPU sizes
+
 
 def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = None, flags: Sequence[str] = (),
               steps: int | None = None, wall_s: float | None = None, devices: int = 1, stage: str | None = None,
@@ -17,7 +19,8 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
               seed: int | None = None, preset: str | None = None) -> dict[str, Any]:
     """A trials.parquet row (`schema.TRIAL_COLUMNS`) from a resolved config dict (`asdict(ExperimentConfig)`).
 
-    `preset` is the config's name without its `-tiny` suffix; `device_hours` is wall time x devices."""
+    `preset` is the config's name without its size suffix (`-tiny`, `-small`); `device_hours` is wall time x
+    devices."""
     config = config or {}
     loss = config.get("loss", {})
     train = config.get("train", {})
@@ -27,7 +30,7 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
     return {
         "trial_id": trial_id,
         "label": label,
-        "preset": preset or (name.removesuffix("-tiny") if isinstance(name, str) else None),
+        "preset": preset or (_version(name) if isinstance(name, str) else None),
         "pixel_weight": loss.get("pixel_weight"),
         "perceptual_weight": loss.get("perceptual_weight"),
         "adv_weight": loss.get("adv_weight"),
@@ -43,6 +46,13 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
         "flags": json.dumps(list(flags)),
         "config_json": json.dumps(config, sort_keys=True) if config else None,
     }
+
+
+def _version(config_name: str) -> str:
+    """The version a config trains: its name without a size suffix ("v3-small" -> "v3")."""
+    for size in SIZE_SUFFIXES:
+        config_name = config_name.removesuffix(size)
+    return config_name
 
 
 def trials_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:

@@ -62,5 +62,7 @@ def test_one_trial_row_builder_for_every_writer() -> None:
     assert row["device_hours"] == pytest.approx(0.02) and row["init_from"] == "pretrain-abc"
     frame = rows.trials_frame([row])
     assert list(frame.columns) == list(schema.TRIAL_COLUMNS)
+    small = rows.trial_row("t2", label="v1", status=schema.STATUS_OK, config={"name": "v1-small"})
+    assert small["preset"] == "v1"
     baseline = rows.trial_row("bicubic", label="bicubic", status=schema.STATUS_BASELINE, preset="bicubic")
     assert baseline["stage"] == schema.STAGE_BASELINE and baseline["config_json"] is None
