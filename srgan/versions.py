@@ -112,8 +112,8 @@ def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
 def small(cfg: ExperimentConfig) -> ExperimentConfig:
     """The CPU study size (`harness.study --size tiny`): networks big enough to learn in minutes on 2 cores.
 
-    SRResNet 8 blocks x 32 features without BatchNorm (with BN, 600 pretraining steps stalled at 28.6 dB on
-    Set5 x4, against 29.5 dB without: too few steps for its running statistics), RRDBNet 2 RRDB x 24 features
+    SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4
+    after 250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features
     (growth 12), a 3-stage D. The pixel-loss pretraining (`pretrain_stage`) runs SMALL_PRETRAIN_STEPS on batches
     of 16 64-px patches at lr 5e-4, halved at 75 % and 90 %; the GAN stage runs SMALL_GAN_STEPS on batches of 8
     48-px patches (a VGG19 step costs ~3.5x less) at the preset's lr. v1 (single stage, no pretraining) gets the
@@ -139,8 +139,8 @@ def small(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
-SMALL_PRETRAIN_STEPS = 800
-SMALL_GAN_STEPS = 100
+SMALL_PRETRAIN_STEPS = 700
+SMALL_GAN_STEPS = 60
 
 
 def _fit(size: int, scale: int) -> int:
