@@ -42,7 +42,7 @@ def test_one_shared_pretraining_starts_every_gan_trial(resumed_sweep) -> None:
     pretrain = trials.filter(pl.col("stage") == "pretrain")
     assert pretrain.height == 1 and pretrain["steps"][0] == 3
     pretrain_id = pretrain["trial_id"][0]
-    final = sorted((out / "trials" / pretrain_id).glob("checkpoint_*"))[-1]
+    final = sorted(p for p in (out / "trials" / pretrain_id).glob("checkpoint_*") if p.is_dir())[-1]
     assert final.name == "checkpoint_0000003"
     expected = state_digest(load_file(str(final / "generator.safetensors")))
     gan = trials.filter(pl.col("stage") == "gan")
@@ -90,7 +90,7 @@ def test_init_from_a_results_trial_or_a_checkpoint_folder(resumed_sweep, data_ro
 
     out = resumed_sweep.out
     pretrain = next((out / "trials").glob("pretrain-*"))
-    last = sorted(pretrain.glob("checkpoint_*"))[-1]
+    last = sorted(p for p in pretrain.glob("checkpoint_*") if p.is_dir())[-1]
     init = pretrain if source == "trial" else last
     cmd = [sys.executable, "-m", "harness.train", "--preset", "v3-tiny", "--init-from", str(init), "--vgg-fallback",
            "untrained", "--storage", str(tmp_path), "--name", "gan", "--data-root", str(data_root),

@@ -63,7 +63,7 @@ def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: 
     n_figures = page.eval_on_selector_all("[data-figure]", "els => els.length")
     assert n_figures > 0 and len(charts) == n_figures and all(n > 0 for n in charts)
     trials = pl.read_parquet(sweep_results / schema.TRIALS_FILE)
-    assert trials.height == 3  # bicubic baseline + the two trained trials of the real sweep
+    assert trials.height == 6  # bicubic baseline, the shared pretraining and the four GAN trials of the real sweep
     assert page.eval_on_selector_all("#summary-table tbody tr", "rows => rows.length") == trials.height
     assert "untrained-perceptual-vgg19" in page.inner_text("body")  # RaGAN's opt-in is visible
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
