@@ -63,6 +63,7 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
     ctx = ray.train.get_context()
     rank, world, device = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
     worker.worker_logging(rank)
+    torch.set_num_threads(loop_config.get("threads", 1))  # the CPUs Ray reserved, whatever OMP_NUM_THREADS says
     engine = build_engine(cfg, device, world=world, sync_bn=loop_config.get("sync_bn", False))
     restore(engine, ray.train.get_checkpoint(), run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
     history = worker.History(Path(loop_config["run_dir"]) / worker.HISTORY_JSONL,
@@ -132,7 +133,8 @@ def build_trainer(spec: RunSpec, *, callbacks: list | None = None, loop: Callabl
     return TorchTrainer(
         loop or train_loop,
         train_loop_config={"experiment": to_dict(spec.cfg), "run_dir": str(spec.run_dir),
-                           "data_root": str(spec.data_root), "sync_bn": spec.sync_bn},
+                           "data_root": str(spec.data_root), "sync_bn": spec.sync_bn,
+                           "threads": max(1, int(spec.cpus_per_worker))},
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources,
                                      placement_strategy=spec.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
