@@ -194,13 +194,14 @@ class SweepPlan:
         stages = {"pretrain": pretrain, "gan": self.runs * self.args.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
-                                cache_dir=Path(self.settings.out)))
+                                cache_dir=Path(self.settings.out), cpus=self.settings.cpus_per_worker))
         return "\n".join(lines)
 
 
 def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, gpus: float, workers: int,
-               cache_dir: Path) -> str:
-    """The cost estimate printed before a launch (steps, measured step time, device-hours, wall time)."""
+               cache_dir: Path, cpus: float = 1.0) -> str:
+    """The cost estimate printed before a launch (steps, measured step time, device-hours, wall time). On a CPU
+    the steps are timed on as many threads as a worker gets (`cpus`), as the workers will run them."""
     import torch
 
     from benchmarks.cost import estimate
@@ -210,9 +211,14 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
         steps = sum(c.train.warmup_steps + c.train.gan_steps for runs in stages.values() for c in runs)
         return f"cost estimate: {steps:,} steps; step time not measured (the workers' GPUs are not visible here)"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # one timed step per network on a CPU: a full-size GAN step there takes tens of seconds
-    return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir, devices_per_run=workers,
-                    steps=1 if device == "cpu" else 3).format()
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(max(1, int(cpus)))
+    try:  # one timed step per network on a CPU: a full-size GAN step there takes tens of seconds
+        return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir,
+                        devices_per_run=workers, steps=1 if device == "cpu" else 3).format()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_plan(spec: RunSpec) -> str:
@@ -223,7 +229,7 @@ def run_plan(spec: RunSpec) -> str:
             + f": {t.warmup_steps} pixel-loss + {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
               f"{spec.workers} worker(s)")
     return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
-                                    workers=spec.workers, cache_dir=spec.run_dir.parent)
+                                    cpus=spec.cpus_per_worker, workers=spec.workers, cache_dir=spec.run_dir.parent)
 
 
 def _steps(cfg: dict | ExperimentConfig) -> int:
