@@ -29,7 +29,7 @@ from harness import plan, resources
 from harness.runs import RunSpec, prepare_run
 from harness.storage import default_storage
 from results import io, schema
-from srgan.config import ConfigError
+from srgan.config import ConfigError, add_override_argument
 from srgan.losses import WeightsUnavailable
 from srgan.versions import PRESETS
 
@@ -152,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample a field log-uniformly (random search)")
     p.add_argument("--search", choices=("grid", "random"), default="grid")
     p.add_argument("--num-samples", type=int, default=1, help="samples (random) or repeats (grid)")
-    add_set = p.add_argument_group("overrides").add_argument
-    add_set("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-            help="override a config field in every trial (repeatable), e.g. --set loss.adv_weight=1e-2")
+    add_override_argument(p)  # in every trial
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",

@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srgan.upscale", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="an image file or a folder of images")
     parser.add_argument("output", type=Path, help="output file (for one input file) or folder")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (or its .safetensors)")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="checkpoint folder (or its .safetensors), or a published ESRGAN generator .pth")
     parser.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")
     parser.add_argument("--overlap", type=int, default=None,
                         help="context around each tile in LR px (default: the generator's receptive radius, "
