@@ -23,3 +23,12 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return home
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Benchmark tests time or train tiny models: one intra-op thread, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

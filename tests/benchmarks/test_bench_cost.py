@@ -18,14 +18,6 @@ def tiny(name: str, **updates):
                                              "data.batch_size": 2, **updates})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_measure_step_rate_times_real_steps_without_side_effects(offline: Path) -> None:
     """A real engine, both phases; the perceptual network is timed on untrained features, so a preset that asks
     for ImageNet VGG19 weights is timed without them (offline here); the global RNG is left as it was."""

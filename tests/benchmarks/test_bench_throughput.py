@@ -16,14 +16,6 @@ from srgan.engine import GanEngine
 from srgan.versions import preset
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow  # decodes the 290 T91 + BSD200 images
 def test_train_and_loader_sections_report_every_rate(data_root: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
