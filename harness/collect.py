@@ -6,7 +6,6 @@ status, error, `time_total_s`) and from the trial's run folder (config.json, his
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -54,12 +53,14 @@ def best_checkpoint(run_dir: Path, *, metric: str = "val_psnr", mode: str = "max
 
     Checkpoints of the GAN phase come first when there are any: the pixel-only warmup always wins on PSNR, and
     scoring it would compare warmups instead of GANs."""
+    from srgan.checkpoint import checkpoint_step
+
     history = {row["step"]: row for row in read_history(run_dir)}
     candidates = []
     for ckpt in sorted(run_dir.glob("checkpoint_*")):
         if not (ckpt / "generator.safetensors").exists():
             continue
-        step = int(json.loads((ckpt / "config.json").read_text()).get("step", -1))
+        step = checkpoint_step(ckpt)
         row = history.get(step, {})
         value = row.get(metric)
         score = value if value is not None and math.isfinite(value) else -math.inf

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.storage import resolve_train_dirs
 from srgan.checkpoint import save_config
-from srgan.config import ExperimentConfig, override, to_dict
+from srgan.config import ExperimentConfig, differing_keys, override, to_dict
 from srgan.losses import WeightsUnavailable, ensure_vgg19_weights
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def validate_run(spec: RunSpec) -> RunSpec:
             before = to_dict(load_config(spec.run_dir))
         except CheckpointError as err:
             raise ValueError(f"{spec.run_dir} holds an unreadable run ({err}); choose another --name") from None
-        differing = sorted(_diff(before, to_dict(spec.cfg)))
+        differing = differing_keys(before, to_dict(spec.cfg))
         if differing:
             raise ValueError(f"{spec.run_dir} already holds a different run (differs in: {', '.join(differing)}); "
                              "choose another --name, or repeat that run's own settings to resume it")
@@ -83,12 +82,6 @@ def prepare_run(spec: RunSpec) -> RunSpec:
                 workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None,
                 departures=departures(spec.cfg))
     return spec
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in sorted(set(a) | set(b)) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def hardware_of(spec: RunSpec) -> str:

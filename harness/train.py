@@ -66,8 +66,7 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
     torch.set_num_threads(loop_config.get("threads", 1))  # the CPUs Ray reserved, whatever OMP_NUM_THREADS says
     engine = build_engine(cfg, device, world=world, sync_bn=loop_config.get("sync_bn", False))
     restore(engine, ray.train.get_checkpoint(), run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
-    history = worker.History(Path(loop_config["run_dir"]) / worker.HISTORY_JSONL,
-                             resume_step=engine.step) if rank == 0 else None
+    history = worker.History(Path(loop_config["run_dir"]), resume_step=engine.step) if rank == 0 else None
     clock = worker.Clock(cfg.train.time_limit_s, world=world, device=device)
     for lq, gt in training_batches(cfg, resolve_train_dirs(cfg, loop_config["data_root"]), device=device,
                                    start_step=engine.step, num_steps=engine.total_steps - engine.step,

@@ -78,12 +78,11 @@ def validate(engine: GanEngine, data_root: str | Path) -> dict[str, float]:
 class History:
     """Rank 0's metrics history as JSON lines; after a restart, rows past the restored step are dropped."""
 
-    def __init__(self, path: Path, *, resume_step: int) -> None:
-        self.path = path
-        if path.exists():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r["step"] <= resume_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    def __init__(self, run_dir: Path, *, resume_step: int) -> None:
+        self.path = Path(run_dir) / HISTORY_JSONL
+        if self.path.exists():
+            kept = [r for r in read_history(run_dir) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as fh:

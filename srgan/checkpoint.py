@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from srgan.config import ExperimentConfig, from_dict, to_dict
+from srgan.config import ExperimentConfig, differing_keys, from_dict, to_dict
 from srgan.generator import build_generator
 
 CONFIG_FILE = "config.json"
@@ -191,7 +191,7 @@ def resume(engine, folder: str | Path) -> None:
 # ------------------------------------------------------------------------------------ init of a GAN stage
 
 
-def _checkpoint_step(folder: Path) -> int:
+def checkpoint_step(folder: Path) -> int:
     """The step a checkpoint folder was saved at: its config.json's `step`, else the digits of its name."""
     try:
         step = json.loads((folder / CONFIG_FILE).read_text()).get("step")
@@ -222,12 +222,12 @@ def resolve_init_source(source: str | Path) -> Path:
     if not checkpoints:
         raise CheckpointError(f"{path}: neither a checkpoint folder ({GENERATOR_FILE}) nor a run folder "
                               f"(checkpoint_*/{GENERATOR_FILE})")
-    return max(checkpoints, key=lambda d: (_checkpoint_step(d), d.name)) / GENERATOR_FILE
+    return max(checkpoints, key=lambda d: (checkpoint_step(d), d.name)) / GENERATOR_FILE
 
 
 def _differences(a: Any, b: Any, prefix: str) -> list[str]:
     da, db = to_dict(a), to_dict(b)
-    return [f"{prefix}.{k}: source {da[k]!r}, config {db[k]!r}" for k in da if da[k] != db.get(k)]
+    return [f"{prefix}.{k}: source {da.get(k)!r}, config {db.get(k)!r}" for k in differing_keys(da, db)]
 
 
 def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
