@@ -12,9 +12,18 @@ from typing import Any
 
 from harness.runs import RunSpec, resolve_perceptual
 from harness.storage import data_root, resolve_train_dirs
+from results import schema
 from srgan.config import ConfigError, ExperimentConfig, from_dict, override, parse_set_args
 from srgan.losses import WeightsUnavailable
-from srgan.versions import PRESETS, gan_stage, preset, pretrain_key, pretrain_stage, with_present_train_dirs
+from srgan.versions import (
+    PRESETS,
+    gan_stage,
+    preset,
+    pretrain_key,
+    pretrain_stage,
+    two_stage,
+    with_present_train_dirs,
+)
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
 PRETRAIN_PREFIX = "pretrain-"
@@ -63,7 +72,8 @@ def pretraining(cfg: ExperimentConfig, settings) -> tuple[str, ExperimentConfig]
     """(run name, config) of the pretraining a two-stage recipe starts from; equal keys share one run."""
     if settings.pretrain_seed == "shared":
         cfg = replace(cfg, train=replace(cfg.train, seed=settings.seed))
-    return PRETRAIN_PREFIX + pretrain_key(cfg)[:12], _cadence(pretrain_stage(cfg), settings)
+    pre = pretrain_stage(cfg)
+    return PRETRAIN_PREFIX + pretrain_key(pre)[:12], _cadence(pre, settings)
 
 
 def run_config(settings, params: dict[str, Any]) -> ExperimentConfig:
@@ -75,12 +85,12 @@ def run_config(settings, params: dict[str, Any]) -> ExperimentConfig:
         cfg = from_dict(ExperimentConfig, settings.pretrainings[params["run_name"]])
     else:
         cfg = single_config(settings, params)
-        if cfg.train.warmup_steps > 0:
+        if two_stage(cfg):
             source, _ = pretraining(cfg, settings)
             if source not in settings.pretrainings:
                 raise ValueError(f"{params}: its pretraining {source} was not planned (a sampled value changes "
                                  "the pretraining; sweep it with --grid instead)")
-            cfg = gan_stage(cfg, init_from=str(Path(settings.out) / "trials" / source))
+            cfg = gan_stage(cfg, init_from=str(Path(settings.out) / schema.TRIALS_DIR / source))
     cfg = _cadence(cfg, settings)
     return resolve_perceptual(cfg, vgg_fallback=settings.vgg_fallback)
 
@@ -175,23 +185,27 @@ class SweepPlan:
         space["_num_samples"] = self.args.num_samples
         return space
 
+    @property
+    def pretrain_configs(self) -> dict[str, ExperimentConfig]:
+        return {name: from_dict(ExperimentConfig, c) for name, c in self.settings.pretrainings.items()}
+
     def step_counts(self) -> tuple[int, int]:
         """(steps with shared pretraining, steps if every trial pretrained itself): W + K*G against K*(W + G)."""
         repeats = self.args.num_samples
         alone = sum(_steps(cfg) for _, cfg in self.trials) * repeats
-        gan_only = sum(cfg.train.gan_steps if cfg.train.warmup_steps else _steps(cfg) for _, cfg in self.trials)
-        return gan_only * repeats + sum(_steps(c) for c in self.settings.pretrainings.values()), alone
+        gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else _steps(cfg) for _, cfg in self.trials)
+        return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
 
     def describe(self, *, concurrency: int) -> str:
         shared, alone = self.step_counts()
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
                  f"{len(self.trials) * self.args.num_samples} GAN trial(s) ({', '.join(self.presets)})"]
+        pretrain = self.pretrain_configs
         for name, users in sorted(self.pretrain_users.items()):
-            lines.append(f"  {name}: {_steps(self.settings.pretrainings[name])} pixel-loss steps, shared by "
+            lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
                          f"{', '.join(sorted(set(users)))}")
         lines.append(f"  steps: {shared} with shared pretraining (W + K*G) instead of {alone} (K*(W + G))")
-        pretrain = [from_dict(ExperimentConfig, c) for c in self.settings.pretrainings.values()]
-        stages = {"pretrain": pretrain, "gan": self.runs * self.args.num_samples}
+        stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.args.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
                                 cache_dir=Path(self.settings.out), cpus=self.settings.cpus_per_worker))
@@ -208,7 +222,7 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
 
     device = "cuda" if gpus > 0 else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        steps = sum(c.train.warmup_steps + c.train.gan_steps for runs in stages.values() for c in runs)
+        steps = sum(_steps(c) for runs in stages.values() for c in runs)
         return f"cost estimate: {steps:,} steps; step time not measured (the workers' GPUs are not visible here)"
     cache_dir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
@@ -232,10 +246,8 @@ def run_plan(spec: RunSpec) -> str:
                                     cpus=spec.cpus_per_worker, workers=spec.workers, cache_dir=spec.run_dir.parent)
 
 
-def _steps(cfg: dict | ExperimentConfig) -> int:
-    t = cfg["train"] if isinstance(cfg, dict) else {"warmup_steps": cfg.train.warmup_steps,
-                                                     "gan_steps": cfg.train.gan_steps}
-    return int(t["warmup_steps"]) + int(t["gan_steps"])
+def _steps(cfg: ExperimentConfig) -> int:
+    return cfg.train.warmup_steps + cfg.train.gan_steps
 
 
 def settings_from(args: argparse.Namespace, out: Path) -> SweepSettings:
@@ -268,7 +280,7 @@ def plan_sweep(args: argparse.Namespace, out: Path):
         for values in grid_points(grid):
             params = {"preset": name, **values, **{k: lo for k, (lo, _hi) in loguniform.items()}}
             cfg = single_config(settings, params)
-            if cfg.train.warmup_steps > 0:
+            if two_stage(cfg):
                 source, pre = pretraining(cfg, settings)
                 pretrainings.setdefault(source, to_dict(pre))
                 users.setdefault(source, []).append(name)
