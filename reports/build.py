@@ -30,7 +30,7 @@ from reports import figures
 from reports.study_section import StudySection, study_section
 from reports.text import METRIC_NAMES, MISSING, Cell
 from reports.text import fmt as _fmt
-from results import io, metrics_np, schema
+from results import io, metrics_np, rows, schema
 
 log = logging.getLogger(__name__)
 
@@ -370,16 +370,6 @@ def image_score_rows(results: Results) -> list[dict]:
     return rows
 
 
-def _flags(value: str | None) -> list[str]:
-    if not value:
-        return []
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        return [value]
-    return [str(f) for f in parsed] if isinstance(parsed, list) else [str(parsed)]
-
-
 def _pretty_json(value: str | None) -> str:
     if not value:
         return ""
@@ -411,7 +401,7 @@ def run_metadata(results: Results) -> dict:
                        "steps": _fmt_param(t["steps"]),
                        "wall_s": MISSING if t["wall_s"] is None else f"{t['wall_s']:.1f}",
                        "device_hours": MISSING if t["device_hours"] is None else f"{t['device_hours']:.4f}",
-                       "flags": _flags(t["flags"]), "config": _pretty_json(t["config_json"])})
+                       "flags": rows.json_list(t["flags"]), "config": _pretty_json(t["config_json"])})
     total = results.trials["device_hours"].drop_nulls().sum()
     warnings = []
     for t in trials:

@@ -17,6 +17,7 @@ from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell
 from reports.text import finite as _finite
 from reports.text import fmt as _num
 from results import schema
+from results.rows import json_list
 from results.study import STUDY_ORDER
 
 CPU_SIZES = ("tiny", "small")  # srgan.versions' reduced presets, named "<preset>-<size>"
@@ -97,14 +98,6 @@ def _sig(value: float | None) -> str:
 
 def _pct(value: float | None) -> str:
     return f"{100 * value:.0f} %" if _finite(value) else MISSING
-
-
-def _json_list(value: str | None) -> list[str]:
-    try:
-        parsed = json.loads(value) if value else []
-    except json.JSONDecodeError:
-        return [value] if value else []
-    return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
 
 
 # ------------------------------------------------------------------------------------ comparison table
@@ -405,7 +398,7 @@ def claims(study: pl.DataFrame, dataset: str) -> list[str]:
 def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame) -> list[str]:
     """What the original study claimed that this run could not test, and why."""
     out = []
-    flagged = [r["version"] for r in profile.iter_rows(named=True) if UNTRAINED_VGG in _json_list(r["flags"])]
+    flagged = [r["version"] for r in profile.iter_rows(named=True) if UNTRAINED_VGG in json_list(r["flags"])]
     if flagged:
         out.append(f"Perceptual loss: {', '.join(flagged)} used untrained (random) VGG19 features (flag "
                    f"{UNTRAINED_VGG}), because no ImageNet weights were available. The study's claim that a "
@@ -420,7 +413,7 @@ def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame
     if missing:
         out.append(f"Not run here: {', '.join(missing)}.")
     single = [r for r in profile.iter_rows(named=True)
-              if r["stage"] != schema.STAGE_BASELINE and len(_json_list(r["seeds"])) < 2]
+              if r["stage"] != schema.STAGE_BASELINE and len(json_list(r["seeds"])) < 2]
     shared = [r["version"] for r in single if r["stage"] == schema.STAGE_PRETRAIN]
     if shared:
         out.append(f"One pretraining run per generator, shared by every seed ({', '.join(shared)}): the intervals "

@@ -48,6 +48,18 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
     }
 
 
+def json_list(value: str | None) -> list[str]:
+    """A JSON-list column (trials' `flags`, the study profile's `flags` and `seeds`) as strings; a value that is
+    not JSON is kept as one item, an empty one gives no item."""
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return [value]
+    return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
+
+
 def _version(config_name: str) -> str:
     """The version a config trains: its name without a size suffix ("v3-small" -> "v3")."""
     for size in SIZE_SUFFIXES:

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from results import io, schema
+from results.rows import json_list
 
 log = logging.getLogger(__name__)
 
@@ -428,13 +429,9 @@ def _facts(part: pl.DataFrame) -> dict[str, Any]:
 def _flags(part: pl.DataFrame) -> list[str]:
     flags: list[str] = []
     for value in part["flags"].to_list():
-        try:
-            parsed = json.loads(value) if value else []
-        except json.JSONDecodeError:
-            parsed = [value]
-        for flag in parsed if isinstance(parsed, list) else [parsed]:
-            if str(flag) not in flags:
-                flags.append(str(flag))
+        for flag in json_list(value):
+            if flag not in flags:
+                flags.append(flag)
     return flags
 
 
