@@ -201,8 +201,10 @@ def make_spec(args: argparse.Namespace) -> RunSpec:
     from srgan.config import parse_set_args
     from srgan.versions import gan_stage, preset, pretrain_stage, with_present_train_dirs
 
-    cfg = override(preset(args.preset, scale=args.scale, schedule=args.schedule), parse_set_args(args.overrides))
-    cfg = with_present_train_dirs(cfg, data_root(args.data_root))  # paper schedules: Flickr2K when present
+    # paper schedules add Flickr2K when present; then the user's overrides (as a sweep's trials do)
+    cfg = with_present_train_dirs(preset(args.preset, scale=args.scale, schedule=args.schedule),
+                                  data_root(args.data_root))
+    cfg = override(cfg, parse_set_args(args.overrides))
     stage = args.stage or ("gan" if args.init_from else "single")
     if stage == "gan" and not args.init_from:
         raise ValueError("--stage gan needs --init-from (the pretrained generator to start from)")
