@@ -4,6 +4,7 @@ per-GPU batch warning; and, in a local Ray that believes in one GPU, that Ray pa
 from __future__ import annotations
 
 import math
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -184,6 +185,12 @@ def test_ray_reserves_trials_as_the_plan_counts_them(fake_gpu_ray):
 
     n, text = plan_concurrency(ray.cluster_resources(), 1.25, 0.0)
     assert n == 4 and "limited by CPUs" in text
+    # start from an idle cluster: the previous test's killed actors give their CPUs back asynchronously, and
+    # 4 x 1.25 CPU fills the 5 CPUs exactly
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0.0) < 5 - 1e-6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert math.isclose(ray.available_resources().get("CPU", 0.0), 5, abs_tol=1e-6), ray.available_resources()
     groups = []
     for _ in range(n + 1):
         groups.append(placement_group([TRIAL_DRIVER_RESOURCES]))
