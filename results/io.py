@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,13 @@ def write_table(path: str | Path, frame: pl.DataFrame) -> Path:
     return atomic_write(path, lambda p: frame.write_parquet(p))
 
 
-def read_table(path: str | Path, columns: dict[str, str] | None = None, *,
-               required: bool = True) -> pl.DataFrame | None:
-    """A parquet table; with `columns`, conformed to them (missing ones become nulls, extras are kept)."""
+def read_table(path: str | Path, columns: dict[str, str] | None = None, *, required: bool = True,
+               unique: Sequence[str] = ()) -> pl.DataFrame | None:
+    """A parquet table; with `columns`, conformed to them (missing ones become nulls, extras are kept).
+
+    With `unique` (e.g. `("trial_id",)` for trials.parquet), two rows with the same values in those columns are
+    an error naming the file and the repeated key: a table that lists a trial twice contradicts itself, and
+    nothing downstream should count it twice."""
     path = Path(path)
     if not _present(path, required):
         return None
@@ -80,16 +84,30 @@ def read_table(path: str | Path, columns: dict[str, str] | None = None, *,
         frame = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise ResultsError(f"{path}: not a readable parquet file ({err})") from err
-    if columns is None:
-        return frame
-    target = schema.polars_schema(columns)
-    try:
-        return frame.with_columns(
-            [pl.lit(None, dtype=kind).alias(name) for name, kind in target.items() if name not in frame.columns]
-            + [pl.col(name).cast(kind) for name, kind in target.items() if name in frame.columns]
-        )
-    except pl.exceptions.PolarsError as err:
-        raise ResultsError(f"{path}: a column has the wrong type ({err})") from err
+    if columns is not None:
+        target = schema.polars_schema(columns)
+        try:
+            frame = frame.with_columns(
+                [pl.lit(None, dtype=kind).alias(name) for name, kind in target.items() if name not in frame.columns]
+                + [pl.col(name).cast(kind) for name, kind in target.items() if name in frame.columns]
+            )
+        except pl.exceptions.PolarsError as err:
+            raise ResultsError(f"{path}: a column has the wrong type ({err})") from err
+    if unique:
+        _check_unique(path, frame, tuple(unique))
+    return frame
+
+
+def _check_unique(path: Path, frame: pl.DataFrame, key: tuple[str, ...]) -> None:
+    absent = [name for name in key if name not in frame.columns]
+    if absent:
+        raise ResultsError(f"{path}: no column {', '.join(absent)} (needed to tell its rows apart)")
+    repeated = frame.group_by(list(key)).len().filter(pl.col("len") > 1).sort(list(key))
+    if repeated.height:
+        shown = ", ".join("/".join(str(v) for v in row[:-1]) + f" ({row[-1]}x)"
+                          for row in repeated.head(5).iter_rows())
+        more = f" and {repeated.height - 5} more" if repeated.height > 5 else ""
+        raise ResultsError(f"{path}: duplicate {'/'.join(key)}: {shown}{more}; each must appear once")
 
 
 def check_writable(folder: str | Path) -> Path:

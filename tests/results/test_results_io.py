@@ -66,3 +66,18 @@ def test_one_trial_row_builder_for_every_writer() -> None:
     assert small["preset"] == "v1"
     baseline = rows.trial_row("bicubic", label="bicubic", status=schema.STATUS_BASELINE, preset="bicubic")
     assert baseline["stage"] == schema.STAGE_BASELINE and baseline["config_json"] is None
+
+
+def test_duplicate_ids_are_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / schema.TRIALS_FILE
+    row = rows.trial_row("v3_0", label="v3", status=schema.STATUS_OK)
+    rows.trials_frame([row, rows.trial_row("v2_0", label="v2", status=schema.STATUS_OK), row]).write_parquet(path)
+    assert io.read_table(path, schema.TRIAL_COLUMNS).height == 3  # without the option: read as it is
+    with pytest.raises(io.ResultsError, match=r"trials.parquet: duplicate trial_id: v3_0 \(2x\)") as err:
+        io.read_table(path, schema.TRIAL_COLUMNS, unique=("trial_id",))
+    assert str(path) in str(err.value) and "v2_0" not in str(err.value)
+    rows.trials_frame([row]).write_parquet(path)
+    assert io.read_table(path, schema.TRIAL_COLUMNS, unique=("trial_id",)).height == 1
+    pl.DataFrame({"x": [1]}).write_parquet(path)
+    with pytest.raises(io.ResultsError, match="no column trial_id"):
+        io.read_table(path, unique=("trial_id",))
