@@ -29,10 +29,9 @@ class Outcome:
     stage: str  # schema.STAGE_PRETRAIN or STAGE_GAN
     error: str | None = None
     wall_s: float | None = None  # Tune's time_total_s of the trial
-    preset: str | None = None  # a pretraining's: the first preset that starts from it
 
 
-def tune_outcomes(tune_dir: Path, out: Path, *, stage: str, presets: dict[str, str] | None = None) -> list[Outcome]:
+def tune_outcomes(tune_dir: Path, out: Path, *, stage: str) -> list[Outcome]:
     """The trials of one Tune experiment folder. A trial's run folder is named by its `run_name` parameter
     (pretrainings: deterministic, shared) or else by its Tune trial id."""
     from ray.tune import ExperimentAnalysis
@@ -43,8 +42,7 @@ def tune_outcomes(tune_dir: Path, out: Path, *, stage: str, presets: dict[str, s
         error = trial.get_error() if trial.status == "ERROR" else None
         wall = (trial.last_result or {}).get("time_total_s")
         outcomes.append(Outcome(trial_id=name, run_dir=out / schema.TRIALS_DIR / name, stage=stage,
-                                error=_short_error(error) if error is not None else None, wall_s=wall,
-                                preset=(presets or {}).get(name)))
+                                error=_short_error(error) if error is not None else None, wall_s=wall))
     return outcomes
 
 
@@ -117,7 +115,7 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
     init_from = config.get("train", {}).get("init_from") or None
     row = dict(trial_id=outcome.trial_id, label=label, config=config, flags=payload.get("flags", []),
                steps=history[-1]["step"] if history else 0, wall_s=outcome.wall_s or _history_wall(history),
-               devices=int(payload.get("workers", 1)), stage=outcome.stage, preset=outcome.preset,
+               devices=int(payload.get("workers", 1)), stage=outcome.stage,
                init_from=Path(init_from).name if init_from else None)
     into.history += [{"trial_id": outcome.trial_id, **{k: h.get(k) for k in schema.HISTORY_COLUMNS
                                                        if k != "trial_id"}} for h in history]

@@ -3,41 +3,83 @@ parameter spaces, the resources, and the compute it will cost (`describe`)."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.runs import RunSpec, resolve_perceptual
+from harness.runs import RunSpec, resolve_config
 from harness.storage import data_root, resolve_train_dirs
 from results import schema
-from srgan.config import ConfigError, ExperimentConfig, from_dict, override, parse_set_args
+from srgan.config import ExperimentConfig, from_dict
 from srgan.losses import WeightsUnavailable
-from srgan.versions import (
-    PRESETS,
-    gan_stage,
-    preset,
-    pretrain_key,
-    pretrain_stage,
-    two_stage,
-    with_present_train_dirs,
-)
+from srgan.versions import PRESETS, SIZES, check_size, pretrain_key, two_stage
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
-PRETRAIN_PREFIX = "pretrain-"
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What a sweep (or a study, `kind="study"`) is asked to run: built once, from `harness.sweep`'s command line
+    (`harness.sweep.request_from_args`) or by `harness.study`, then planned (`plan_sweep`). JSON-able: sweep.json
+    keeps it (`asdict`) so that `--resume` rebuilds it as it was."""
+
+    presets: tuple[str, ...] = tuple(PRESETS)
+    size: str = "tiny"  # srgan.versions.SIZES
+    scale: int = 4
+    steps: int | None = 120  # total steps per trial (pretraining + GAN; None: the preset's own)
+    grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))  # config key -> values
+    loguniform: dict[str, tuple[float, float]] = field(default_factory=dict)
+    search: str = "grid"  # "grid" | "random"
+    num_samples: int = 1
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value, in every trial
+    seeds: tuple[int, ...] = ()  # repeat every trial with these seeds (a grid over train.seed)
+    seed: int = 0  # the seed of every trial without `seeds`, and of shared pretrainings
+    pretrain_seed: str = "trial"  # "shared": pretrainings use `seed`, the trials' seeds vary the GAN stage only
+    scheduler: str = "asha"  # "asha" | "none"
+    metric: str = "val_psnr"
+    mode: str = "max"
+    grace: int = 1
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    datasets: tuple[str, ...] = ("set5", "set14")
+    save_images: tuple[str, ...] = ("set5",)
+    fetch: bool = False
+    address: str | None = None
+    data_root: str | None = None
+    vgg_fallback: str | None = None
+    kind: str = "sweep"  # "study": the sweep ends with the study tables (results.study)
+
+    def __post_init__(self) -> None:
+        check_size(self.size)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SweepRequest:
+        """Rebuild a request that sweep.json keeps (JSON turned tuples into lists)."""
+        fields_ = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - fields_)
+        if unknown:
+            raise ValueError(f"unknown sweep request key(s): {', '.join(unknown)}")
+        values = dict(record)
+        for key in ("presets", "seeds", "datasets", "save_images"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "loguniform" in values:
+            values["loguniform"] = {k: (float(lo), float(hi)) for k, (lo, hi) in values["loguniform"].items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """What every trial shares; travels to trials as a plain dict."""
+    """What every trial shares; travels to trials as a plain dict (`asdict`)."""
 
     out: str
     data_root: str
     scale: int = 4
-    size: str = "tiny"  # "tiny" (CPU demo) or "full"
-    schedule: str = "default"  # "paper": the published schedules (full size only)
+    size: str = "tiny"  # srgan.versions.SIZES
     steps: int | None = 120  # total steps per trial (pretraining + GAN; None: the preset's own)
     overrides: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
@@ -47,61 +89,62 @@ class SweepSettings:
     seed: int = 0
     pretrain_seed: str = "trial"  # "shared": pretrainings use `seed`, the trials' seeds vary the GAN stage only
     pretrainings: dict[str, dict] = field(default_factory=dict)  # run name -> pretraining config (as a dict)
+    pretrain_names: dict[str, str] = field(default_factory=dict)  # pretrain_key -> run name
 
 
-def replace_steps(cfg: ExperimentConfig, total: int) -> ExperimentConfig:
-    """Rescale a preset's phases to `total` steps, keeping its warmup share (v1 keeps none)."""
-    t = cfg.train
-    warmup = round(total * t.warmup_steps / max(t.warmup_steps + t.gan_steps, 1))
-    return replace(cfg, train=replace(t, warmup_steps=warmup, gan_steps=total - warmup))
+def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "single",
+            init_from: str | None = None) -> ExperimentConfig:
+    """A trial's config (`harness.runs.resolve_config`): the preset at the sweep's size, steps and seed, the
+    sweep's overrides, then the trial's own values; `stage` picks the whole recipe, its pretraining or its GAN
+    stage. With a shared pretraining seed a pretraining ignores the trial's seed."""
+    own = {k: v for k, v in params.items() if k not in ("preset", "run_name")}
+    if stage == "pretrain" and settings.pretrain_seed == "shared":
+        own.pop("train.seed", None)
+    every = 4 if settings.steps and not any(k.startswith("train.") and k.endswith("_every")
+                                            for k in settings.overrides) else 0
+    return resolve_config(params["preset"], size=settings.size, scale=settings.scale, data_root=settings.data_root,
+                          steps=settings.steps, seed=settings.seed, overrides={**settings.overrides, **own},
+                          stage=stage, init_from=init_from, reports_per_stage=every,
+                          vgg_fallback=settings.vgg_fallback if stage != "pretrain" else None)
 
 
-def single_config(settings, params: dict[str, Any]) -> ExperimentConfig:
-    """A trial's whole recipe before it is split into stages: preset (+tiny, schedule), steps, seed, the
-    sweep's overrides, then the trial's own values."""
-    name = params["preset"] + ("" if settings.size == "full" else f"-{settings.size}")
-    cfg = with_present_train_dirs(preset(name, scale=settings.scale, schedule=settings.schedule), settings.data_root)
-    if settings.steps:
-        cfg = replace_steps(cfg, settings.steps)
-    cfg = replace(cfg, train=replace(cfg.train, seed=settings.seed))
-    cfg = override(cfg, settings.overrides)
-    return override(cfg, {k: v for k, v in params.items() if k not in ("preset", "run_name")})
-
-
-def pretraining(cfg: ExperimentConfig, settings) -> tuple[str, ExperimentConfig]:
-    """(run name, config) of the pretraining a two-stage recipe starts from; equal keys share one run."""
-    if settings.pretrain_seed == "shared":
-        cfg = replace(cfg, train=replace(cfg.train, seed=settings.seed))
-    pre = pretrain_stage(cfg)
-    return PRETRAIN_PREFIX + pretrain_key(pre)[:12], _cadence(pre, settings)
-
-
-def run_config(settings, params: dict[str, Any]) -> ExperimentConfig:
+def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentConfig:
     """The config one Tune trial trains: a shared pretraining (`run_name` names it) or a GAN trial, which
     starts from its pretraining when its preset has one (v1 has none: single stage)."""
     if params.get("run_name"):
         if params["run_name"] not in settings.pretrainings:
             raise ValueError(f"pretraining {params['run_name']} is not in this sweep's plan")
-        cfg = from_dict(ExperimentConfig, settings.pretrainings[params["run_name"]])
-    else:
-        cfg = single_config(settings, params)
-        if two_stage(cfg):
-            source, _ = pretraining(cfg, settings)
-            if source not in settings.pretrainings:
-                raise ValueError(f"{params}: its pretraining {source} was not planned (a sampled value changes "
-                                 "the pretraining; sweep it with --grid instead)")
-            cfg = gan_stage(cfg, init_from=str(Path(settings.out) / schema.TRIALS_DIR / source))
-    cfg = _cadence(cfg, settings)
-    return resolve_perceptual(cfg, vgg_fallback=settings.vgg_fallback)
+        return from_dict(ExperimentConfig, settings.pretrainings[params["run_name"]])
+    whole = _recipe(replace(settings, vgg_fallback="untrained"), params)  # only its stages matter here
+    if not two_stage(whole):
+        return _recipe(settings, params)
+    key = pretrain_key(_recipe(settings, params, stage="pretrain"))
+    if key not in settings.pretrain_names:
+        raise ValueError(f"{params}: its pretraining was not planned (a sampled value changes the pretraining; "
+                         "sweep it with --grid instead)")
+    source = Path(settings.out) / schema.TRIALS_DIR / settings.pretrain_names[key]
+    return _recipe(settings, params, stage="gan", init_from=str(source))
 
 
-def _cadence(cfg: ExperimentConfig, settings) -> ExperimentConfig:
-    """Every report carries a validation (ASHA compares on it) and a checkpoint: four per stage."""
-    if not settings.steps or any(k.startswith("train.") and k.endswith("_every") for k in settings.overrides):
-        return cfg
-    t = cfg.train
-    every = max((t.warmup_steps + t.gan_steps) // 4, 1)
-    return replace(cfg, train=replace(t, log_every=every, val_every=every, ckpt_every=every))
+def pretrain_run_names(pretrainings: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """pretrain_key -> run name, named for what they are (`srgan.versions.pretrain_name`: "srresnet-pretrain").
+    Only where two of one generator family differ is a suffix added: "-seed<N>" when they differ by seed alone,
+    else the first 8 hex digits of their key."""
+    by_name: dict[str, list[str]] = {}
+    for key, cfg in pretrainings.items():
+        by_name.setdefault(cfg.name, []).append(key)
+    names = {}
+    for name, keys in by_name.items():
+        if len(keys) == 1:
+            names[keys[0]] = name
+            continue
+        seeds = [pretrainings[k].train.seed for k in keys]
+        unseeded = {pretrain_key(replace(pretrainings[k], train=replace(pretrainings[k].train, seed=0)))
+                    for k in keys}
+        by_seed = len(unseeded) == 1 and len(set(seeds)) == len(keys)
+        for key, seed in zip(keys, seeds, strict=True):
+            names[key] = f"{name}-seed{seed}" if by_seed else f"{name}-{key[:8]}"
+    return names
 
 
 def reports_per_trial(cfg: ExperimentConfig) -> int:
@@ -112,34 +155,18 @@ def reports_per_trial(cfg: ExperimentConfig) -> int:
 
 def trial_label(params: dict[str, Any]) -> str:
     if params.get("run_name"):
-        return f"pretraining {params['run_name']}"
+        return params["run_name"]
     parts = [params["preset"]] + [f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                                   for k, v in sorted(params.items()) if k not in ("preset", "run_name")]
     return " ".join(parts)
 
 
-def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
-    """["loss.adv_weight=1e-3,5e-3"] -> {"loss.adv_weight": [0.001, 0.005]} (numbers parsed when they are)."""
-    out: dict[str, list[Any]] = {}
-    for key, raw in parse_set_args(pairs).items():
-        values: list[Any] = []
-        for item in raw.split(","):
-            try:
-                values.append(int(item) if re.fullmatch(r"-?\d+", item) else float(item))
-            except ValueError:
-                values.append(item)
-        out[key] = values
-    return out
-
-
-def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
-    out = {}
-    for key, raw in parse_set_args(pairs).items():
-        lo, sep, hi = raw.partition(":")
-        if not sep:
-            raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
-        out[key] = (float(lo), float(hi))
-    return out
+def trial_grid(request: SweepRequest) -> dict[str, list[Any]]:
+    """The request's grid, with its seeds as a grid over train.seed."""
+    grid = dict(request.grid)
+    if request.seeds:
+        grid["train.seed"] = list(request.seeds)
+    return grid
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -153,11 +180,8 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 class SweepPlan:
     """Everything a sweep runs, checked before Ray starts."""
 
-    args: argparse.Namespace
+    request: SweepRequest
     settings: SweepSettings  # with its `pretrainings` filled in
-    presets: list[str]
-    grid: dict[str, list[Any]]
-    loguniform: dict[str, tuple[float, float]]
     trials: list[tuple[dict[str, Any], ExperimentConfig]]  # (params, whole recipe) of every planned GAN trial
     runs: list[ExperimentConfig]  # what those trials train (the GAN stage when they have a pretraining)
     pretrain_users: dict[str, list[str]]  # pretraining run name -> presets that start from it
@@ -179,11 +203,16 @@ class SweepPlan:
     def gan_space(self) -> dict[str, Any]:
         from ray import tune
 
-        pick = tune.grid_search if self.args.search == "grid" else (lambda values: tune.choice(list(values)))
-        space: dict[str, Any] = {"preset": pick(self.presets), **{k: pick(list(v)) for k, v in self.grid.items()}}
-        space.update({k: tune.loguniform(lo, hi) for k, (lo, hi) in self.loguniform.items()})
-        space["_num_samples"] = self.args.num_samples
+        r = self.request
+        pick = tune.grid_search if r.search == "grid" else (lambda values: tune.choice(list(values)))
+        space: dict[str, Any] = {"preset": pick(list(r.presets)), **{k: pick(list(v)) for k, v in self.grid.items()}}
+        space.update({k: tune.loguniform(lo, hi) for k, (lo, hi) in r.loguniform.items()})
+        space["_num_samples"] = r.num_samples
         return space
+
+    @property
+    def grid(self) -> dict[str, list[Any]]:
+        return trial_grid(self.request)
 
     @property
     def pretrain_configs(self) -> dict[str, ExperimentConfig]:
@@ -191,7 +220,7 @@ class SweepPlan:
 
     def step_counts(self) -> tuple[int, int]:
         """(steps with shared pretraining, steps if every trial pretrained itself): W + K*G against K*(W + G)."""
-        repeats = self.args.num_samples
+        repeats = self.request.num_samples
         alone = sum(_steps(cfg) for _, cfg in self.trials) * repeats
         gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else _steps(cfg) for _, cfg in self.trials)
         return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
@@ -199,13 +228,13 @@ class SweepPlan:
     def describe(self, *, concurrency: int) -> str:
         shared, alone = self.step_counts()
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
-                 f"{len(self.trials) * self.args.num_samples} GAN trial(s) ({', '.join(self.presets)})"]
+                 f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({', '.join(self.request.presets)})"]
         pretrain = self.pretrain_configs
         for name, users in sorted(self.pretrain_users.items()):
             lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
                          f"{', '.join(sorted(set(users)))}")
         lines.append(f"  steps: {shared} with shared pretraining (W + K*G) instead of {alone} (K*(W + G))")
-        stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.args.num_samples}
+        stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.request.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
                                 cache_dir=Path(self.settings.out), cpus=self.settings.cpus_per_worker))
@@ -250,42 +279,42 @@ def _steps(cfg: ExperimentConfig) -> int:
     return cfg.train.warmup_steps + cfg.train.gan_steps
 
 
-def settings_from(args: argparse.Namespace, out: Path) -> SweepSettings:
-    return SweepSettings(out=str(out), data_root=str(data_root(args.data_root)), scale=args.scale, size=args.size,
-                         schedule=args.schedule, steps=args.steps or None, overrides=parse_set_args(args.overrides),
-                         workers=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
-                         gpus_per_worker=args.gpus_per_worker, vgg_fallback=args.vgg_fallback, seed=args.seed,
-                         pretrain_seed=args.pretrain_seed)
+def settings_from(request: SweepRequest, out: Path) -> SweepSettings:
+    return SweepSettings(out=str(out), data_root=str(data_root(request.data_root)), scale=request.scale,
+                         size=request.size, steps=request.steps or None, overrides=dict(request.overrides),
+                         workers=request.workers_per_trial, cpus_per_worker=request.cpus_per_worker,
+                         gpus_per_worker=request.gpus_per_worker, vgg_fallback=request.vgg_fallback,
+                         seed=request.seed, pretrain_seed=request.pretrain_seed)
 
 
-def plan_sweep(args: argparse.Namespace, out: Path):
+def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     """Build every trial config once (unknown presets, keys and values fail here, before any worker starts),
     find the shared pretrainings, and check data, datasets and resources."""
     from benchmarks.datasets import load_pairs
     from harness import resources
     from srgan.config import to_dict
 
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    for name in presets:
+    for name in request.presets:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} "
-                             f"(--size tiny picks their CPU-sized variants)")
-    grid = {} if args.grid == ["none"] else parse_grid(args.grid) if args.grid else dict(DEFAULT_GRID)
-    if args.seeds:
-        grid["train.seed"] = [int(x) for x in args.seeds.split(",") if x.strip()]
-    loguniform = parse_ranges(args.loguniform)
-    settings = settings_from(args, out)
+                             f"(--size picks their size: {', '.join(SIZES)})")
+    settings = settings_from(request, out)
+    grid = trial_grid(request)
+    explore = replace(settings, vgg_fallback="untrained")  # the recipes' shapes; weights are checked below
     trials, pretrainings, users = [], {}, {}
-    for name in presets:
+    for name in request.presets:
         for values in grid_points(grid):
-            params = {"preset": name, **values, **{k: lo for k, (lo, _hi) in loguniform.items()}}
-            cfg = single_config(settings, params)
-            if two_stage(cfg):
-                source, pre = pretraining(cfg, settings)
-                pretrainings.setdefault(source, to_dict(pre))
-                users.setdefault(source, []).append(name)
-            trials.append((params, cfg))
-    settings = replace(settings, pretrainings=pretrainings)
+            params = {"preset": name, **values, **{k: lo for k, (lo, _hi) in request.loguniform.items()}}
+            whole = _recipe(explore, params)
+            if two_stage(whole):
+                pre = _recipe(settings, params, stage="pretrain")
+                key = pretrain_key(pre)
+                pretrainings.setdefault(key, pre)
+                users.setdefault(key, []).append(name)
+            trials.append((params, whole))
+    names = pretrain_run_names(pretrainings)
+    settings = replace(settings, pretrainings={names[k]: to_dict(c) for k, c in pretrainings.items()},
+                       pretrain_names=names)
     probe = RunSpec(cfg=trials[0][1], run_dir=out, data_root=Path(settings.data_root), workers=settings.workers,
                     cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker)
     runs = []
@@ -293,17 +322,15 @@ def plan_sweep(args: argparse.Namespace, out: Path):
         try:
             cfg = run_config(settings, params)
         except WeightsUnavailable:  # fails in its trial, named there, unless the user opted in
-            cfg = run_config(replace(settings, vgg_fallback="untrained"), params)
+            cfg = run_config(explore, params)
         resolve_train_dirs(cfg, settings.data_root)
         runs.append(cfg)
-        if not args.address:
+        if not request.address:
             resources.check_run(replace(probe, cfg=cfg), resources.local_resources())
-    datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
-    if args.fetch:
+    if request.fetch:
         from benchmarks.evaluate import fetch_missing
 
-        fetch_missing(datasets, settings.data_root)
-    for name in datasets:
-        load_pairs(name, args.scale, settings.data_root)  # raises naming the folder or file (and --fetch)
-    return SweepPlan(args, settings, presets, grid, loguniform, trials, runs, users, probe)
-
+        fetch_missing(list(request.datasets), settings.data_root)
+    for name in request.datasets:
+        load_pairs(name, request.scale, settings.data_root)  # raises naming the folder or file (and --fetch)
+    return SweepPlan(request, settings, trials, runs, {names[k]: v for k, v in users.items()}, probe)

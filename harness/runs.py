@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from harness.storage import resolve_train_dirs
 from srgan.checkpoint import save_config
 from srgan.config import ExperimentConfig, differing_keys, override, to_dict
 from srgan.losses import WeightsUnavailable, ensure_vgg19_weights
+from srgan.versions import gan_stage, preset, pretrain_stage, sized_name, with_present_train_dirs
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,44 @@ class RunSpec:
     sync_bn: bool = False
     max_failures: int = 1
     placement_strategy: str = "PACK"  # "SPREAD"/"STRICT_SPREAD" put workers on different nodes
+
+
+def resolve_config(version: str, *, size: str = "full", scale: int = 4, data_root: str | Path,
+                   steps: int | None = None, seed: int | None = None, overrides: Mapping[str, Any] | None = None,
+                   stage: str = "single", init_from: str | Path | None = None, reports_per_stage: int = 0,
+                   vgg_fallback: str | None = None) -> ExperimentConfig:
+    """The config a run trains, resolved in one place for `harness.train` and every sweep or study trial:
+
+    1. the preset `version` at `size` (srgan.versions.SIZES; the paper size adds Flickr2K when present);
+    2. `steps`: the total steps (pretraining + GAN), the preset's warmup share kept (None: the preset's own);
+    3. `seed`, then the user's `overrides` (dotted keys, e.g. {"loss.adv_weight": "1e-3"}; a trial's own values
+       come last among them);
+    4. `stage`: "single" (the whole recipe in one run), "pretrain" (its pixel-loss pretraining) or "gan" (its GAN
+       stage, starting from the generator at `init_from`);
+    5. `reports_per_stage` > 0 sets log, validation and checkpoint cadences to that many per stage;
+    6. the perceptual network's weights (`resolve_perceptual`).
+    """
+    cfg = with_present_train_dirs(preset(sized_name(version, size), scale=scale), data_root)
+    if steps:
+        t = cfg.train
+        warmup = round(steps * t.warmup_steps / max(t.warmup_steps + t.gan_steps, 1))
+        cfg = replace(cfg, train=replace(t, warmup_steps=warmup, gan_steps=steps - warmup))
+    if seed is not None:
+        cfg = replace(cfg, train=replace(cfg.train, seed=seed))
+    cfg = override(cfg, dict(overrides or {}))
+    if stage == "pretrain":
+        cfg = pretrain_stage(cfg)
+    elif stage == "gan":
+        if not init_from:
+            raise ValueError("the GAN stage needs the pretrained generator to start from (--init-from)")
+        cfg = gan_stage(cfg, init_from=str(init_from))
+    elif stage != "single":
+        raise ValueError(f"unknown stage {stage!r}; stages: single, pretrain, gan")
+    if reports_per_stage > 0:
+        t = cfg.train
+        every = max((t.warmup_steps + t.gan_steps) // reports_per_stage, 1)
+        cfg = replace(cfg, train=replace(t, log_every=every, val_every=every, ckpt_every=every))
+    return resolve_perceptual(cfg, vgg_fallback=vgg_fallback)
 
 
 def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> ExperimentConfig:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from harness import plan, resources
 from harness.runs import RunSpec, prepare_run
 from harness.storage import default_storage
 from results import io, schema
-from srgan.config import ConfigError, add_override_argument
+from srgan.config import ConfigError, add_override_argument, parse_set_args
 from srgan.losses import WeightsUnavailable
-from srgan.versions import PRESETS
+from srgan.versions import PRESETS, SIZES, check_size
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +86,17 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     False when interrupted. On --resume, finished pretrainings and trials are not run again."""
     from harness.stopper import DivergenceStopper
 
-    settings, args = sweep.settings, sweep.args
+    settings, request = sweep.settings, sweep.request
     if settings.pretrainings and not tune_stage(out, schema.PRETRAIN_TUNE_DIR, sweep.pretrain_space(), settings,
                                                 concurrent=concurrent, resuming=resuming):
         return False
     scheduler = None
-    if args.scheduler == "asha":
+    if request.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         max_reports = max(plan.reports_per_trial(cfg) for cfg in sweep.runs)
-        scheduler = ASHAScheduler(metric=args.metric, mode=args.mode, time_attr="training_iteration",
-                                  max_t=max_reports + 1, grace_period=min(args.grace, max_reports))
+        scheduler = ASHAScheduler(metric=request.metric, mode=request.mode, time_attr="training_iteration",
+                                  max_t=max_reports + 1, grace_period=min(request.grace, max_reports))
     stopper = DivergenceStopper(out / schema.STOPS_FILE).tune_stopper
     return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
                       resuming=resuming, scheduler=scheduler, stopper=stopper)
@@ -105,16 +106,15 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
     """Score the pretrainings, the GAN trials and bicubic; a sweep whose every trial failed is an error."""
     from harness.collect import Scoring, collect_results, tune_outcomes
 
-    outcomes = tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN,
-                             presets={k: v[0] for k, v in sweep.pretrain_users.items()}) \
+    outcomes = tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN) \
         if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
-    args = sweep.args
-    scoring = Scoring(datasets=[d.strip() for d in args.datasets.split(",") if d.strip()], scale=args.scale,
-                      data_root=Path(sweep.settings.data_root), images_dir=out / schema.IMAGES_DIR,
-                      save_images=[x for x in args.save_images.split(",") if x], metric=args.metric, mode=args.mode)
+    r = sweep.request
+    scoring = Scoring(datasets=list(r.datasets), scale=r.scale, data_root=Path(sweep.settings.data_root),
+                      images_dir=out / schema.IMAGES_DIR, save_images=list(r.save_images), metric=r.metric,
+                      mode=r.mode)
     started = io.read_json(out / schema.SWEEP_STATE)["started"]
-    trials = collect_results(out, outcomes, scoring, started=started, command=command, kind=args.kind, extra={
+    trials = collect_results(out, outcomes, scoring, started=started, command=command, kind=r.kind, extra={
         "stages": {name: {"presets": users, "config": sweep.settings.pretrainings[name]}
                    for name, users in sweep.pretrain_users.items()}})
     trained = [row["status"] for row in trials if row["status"] != schema.STATUS_BASELINE]
@@ -137,11 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
-    p.add_argument("--size", choices=("tiny", "small", "full"), default="tiny",
-                   help="tiny: CPU-sized networks for tests and demos (default); small: CPU-sized networks that "
-                        "learn in minutes (the tiny study); full: the papers' sizes")
-    p.add_argument("--schedule", choices=("default", "paper"), default="default",
-                   help="paper: the published schedules (full size; use with --steps 0)")
+    add_size_argument(p, default="tiny")
+    p.add_argument("--schedule", help=argparse.SUPPRESS)  # replaced by --size paper: named in the error
     p.add_argument("--steps", type=int, default=120,
                    help="total steps per trial (pretraining + GAN), the preset's warmup share kept (0: the "
                         "preset's own)")
@@ -160,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-seed", choices=("trial", "shared"), default="trial",
                    help="trial: a pretraining per seed (the trial's); shared: one pretraining with --seed for all "
                         "seeds, which then vary the GAN stage only")
-    p.add_argument("--kind", default="sweep", choices=("sweep", "study"), help=argparse.SUPPRESS)
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
@@ -170,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
     add_run_arguments(p, kind="sweep")
     return p
+
+
+def add_size_argument(p: argparse.ArgumentParser, *, default: str) -> None:
+    """--size on the one ladder (srgan.versions.SIZES); an old name is an error naming today's."""
+    def size(value: str) -> str:
+        try:
+            return check_size(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--size", type=size, default=default, metavar="|".join(SIZES),
+                   help="tiny: tests and smoke runs; cpu: networks that learn in minutes on a 2-core CPU; full: the "
+                        f"papers' network sizes, the presets' own steps; paper: full size, published schedules "
+                        f"(default {default})")
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
@@ -192,6 +202,49 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
+def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
+    """The typed request of `harness.sweep`'s command line (strings parsed here, once)."""
+    if args.schedule is not None:
+        raise SweepError("--schedule was replaced by the size ladder: use --size paper for the published schedules")
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    grid = {} if args.grid == ["none"] else parse_grid(args.grid) if args.grid else dict(plan.DEFAULT_GRID)
+    seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else ()
+    return plan.SweepRequest(
+        presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
+        loguniform=parse_ranges(args.loguniform), search=args.search, num_samples=args.num_samples,
+        overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed, pretrain_seed=args.pretrain_seed,
+        scheduler=args.scheduler, metric=args.metric, mode=args.mode, grace=args.grace,
+        workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
+        datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
+        save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
+        data_root=args.data_root, vgg_fallback=args.vgg_fallback)
+
+
+def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
+    """["loss.adv_weight=1e-3,5e-3"] -> {"loss.adv_weight": [0.001, 0.005]} (numbers parsed when they are)."""
+    out: dict[str, list[Any]] = {}
+    for key, raw in parse_set_args(pairs).items():
+        values: list[Any] = []
+        for item in raw.split(","):
+            try:
+                values.append(int(item) if re.fullmatch(r"-?\d+", item) else float(item))
+            except ValueError:
+                values.append(item)
+        out[key] = values
+    return out
+
+
+def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
+    out = {}
+    for key, raw in parse_set_args(pairs).items():
+        lo, sep, hi = raw.partition(":")
+        if not sep:
+            raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
+        out[key] = (float(lo), float(hi))
+    return out
+
+
 class SweepError(Exception):
     """A sweep that cannot start or did not end well; `code` is the exit status to return."""
 
@@ -200,32 +253,66 @@ class SweepError(Exception):
         self.code = code
 
 
-def open_folder(args: argparse.Namespace, argv: list[str]) -> tuple[Path, argparse.Namespace, list[str], bool]:
-    """The sweep folder: a new (or empty) `--out`, or `--resume DIR` with the interrupted sweep's own settings."""
-    if args.resume is None:
+@dataclass(frozen=True)
+class Launch:
+    """How a sweep was started: its request, and the command line that gave it (sweep.json keeps both; the
+    command line is the record, the request is what `--resume` rebuilds)."""
+
+    request: plan.SweepRequest
+    entry: str  # the module whose command line this is: "harness.sweep" | "harness.study"
+    argv: list[str]
+    out: str | None = None  # --out (None: a new timestamped folder under the results root)
+    resume: str | None = None  # --resume DIR
+    dry_run: bool = False
+
+    @property
+    def command(self) -> str:
+        return f"python -m {self.entry} " + " ".join(self.argv)
+
+
+def open_folder(launch: Launch) -> tuple[Path, Launch, bool]:
+    """The sweep folder: a new (or empty) `--out`, or `--resume DIR` with the interrupted sweep's own request."""
+    if launch.resume is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out).resolve() if args.out else default_storage("") / f"sweep-{stamp}"
+        kind = launch.request.kind
+        out = Path(launch.out).resolve() if launch.out else default_storage("") / f"{kind}-{stamp}"
         if out.exists() and (not out.is_dir() or any(p.name != "step_times.json" for p in out.iterdir())):
-            raise SweepError(f"{out} is not empty (a finished or running sweep would be overwritten): give a new "
-                             f"--out folder, or --resume {out} to continue the sweep it holds")
-        return out, args, argv, False
-    out = Path(args.resume).resolve()
+            raise SweepError(f"{out} is not empty (a finished or running {kind} would be overwritten): give a new "
+                             f"--out folder, or --resume {out} to continue the {kind} it holds")
+        return out, launch, False
+    out = Path(launch.resume).resolve()
     try:
         state = io.read_json(out / schema.SWEEP_STATE)
-        argv = list(state["argv"])
-        return out, build_parser().parse_args(argv), argv, True
+        resumed = Launch(plan.SweepRequest.from_record(state["request"]), entry=state.get("entry", "harness.sweep"),
+                         argv=list(state["argv"]), out=str(out))
+        return out, resumed, True
     except io.ResultsError as err:
         raise SweepError(f"{err}: not a sweep folder to resume") from None
-    except (KeyError, TypeError, SystemExit):
-        raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state (no argv list)") from None
+    except KeyError as err:
+        raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state (no {err}; a folder written before "
+                         "sweep.json kept its request cannot be resumed)") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state ({err})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a sweep; the CLI builds the report of its results folder."""
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
     try:
-        out = run_sweep(build_parser().parse_args(argv), argv)
+        launch = Launch(request_from_args(args), entry="harness.sweep", argv=argv, out=args.out,
+                        resume=args.resume, dry_run=args.dry_run)
+    except (SweepError, ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run_cli(launch, no_report=args.no_report)
+
+
+def run_cli(launch: Launch, *, no_report: bool) -> int:
+    """Run a sweep or a study from its command line: exit codes, the results folder, then the report."""
+    try:
+        out = run_sweep(launch)
     except SweepError as err:
         print(f"error: {err}" if err.code == 2 else str(err), file=sys.stderr)
         return err.code
@@ -235,44 +322,53 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         return 0
     print(f"results: {out}")
-    return build_report_of(out) if "--no-report" not in argv else 0
+    return 0 if no_report else build_report_of(out)
 
 
-def run_sweep(args: argparse.Namespace, argv: list[str]) -> Path | None:
+def run_sweep(launch: Launch) -> Path | None:
     """The sweep's steps: open the folder, plan (checked before Ray starts), print the cost, pretrain, run the
-    GAN trials, score. Returns the results folder (None after a dry run)."""
-    out, args, argv, resuming = open_folder(args, argv)
+    GAN trials, score (and, for a study, the study tables). Returns the results folder (None after a dry run)."""
+    out, launch, resuming = open_folder(launch)
+    request = launch.request
     try:
-        sweep = plan.plan_sweep(args, out)
+        sweep = plan.plan_sweep(request, out)
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
-    if not args.address:
+    if not request.address:
         concurrent, packing = resources.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
-                                                         sweep.trial_gpus, args.max_concurrent)
+                                                         sweep.trial_gpus, request.max_concurrent)
         print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {packing}", flush=True)
-    if args.dry_run:
+    if launch.dry_run:
         return None
-    start_folder(out, argv, resuming)
-    resources.init_ray(args.address)
-    if args.address:
+    start_folder(out, launch, resuming)
+    resources.init_ray(request.address)
+    if request.address:
         try:
             resources.check_run(sweep.probe, resources.cluster_resources())
         except ValueError as err:
             raise SweepError(str(err)) from None
         concurrent, packing = resources.plan_concurrency(resources.cluster_resources(), sweep.trial_cpus,
-                                                         sweep.trial_gpus, args.max_concurrent)
+                                                         sweep.trial_gpus, request.max_concurrent)
         print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {packing}", flush=True)
     if not run_stages(sweep, out, concurrent=concurrent, resuming=resuming):
         # Ctrl-C: Tune saved its state and returned early; score nothing half-done
-        raise SweepError(f"sweep interrupted; continue it with: python -m harness.sweep --resume {out}", code=130)
-    return score_sweep(sweep, out, command="python -m harness.sweep " + " ".join(argv))
+        raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",
+                         code=130)
+    score_sweep(sweep, out, command=launch.command)
+    if request.kind == "study":
+        from results.study import compute_study
+
+        tables = compute_study(out)
+        print(f"study tables: {', '.join(str(Path(p).name) for p in tables.values())}")
+    return out
 
 
-def start_folder(out: Path, argv: list[str], resuming: bool) -> None:
+def start_folder(out: Path, launch: Launch, resuming: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        io.write_json(out / schema.SWEEP_STATE, {"argv": argv, "started": time.time()})
-    print(f"sweep folder: {out}", flush=True)
+        io.write_json(out / schema.SWEEP_STATE, {"entry": launch.entry, "argv": launch.argv,
+                                                 "request": asdict(launch.request), "started": time.time()})
+    print(f"{launch.request.kind} folder: {out}", flush=True)
 
 
 def build_report_of(out: Path) -> int:

@@ -34,10 +34,10 @@ from typing import Any
 import torch
 
 from harness import worker
-from harness.runs import RunSpec, prepare_run, resolve_perceptual, validate_run
+from harness.runs import RunSpec, prepare_run, resolve_config, validate_run
 from harness.storage import data_root, default_storage, resolve_train_dirs, run_folder
 from srgan.checkpoint import resume
-from srgan.config import ConfigError, ExperimentConfig, add_override_argument, from_dict, override, to_dict
+from srgan.config import ConfigError, ExperimentConfig, add_override_argument, from_dict, to_dict
 from srgan.engine import GanEngine, NonFiniteLoss
 from srgan.losses import WeightsUnavailable
 
@@ -167,10 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="v3", help=f"{', '.join(PRESETS)}, or <name>-tiny (default v3)")
+    p.add_argument("--preset", default="v3",
+                   help=f"{', '.join(PRESETS)} at a size: <name> (full: the papers' network sizes, the preset's own "
+                        "steps), <name>-tiny (tests and smoke runs), <name>-cpu (learns in minutes on a 2-core CPU) "
+                        "or <name>-paper (full size, the published schedule: steps, lr decay, batch, patch); "
+                        "default v3")
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
-    p.add_argument("--schedule", choices=("default", "paper"), default="default",
-                   help="paper: the published schedule (steps, lr decay, batch, patch) of the preset's paper")
+    p.add_argument("--schedule", help=argparse.SUPPRESS)  # replaced by <name>-paper: named in the error
     p.add_argument("--stage", choices=("single", "pretrain", "gan"), default=None,
                    help="pretrain: the PSNR-oriented pixel-loss stage only; gan: the GAN stage (needs "
                         "--init-from); default: single, or gan when --init-from is given")
@@ -198,21 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_spec(args: argparse.Namespace) -> RunSpec:
+    """The run the command line asks for; its config is resolved by `harness.runs.resolve_config`."""
     from srgan.config import parse_set_args
-    from srgan.versions import gan_stage, preset, pretrain_stage, with_present_train_dirs
+    from srgan.versions import split_name
 
-    # paper schedules add Flickr2K when present; then the user's overrides (as a sweep's trials do)
-    cfg = with_present_train_dirs(preset(args.preset, scale=args.scale, schedule=args.schedule),
-                                  data_root(args.data_root))
-    cfg = override(cfg, parse_set_args(args.overrides))
+    if args.schedule is not None:
+        raise ValueError(f"--schedule was replaced by the size ladder: --preset {args.preset.partition('-')[0]}-paper "
+                         "gives the published schedule")
+    version, size = split_name(args.preset)
     stage = args.stage or ("gan" if args.init_from else "single")
     if stage == "gan" and not args.init_from:
         raise ValueError("--stage gan needs --init-from (the pretrained generator to start from)")
-    if stage == "pretrain":
-        cfg = pretrain_stage(cfg)
-    elif stage == "gan":
-        cfg = gan_stage(cfg, init_from=str(Path(args.init_from).resolve()))
-    cfg = resolve_perceptual(cfg, vgg_fallback=args.vgg_fallback)
+    cfg = resolve_config(version, size=size, scale=args.scale, data_root=data_root(args.data_root),
+                         overrides=parse_set_args(args.overrides), stage=stage,
+                         init_from=Path(args.init_from).resolve() if stage == "gan" else None,
+                         vgg_fallback=args.vgg_fallback)
     storage = Path(args.storage) if args.storage else default_storage("train")
     name = args.name or f"{cfg.name}-x{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
     return RunSpec(cfg=cfg, run_dir=run_folder(storage, name), data_root=data_root(args.data_root),

@@ -10,16 +10,19 @@ import polars as pl
 
 from results import schema
 
-SIZE_SUFFIXES = ("-tiny", "-small")  # srgan.versions' CPU sizes
+# srgan.versions.SIZES as preset-name suffixes ("full" has none), and "-small", the `cpu` size's name in results
+# folders written before the size ladder was unified (they still load).
+SIZE_SUFFIXES = ("-tiny", "-cpu", "-paper", "-small")
 
 
 def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = None, flags: Sequence[str] = (),
               steps: int | None = None, wall_s: float | None = None, devices: int = 1, stage: str | None = None,
               init_from: str | None = None, error: str | None = None, stop_reason: str | None = None,
-              seed: int | None = None, preset: str | None = None) -> dict[str, Any]:
+              seed: int | None = None, preset: str | None = None, g_updates: int | None = None,
+              images_seen: int | None = None, selection: str | None = None) -> dict[str, Any]:
     """A trials.parquet row (`schema.TRIAL_COLUMNS`) from a resolved config dict (`asdict(ExperimentConfig)`).
 
-    `preset` is the config's name without its size suffix (`-tiny`, `-small`); `device_hours` is wall time x
+    `preset` is the config's name without its size suffix (`-tiny`, `-cpu`, `-paper`); `device_hours` is wall time x
     devices."""
     config = config or {}
     loss = config.get("loss", {})
@@ -27,13 +30,14 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
     name = config.get("name")
     if stage is None:
         stage = schema.STAGE_BASELINE if status == schema.STATUS_BASELINE else schema.STAGE_GAN
+    pretraining = stage == schema.STAGE_PRETRAIN  # pixel loss only: no perceptual or adversarial weight applies
     return {
         "trial_id": trial_id,
         "label": label,
         "preset": preset or (_version(name) if isinstance(name, str) else None),
         "pixel_weight": loss.get("pixel_weight"),
-        "perceptual_weight": loss.get("perceptual_weight"),
-        "adv_weight": loss.get("adv_weight"),
+        "perceptual_weight": None if pretraining else loss.get("perceptual_weight"),
+        "adv_weight": None if pretraining else loss.get("adv_weight"),
         "seed": seed if seed is not None else train.get("seed"),
         "status": status,
         "stage": stage,
@@ -41,6 +45,9 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
         "error": error,
         "stop_reason": stop_reason,
         "steps": steps,
+        "g_updates": g_updates,
+        "images_seen": images_seen,
+        "selection": selection,
         "wall_s": wall_s,
         "device_hours": wall_s * devices / 3600 if wall_s is not None else None,
         "flags": json.dumps(list(flags)),
@@ -61,7 +68,7 @@ def json_list(value: str | None) -> list[str]:
 
 
 def _version(config_name: str) -> str:
-    """The version a config trains: its name without a size suffix ("v3-small" -> "v3")."""
+    """The version a config trains: its name without a size suffix ("v3-cpu" -> "v3")."""
     for size in SIZE_SUFFIXES:
         config_name = config_name.removesuffix(size)
     return config_name

@@ -111,6 +111,10 @@ TRIAL_COLUMNS = {
     "config_json": "str",  # the resolved ExperimentConfig as JSON (null for baselines)
 }
 
+    # The compute behind the scored weights, pretraining included (comparisons of unequal budgets are flagged):
+    "g_updates": "i64",  # generator optimiser steps
+    "images_seen": "i64",  # HR training patches (batch x steps, summed over the stages)
+    "selection": "str",  # which weights were scored: "final" (EMA where the recipe has it) | "best-val"
 SCORE_COLUMNS = {
     "trial_id": "str",
     "dataset": "str",

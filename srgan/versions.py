@@ -1,6 +1,12 @@
-"""The study's presets as plain functions: v1 -> v2 -> v3 -> RaGAN -> ESRGAN, and their tiny CPU variants.
+"""The study's presets as plain functions: v1 -> v2 -> v3 -> RaGAN -> ESRGAN, in four sizes.
 
-Each preset changes only what its version changed; `tiny()` shrinks any preset for CPU tests and demos.
+Each preset changes only what its version changed. The size ladder (`SIZES`), one set of words everywhere
+(presets, `harness.train --preset`, `harness.sweep --size`, `harness.study --size`, results, README):
+
+- `tiny` (`v3-tiny`): tests and smoke runs, seconds on a CPU (`tiny()`);
+- `cpu` (`v3-cpu`): the 2-core CPU study, networks that learn in minutes (`cpu()`);
+- `full` (`v3`): the papers' network sizes with the presets' own short schedule;
+- `paper` (`v3-paper`): full size with the published schedule (`paper_schedule()`).
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ def esrgan(*, scale: int = 4) -> ExperimentConfig:
 
 
 def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
-    """A CPU-sized variant of any preset: few blocks and features, small patches and batches, few steps.
+    """A CPU-sized variant of any preset: few blocks and features, 48-px patches, batches of 4, few steps.
 
     Everything that defines the version (losses, output activation, degradation, phases) is kept. So that a
     few hundred CPU steps give pictures worth comparing, the learning rate is raised (5e-4), the EMA shortened
@@ -109,38 +115,38 @@ def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
-def small(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The CPU study size (`harness.study --size tiny`): networks big enough to learn in minutes on 2 cores.
+def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The `cpu` size (`harness.study --size cpu`): networks big enough to learn in minutes on 2 cores.
 
     SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4
     after 250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features
-    (growth 12), a 3-stage D. The pixel-loss pretraining (`pretrain_stage`) runs SMALL_PRETRAIN_STEPS on batches
-    of 16 64-px patches at lr 5e-4, halved at 75 % and 90 %; the GAN stage runs SMALL_GAN_STEPS on batches of 8
+    (growth 12), a 3-stage D. The pixel-loss pretraining (`pretrain_stage`) runs CPU_PRETRAIN_STEPS on batches
+    of 16 64-px patches at lr 5e-4, halved at 75 % and 90 %; the GAN stage runs CPU_GAN_STEPS on batches of 8
     48-px patches (a VGG19 step costs ~3.5x less) at the preset's lr. v1 (single stage, no pretraining) gets the
     GAN stage's steps: every version makes the same number of GAN updates, and v2+ start them from the shared
     pretraining. As in `tiny`, linear-output generators add a bicubic skip and ESRGAN's EMA is shortened (0.99)
     to fit the short run. Departures from the papers' sizes and schedules, made for a 2-core CPU and recorded in
     every result's config."""
     g, t = cfg.generator, cfg.train
-    warmup = SMALL_PRETRAIN_STEPS if t.warmup_steps else 0
+    warmup = CPU_PRETRAIN_STEPS if t.warmup_steps else 0
     return replace(
         cfg,
-        name=f"{cfg.name}-small",
+        name=f"{cfg.name}-cpu",
         generator=replace(g, num_features=32 if g.arch == "srresnet" else 24,
                           num_blocks=8 if g.arch == "srresnet" else 2, growth=12, norm="none",
                           skip="bicubic" if g.output == "linear" else g.skip),
         discriminator=replace(cfg.discriminator, num_features=16, num_stages=3, hidden=64),
         data=replace(cfg.data, patch_size=_fit(48, cfg.scale), batch_size=8),
         optim=replace(cfg.optim, ema_decay=0.99 if cfg.optim.ema_decay > 0 else 0.0),
-        train=replace(t, warmup_steps=warmup, gan_steps=SMALL_GAN_STEPS, log_every=10, val_every=SMALL_GAN_STEPS // 2,
-                      ckpt_every=SMALL_GAN_STEPS // 2, pretrain_lr=5e-4, pretrain_gamma=0.5,
+        train=replace(t, warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10, val_every=CPU_GAN_STEPS // 2,
+                      ckpt_every=CPU_GAN_STEPS // 2, pretrain_lr=5e-4, pretrain_gamma=0.5,
                       pretrain_milestones=(int(warmup * 0.75), int(warmup * 0.9)) if warmup else (),
                       pretrain_batch_size=16, pretrain_patch_size=_fit(64, cfg.scale)),
     )
 
 
-SMALL_PRETRAIN_STEPS = 700
-SMALL_GAN_STEPS = 60
+CPU_PRETRAIN_STEPS = 700
+CPU_GAN_STEPS = 60
 
 
 def _fit(size: int, scale: int) -> int:
@@ -150,8 +156,8 @@ def _fit(size: int, scale: int) -> int:
 
 # --------------------------------------------------------------------------------------- paper schedules
 #
-# `preset(name, schedule="paper")` sets the published training schedule of the paper each generator comes from:
-# SRGAN (Ledig et al., CVPR 2017) for the SRResNet presets v1, v2, v3 and ragan; ESRGAN (Wang et al., ECCV
+# `preset("<name>-paper")` (the `paper` size) sets the published training schedule of the paper each generator
+# comes from: SRGAN (Ledig et al., CVPR 2017) for the SRResNet presets v1, v2, v3 and ragan; ESRGAN (Wang et al., ECCV
 # Workshops 2018) for esrgan. Each version keeps its own losses, output and degradation (what defines it); the
 # schedule sets steps, learning rates and their decay, Adam's betas, batch, patch size and data. Where the papers
 # leave a number out, BasicSR's published option files (XPixelGroup/BasicSR, options/train/ESRGAN/
@@ -163,9 +169,6 @@ def _fit(size: int, scale: int) -> int:
 PAPER_TRAIN_DIRS: tuple[str, ...] = ("DIV2K/DIV2K_train_HR_sub",)
 # ESRGAN sec. 4.1 ("Data") adds Flickr2K: used when present (`with_present_train_dirs`).
 PAPER_OPTIONAL_TRAIN_DIRS: tuple[str, ...] = ("Flickr2K/Flickr2K_HR_sub",)
-
-SRGAN_VGG_FEATURE_SCALE = 1 / 12.75  # SRGAN sec. 3.2: VGG feature maps rescaled by 1/12.75 (loss x ~0.006)
-
 
 def _srgan_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
     """SRGAN's schedule (Ledig et al. 2017) on an SRResNet preset."""
@@ -219,8 +222,10 @@ def _esrgan_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def paper_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The published schedule for a full-size preset: ESRGAN's for RRDB generators, SRGAN's otherwise."""
-    return _esrgan_schedule(cfg) if cfg.generator.arch == "rrdbnet" else _srgan_schedule(cfg)
+    """The `paper` size of a full-size preset: ESRGAN's published schedule for RRDB generators, SRGAN's
+    otherwise."""
+    paper = _esrgan_schedule(cfg) if cfg.generator.arch == "rrdbnet" else _srgan_schedule(cfg)
+    return replace(paper, name=f"{cfg.name}-paper")
 
 
 _SRGAN_DEPARTURES = (
@@ -289,10 +294,9 @@ def pretrain_stage(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ValueError(f"{cfg.name}: pretrain_stage() takes a single-stage config, got stage {t.stage!r}")
     if t.warmup_steps <= 0:
         raise ValueError(f"{cfg.name} has no pixel warmup to pretrain: its recipe is single-stage")
-    tag = next((f"-{size}" for size in ("tiny", "small") if cfg.name.endswith(f"-{size}")), "")
     return replace(
         cfg,
-        name=f"{cfg.generator.arch}{tag}-pretrain",
+        name=pretrain_name(cfg.generator.arch),
         loss=replace(cfg.loss, pixel_weight=1.0, perceptual_weight=0.0),  # the warmup step is pixel loss only
         optim=replace(o, lr_g=t.pretrain_lr or o.lr_g, milestones=t.pretrain_milestones, gamma=t.pretrain_gamma),
         data=replace(cfg.data, batch_size=t.pretrain_batch_size or cfg.data.batch_size,
@@ -346,21 +350,46 @@ PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
     "esrgan": esrgan,
 }
 
-SCHEDULES = ("default", "paper")
+# The size ladder (module docstring); "full" has no suffix in a preset's name.
+SIZES = ("tiny", "cpu", "full", "paper")
+_SIZED = {"tiny": tiny, "cpu": cpu, "paper": paper_schedule}
+# Names used before the ladder was unified, mapped to today's (an error names the new one; results folders
+# written with them still load: see results.rows).
+RENAMED_SIZES = {"small": "cpu", "smoke": "tiny"}
+# What a pretraining is named for: its generator family.
+GENERATOR_FAMILIES = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
 
 
-def preset(name: str, *, scale: int = 4, schedule: str = "default") -> ExperimentConfig:
-    """Build a preset by name; "<name>-tiny" gives its tiny variant; schedule="paper" the published schedule
-    (full-size presets only: a tiny variant has its own CPU schedule)."""
-    base, _, suffix = name.partition("-")
-    if base not in PRESETS or suffix not in ("", "tiny", "small"):
-        known = sorted(PRESETS) + [f"{k}-{size}" for size in ("tiny", "small") for k in sorted(PRESETS)]
+def check_size(size: str) -> str:
+    """`size` if it is on the ladder; else a ValueError naming the ladder (and today's name of an old one)."""
+    if size in SIZES:
+        return size
+    if size in RENAMED_SIZES:
+        raise ValueError(f"size {size!r} was renamed: use {RENAMED_SIZES[size]!r} (sizes: {', '.join(SIZES)})")
+    raise ValueError(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
+
+
+def sized_name(version: str, size: str) -> str:
+    """The preset name of `version` at `size`: "v3" (full), "v3-tiny", "v3-cpu", "v3-paper"."""
+    return version if check_size(size) == "full" else f"{version}-{size}"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """("v3", "cpu") for "v3-cpu"; ("v3", "full") for "v3". Unknown presets and sizes raise, naming the known."""
+    version, _, suffix = name.partition("-")
+    if version not in PRESETS:
+        known = [sized_name(v, size) for size in SIZES for v in PRESETS]
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; known schedules: {', '.join(SCHEDULES)}")
-    if schedule == "paper" and suffix:
-        raise ValueError(f"{name}: the paper schedule exists for the full-size presets only")
-    cfg = PRESETS[base](scale=scale)
-    if schedule == "paper":
-        return paper_schedule(cfg)
-    return {"tiny": tiny, "small": small}[suffix](cfg) if suffix else cfg
+    return version, check_size(suffix or "full")
+
+
+def pretrain_name(arch: str) -> str:
+    """A pretraining's name: its generator family's ("srresnet-pretrain", "rrdb-pretrain")."""
+    return f"{GENERATOR_FAMILIES[arch]}-pretrain"
+
+
+def preset(name: str, *, scale: int = 4) -> ExperimentConfig:
+    """Build a preset by name at its size: "v3" (full), "v3-tiny", "v3-cpu" or "v3-paper" (`SIZES`)."""
+    version, size = split_name(name)
+    cfg = PRESETS[version](scale=scale)
+    return _SIZED[size](cfg) if size in _SIZED else cfg

@@ -70,7 +70,7 @@ def _finished_trials(out: Path) -> list[str]:
     """GAN trials done for Tune: with one trial at a time, a trial is done once the next one has started; the
     done one holds the checkpoint of its last step. (The shared pretraining runs before them.)"""
     trials = sorted((out / "trials").glob("*")) if (out / "trials").is_dir() else []
-    runs = [d for d in trials if (d / "starts.log").is_file() and not d.name.startswith("pretrain-")]
+    runs = [d for d in trials if (d / "starts.log").is_file() and not d.name.endswith("-pretrain")]
     if len(runs) < 2:
         return []
     done = []

@@ -1,4 +1,4 @@
-"""`python -m harness.study --size smoke` end to end: five versions x two seeds with shared pretraining, the
+"""`python -m harness.study --size tiny` end to end: five versions x two seeds with shared pretraining, the
 study tables, and the report's Study section. The tables' intervals are recomputed here, independently, from
 scores.parquet (tests/results/study_reference.py shares no code with results.study)."""
 
@@ -27,17 +27,17 @@ def _reference():
 
 
 @pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("study") / "smoke"
-    cmd = [sys.executable, "-m", "harness.study", "--size", "smoke", "--seeds", "2", "--datasets", "set5",
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "2", "--datasets", "set5",
            "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return out, done.stdout
 
 
-def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(smoke_study) -> None:
-    out, stdout = smoke_study
+def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_study) -> None:
+    out, stdout = tiny_study
     trials = pl.read_parquet(out / "trials.parquet")
     gan = trials.filter(pl.col("stage") == "gan")
     assert sorted(zip(gan["preset"], gan["seed"], strict=True)) == [
@@ -45,25 +45,28 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(smoke_st
     assert set(gan["status"]) == {"ok"}
     pretrain = trials.filter(pl.col("stage") == "pretrain")
     assert pretrain.height == 2  # one SRResNet (v2, v3, ragan) and one RRDB (esrgan), shared by both seeds
-    by_id = dict(zip(pretrain["trial_id"], pretrain["preset"], strict=True))
+    # named for what they are, in trials.parquet, the run folders and the study tables
+    assert sorted(zip(pretrain["trial_id"], pretrain["preset"], strict=True)) == [
+        ("rrdb-pretrain", "rrdb-pretrain"), ("srresnet-pretrain", "srresnet-pretrain")]
+    assert all((out / "trials" / name).is_dir() for name in pretrain["trial_id"])
     for row in gan.iter_rows(named=True):
         if row["preset"] == "v1":
             assert row["init_from"] is None  # v1 keeps its single-stage recipe
         else:
-            assert by_id[row["init_from"]] == ("esrgan" if row["preset"] == "esrgan" else "v2")
+            assert row["init_from"] == ("rrdb-pretrain" if row["preset"] == "esrgan" else "srresnet-pretrain")
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "study"
     assert "W + K*G" in stdout and f"report: {out / 'report' / 'index.html'}" in stdout
 
 
-def test_the_study_table_has_every_comparison_and_its_intervals_recompute(smoke_study) -> None:
-    out, _ = smoke_study
+def test_the_study_table_has_every_comparison_and_its_intervals_recompute(tiny_study) -> None:
+    out, _ = tiny_study
     table = pl.read_parquet(out / "study.parquet")
     for column in ("dataset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high"):
         assert column in table.columns
     pairs = set(zip(table["a"], table["b"], strict=True))
-    expected = {("v2", "v1"), ("v3", "v2"), ("ragan", "v3"), ("esrgan", "ragan"), ("v2", "v2-pretrain"),
-                ("v3", "v3-pretrain"), ("ragan", "ragan-pretrain"), ("esrgan", "esrgan-pretrain")}
+    expected = {("v2", "v1"), ("v3", "v2"), ("ragan", "v3"), ("esrgan", "ragan"), ("v2", "srresnet-pretrain"),
+                ("v3", "srresnet-pretrain"), ("ragan", "srresnet-pretrain"), ("esrgan", "rrdb-pretrain")}
     assert expected <= pairs
     reference = _reference()
     checked = 0
@@ -77,8 +80,8 @@ def test_the_study_table_has_every_comparison_and_its_intervals_recompute(smoke_
     assert checked == 2 * len(pairs)
 
 
-def test_the_report_opens_with_the_study(smoke_study) -> None:
-    out, _ = smoke_study
+def test_the_report_opens_with_the_study(tiny_study) -> None:
+    out, _ = tiny_study
     html = (out / "report" / "index.html").read_text()
     assert "Study" in html and html.index("Study") < html.index("Summary")
     assert "perception axis" in html.lower()  # no LPIPS weights here: said, not replaced by SSIM
@@ -87,7 +90,7 @@ def test_the_report_opens_with_the_study(smoke_study) -> None:
 
 def test_dry_run_prints_the_cost_and_starts_nothing(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "dry"
-    cmd = [sys.executable, "-m", "harness.study", "--size", "smoke", "--seeds", "3", "--datasets", "set5",
+    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "3", "--datasets", "set5",
            "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root), "--dry-run"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -23,7 +23,7 @@ def test_resume_completes_without_repeating_finished_trials(resumed_sweep) -> No
     assert trials["status"].to_list() == ["ok"] * 5
     assert gan["steps"].to_list() == [3] * 4  # 6 steps, the warmup half went to the shared pretraining
     starts = {t: len((out / "trials" / t / "starts.log").read_text().split()) for t in trials["trial_id"]}
-    for trial_id in [*resumed_sweep.finished_before_interrupt, *(t for t in starts if t.startswith("pretrain-"))]:
+    for trial_id in [*resumed_sweep.finished_before_interrupt, *(t for t in starts if t.endswith("-pretrain"))]:
         assert starts[trial_id] == 1, f"{trial_id} was run again after --resume"
     # the GAN trial that was running at Ctrl-C started twice (before and after --resume); the two not yet
     # started at Ctrl-C started once
@@ -42,6 +42,8 @@ def test_one_shared_pretraining_starts_every_gan_trial(resumed_sweep) -> None:
     pretrain = trials.filter(pl.col("stage") == "pretrain")
     assert pretrain.height == 1 and pretrain["steps"][0] == 3
     pretrain_id = pretrain["trial_id"][0]
+    assert pretrain_id == "srresnet-pretrain" and pretrain["preset"][0] == "srresnet-pretrain"  # named for what it is
+    assert pretrain["adv_weight"][0] is None and pretrain["perceptual_weight"][0] is None  # a pretraining uses neither
     final = sorted(p for p in (out / "trials" / pretrain_id).glob("checkpoint_*") if p.is_dir())[-1]
     assert final.name == "checkpoint_0000003"
     expected = state_digest(load_file(str(final / "generator.safetensors")))
@@ -89,7 +91,7 @@ def test_init_from_a_results_trial_or_a_checkpoint_folder(resumed_sweep, data_ro
     from harness.worker import state_digest
 
     out = resumed_sweep.out
-    pretrain = next((out / "trials").glob("pretrain-*"))
+    pretrain = out / "trials" / "srresnet-pretrain"
     last = sorted(p for p in pretrain.glob("checkpoint_*") if p.is_dir())[-1]
     init = pretrain if source == "trial" else last
     cmd = [sys.executable, "-m", "harness.train", "--preset", "v3-tiny", "--init-from", str(init), "--vgg-fallback",

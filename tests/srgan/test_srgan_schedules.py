@@ -28,7 +28,7 @@ def lr_curve(cfg, steps: list[int]) -> list[float]:
 
 @pytest.mark.parametrize("name", SRRESNET_PRESETS)
 def test_srgan_schedule(name: str) -> None:
-    cfg = preset(name, schedule="paper")
+    cfg = preset(f"{name}-paper")
     assert cfg.train.schedule == "paper"
     assert cfg.data.batch_size == 16 and cfg.data.patch_size == 96
     assert cfg.optim.betas[0] == 0.9
@@ -49,7 +49,7 @@ def test_srgan_schedule(name: str) -> None:
 
 
 def test_esrgan_schedule() -> None:
-    cfg = preset("esrgan", schedule="paper")
+    cfg = preset("esrgan-paper")
     assert cfg.data.batch_size == 16 and cfg.data.patch_size == 128
     assert cfg.data.train_dirs == PAPER_TRAIN_DIRS and "DIV2K" in PAPER_TRAIN_DIRS[0]
     assert cfg.optim.betas == (0.9, 0.999)
@@ -72,14 +72,14 @@ def test_esrgan_schedule() -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_default_schedule_is_unchanged_and_records_itself(name: str) -> None:
-    assert preset(name, scale=3) == preset(name, scale=3, schedule="default")
+    assert preset(name, scale=3).name == name  # full size: no suffix
     cfg = preset(name)
     assert cfg.train.schedule == "default" and cfg.train.stage == "single" and departures(cfg) == []
 
 
 def test_paper_schedule_keeps_each_version_and_the_scale() -> None:
     for name in PRESETS:
-        default, paper = preset(name, scale=3), preset(name, scale=3, schedule="paper")
+        default, paper = preset(name, scale=3), preset(f"{name}-paper", scale=3)
         assert paper.generator == default.generator and paper.discriminator == default.discriminator
         assert paper.data.degradation == default.data.degradation and paper.scale == 3
         assert paper.data.patch_size % 3 == 0
@@ -87,15 +87,18 @@ def test_paper_schedule_keeps_each_version_and_the_scale() -> None:
             assert paper.loss == default.loss
 
 
-def test_bad_schedule_names() -> None:
-    with pytest.raises(ValueError, match="unknown schedule 'fast'"):
-        preset("v3", schedule="fast")
-    with pytest.raises(ValueError, match="full-size presets only"):
-        preset("v3-tiny", schedule="paper")
+def test_bad_and_renamed_size_names() -> None:
+    with pytest.raises(ValueError, match="unknown size 'fast'"):
+        preset("v3-fast")
+    with pytest.raises(ValueError, match="'small' was renamed: use 'cpu'"):
+        preset("v3-small")
+    with pytest.raises(ValueError, match="unknown preset 'v9-cpu'"):
+        preset("v9-cpu")
+    assert preset("v3-paper").name == "v3-paper" and preset("v3-paper").train.schedule == "paper"
 
 
 def test_optional_train_dirs_are_added_when_present(tmp_path: Path) -> None:
-    cfg = preset("esrgan", schedule="paper")
+    cfg = preset("esrgan-paper")
     assert with_present_train_dirs(cfg, tmp_path) == cfg
     (tmp_path / PAPER_OPTIONAL_TRAIN_DIRS[0]).mkdir(parents=True)
     assert with_present_train_dirs(cfg, tmp_path).data.train_dirs == PAPER_TRAIN_DIRS + PAPER_OPTIONAL_TRAIN_DIRS

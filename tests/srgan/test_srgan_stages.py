@@ -29,7 +29,7 @@ from srgan.versions import gan_stage, preset, pretrain_key, pretrain_stage, two_
 
 
 @pytest.mark.parametrize("variant", [lambda n: preset(n), lambda n: preset(n, scale=2), lambda n: preset(f"{n}-tiny"),
-                                     lambda n: preset(n, schedule="paper")])
+                                     lambda n: preset(f"{n}-paper")])
 def test_v2_v3_ragan_share_one_pretraining_and_esrgan_has_its_own(variant) -> None:
     keys = {name: pretrain_key(variant(name)) for name in ("v2", "v3", "ragan", "esrgan")}
     assert keys["v2"] == keys["v3"] == keys["ragan"]
@@ -61,7 +61,7 @@ def test_pretrain_key_is_what_makes_pretrainings_identical() -> None:
 
 
 def test_v1_keeps_its_single_stage_recipe() -> None:
-    assert not two_stage(preset("v1")) and not two_stage(preset("v1", schedule="paper"))
+    assert not two_stage(preset("v1")) and not two_stage(preset("v1-paper"))
     assert all(two_stage(preset(n)) for n in ("v2", "v3", "ragan", "esrgan", "v3-tiny"))
     assert not two_stage(pretrain_stage(preset("v3"))) and not two_stage(gan_stage(preset("v3"), "x"))
     with pytest.raises(ValueError, match="single-stage"):
@@ -74,7 +74,7 @@ def test_v1_keeps_its_single_stage_recipe() -> None:
 def test_pretrain_stage_trains_the_generator_on_pixels_only(image_folder: Path) -> None:
     cfg = pretrain_stage(small("v3", train__warmup_steps=3))
     assert (cfg.train.stage, cfg.train.warmup_steps, cfg.train.gan_steps) == ("pretrain", 3, 0)
-    assert cfg.loss.perceptual_weight == 0 and cfg.name == "srresnet-tiny-pretrain"
+    assert cfg.loss.perceptual_weight == 0 and cfg.name == "srresnet-pretrain"
     engine = GanEngine(cfg, device="cpu")
     assert engine.perceptual is None  # no VGG19 is built for a pixel-only stage
     d_before = {k: v.clone() for k, v in engine.net_d.state_dict().items()}
