@@ -159,6 +159,21 @@ def spec(name: str) -> DatasetSpec:
     return DATASETS[key]
 
 
+def parse_datasets(text: str, *, option: str = "--datasets") -> list[str]:
+    """A comma-separated list of benchmark sets as keys of `DATASETS`: case and spaces ignored ("Set 5" is
+    "set5"), duplicates dropped in order, each name known. An empty list is a ValueError naming `option`."""
+    names: list[str] = []
+    for part in text.split(","):
+        key = "".join(part.split()).lower()
+        if key and key not in names:
+            spec(key)  # an unknown name is refused here, before anything runs
+            names.append(key)
+    if not names:
+        raise ValueError(f"{option} {text!r} names no dataset; give a comma-separated list from: "
+                         f"{', '.join(DATASETS)}")
+    return names
+
+
 # ------------------------------------------------------------------------------------------------ pairs
 
 

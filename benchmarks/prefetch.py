@@ -4,7 +4,9 @@ expects, for clusters whose compute nodes have no internet:
     python -m benchmarks.prefetch --cache /shared/torch-cache     # on a machine with internet
     export TORCH_HOME=/shared/torch-cache                          # on the compute nodes
 
-Files: torchvision VGG19 (perceptual loss), torchvision AlexNet + the LPIPS v0.1 linear heads (LPIPS).
+Files: torchvision VGG19 (perceptual loss), torchvision AlexNet + the LPIPS v0.1 linear heads (LPIPS), and
+pyiqa's copy of NIQE's pristine model (NIQE also reads the data root's `pretrained/niqe/`, so this one is only
+needed where the shared data is not).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.metrics import ALEXNET, LPIPS_HEADS, WeightFile
+from benchmarks.metrics import ALEXNET, LPIPS_HEADS, NIQE_PYIQA, WeightFile
 from srgan.losses import VGG19_FILE, VGG19_URL
 
 log = logging.getLogger(__name__)
 
 VGG19 = WeightFile("torchvision VGG19 (ImageNet) for the perceptual loss", VGG19_URL, f"checkpoints/{VGG19_FILE}")
-WEIGHT_FILES: tuple[WeightFile, ...] = (VGG19, ALEXNET, LPIPS_HEADS)
+WEIGHT_FILES: tuple[WeightFile, ...] = (VGG19, ALEXNET, LPIPS_HEADS, NIQE_PYIQA)
 
 
 def _torch_download(url: str, dest: Path) -> None:

@@ -61,6 +61,8 @@ class Metric:
     upper: float
     needs_weights: bool  # a learned metric: needs downloaded network weights
     unit: str = ""
+    full_reference: bool = True  # compares SR with its HR; False: scores the SR image alone (no-reference)
+    needs: str = ""  # the files it needs beyond the images (weights, a parameter file); "" for none
 
 
 METRICS = {
@@ -68,7 +70,11 @@ METRICS = {
     for m in (
         Metric("psnr", higher_is_better=True, lower=0.0, upper=math.inf, needs_weights=False, unit="dB"),
         Metric("ssim", higher_is_better=True, lower=-1.0, upper=1.0, needs_weights=False),
-        Metric("lpips", higher_is_better=False, lower=0.0, upper=math.inf, needs_weights=True),
+        Metric("lpips", higher_is_better=False, lower=0.0, upper=math.inf, needs_weights=True,
+               needs="weights: torchvision AlexNet (ImageNet) + LPIPS v0.1 linear heads"),
+        # NIQE (Mittal et al. 2013) is a distance between two Gaussians' fits: >= 0, unbounded above
+        Metric("niqe", higher_is_better=False, lower=0.0, upper=math.inf, needs_weights=False,
+               full_reference=False, needs="parameter file: NIQE's pristine-image model (mu 1x36, cov 36x36)"),
     )
 }
 # Reports mark the best per column with this.
@@ -123,6 +129,7 @@ SCORE_COLUMNS = {
     "psnr": "f64",
     "ssim": "f64",
     "lpips": "f64",  # null when LPIPS weights were unavailable
+    "niqe": "f64",  # no-reference; null when its parameter file was unavailable or the image too small
 }
 
 SUMMARY_COLUMNS = {
@@ -134,6 +141,8 @@ SUMMARY_COLUMNS = {
     "ssim": "f64",
     "lpips": "f64",
     "lpips_missing": "str",  # reason LPIPS is null, else null
+    "niqe": "f64",
+    "niqe_missing": "str",  # reason NIQE is null, else null
 }
 
 # history.parquet: every reported step of every trial. Losses are nulls in the phases that lack them.

@@ -31,6 +31,7 @@ def test_files_land_in_torch_home_layout(tmp_path: Path, monkeypatch: pytest.Mon
     assert metrics.ALEXNET.cache_path().read_bytes() == b"weights"
     assert metrics.LPIPS_HEADS.cache_path() == cache / "hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth"
     assert metrics.LPIPS_HEADS.cache_path().is_file()
+    assert metrics.NIQE_PYIQA.cache_path() == cache / "hub/pyiqa/niqe_modelparameters.mat"  # where pyiqa looks
     # a second run downloads nothing
     urls.clear()
     assert prefetch.main(["--cache", str(cache)]) == 0 and urls == []
@@ -47,4 +48,5 @@ def test_failed_download_is_named_and_exits_nonzero(tmp_path: Path, monkeypatch:
     assert prefetch.main(["--cache", str(tmp_path / "c")]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out and "LPIPS_v0.1_alex-df73285e.pth" in captured.out
-    assert "1 of 3" in captured.err and "Name or service not known" in captured.err
+    from_hf = sum("huggingface" in w.url for w in prefetch.WEIGHT_FILES)  # the LPIPS heads, NIQE's model
+    assert f"{from_hf} of {len(prefetch.WEIGHT_FILES)}" in captured.err and "Name or service not known" in captured.err
