@@ -136,16 +136,55 @@ def signature_label(sig: dict) -> str:
 
 
 def _read_cache(path: Path) -> dict:
+    """The cache's entries by signature key; an unreadable file, another version or another shape is logged
+    (naming the file) and read as empty, so everything is measured again. Entries are checked one by one where
+    they are used (`_cached_seconds`)."""
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text())
-        if data.get("version") == CACHE_VERSION and isinstance(data.get("entries"), dict):
-            return data["entries"]
-        log.warning("%s: cache of another version; measuring again", path)
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         log.warning("%s: unreadable step-time cache (%s); measuring again", path, err)
-    return {}
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+        log.warning("%s: not a step-time cache (expected an object with an \"entries\" object); measuring again",
+                    path)
+        return {}
+    if data.get("version") != CACHE_VERSION:
+        log.warning("%s: cache of another version (%r, not %d); measuring again", path, data.get("version"),
+                    CACHE_VERSION)
+        return {}
+    return data["entries"]
+
+
+# A step slower than this is not a plausible measurement but a corrupted or hand-edited cache entry.
+MAX_SECONDS_PER_STEP = 86_400.0
+
+
+def _cached_seconds(entries: dict, key: str, sig: dict, path: Path) -> float | None:
+    """The seconds per step cached under `key`, or None when there is none or it is unusable: not an object, no
+    `seconds_per_step`, a value that is not a finite number in (0, MAX_SECONDS_PER_STEP] (a negative or NaN time
+    would print a negative or "nan" cost), or a signature other than the key's. An unusable entry is logged
+    with the file and the key, then measured again and replaced."""
+    if key not in entries:
+        return None
+    entry = entries[key]
+    value = entry.get("seconds_per_step") if isinstance(entry, dict) else None
+    problem = None
+    if not isinstance(entry, dict):
+        problem = f"is a {type(entry).__name__}, not an object"
+    elif "seconds_per_step" not in entry:
+        problem = "has no seconds_per_step"
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        problem = f"has seconds_per_step {value!r}, not a number"
+    elif not (math.isfinite(value) and 0 < value <= MAX_SECONDS_PER_STEP):
+        problem = f"has seconds_per_step {value!r}, not a finite time in (0, {MAX_SECONDS_PER_STEP:g}] s"
+    elif "signature" in entry and entry["signature"] != json.loads(json.dumps(sig)):  # as JSON stores it
+        problem = "holds the signature of another network"
+    if problem is not None:
+        log.warning("%s: step-time entry %s %s; ignored and measured again", path, key, problem)
+        return None
+    return float(value)
 
 
 def _write_cache(path: Path, entries: dict) -> None:
@@ -162,9 +201,9 @@ def step_seconds(cfg: ExperimentConfig, *, phase: Phase, device: str | torch.dev
     path = Path(cache_dir) / CACHE_FILE
     sig = signature(cfg, phase, device)
     key = signature_key(sig)
-    entries = _read_cache(path)
-    if key in entries:
-        return float(entries[key]["seconds_per_step"]), True
+    cached = _cached_seconds(_read_cache(path), key, sig, path)
+    if cached is not None:
+        return cached, True
     log.info("measuring %s on %s (%d steps)", signature_label(sig), sig["device"], steps)
     seconds = 1.0 / measure_step_rate(cfg, device=device, steps=steps, phase=phase)
     entries = _read_cache(path)  # re-read: another process may have added entries meanwhile

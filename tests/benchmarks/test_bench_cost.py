@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,87 @@ def test_estimate_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_estimate_rejects_bad_concurrency(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         cost.estimate({}, concurrency=0, device="cpu", cache_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------ a hostile step_times.json
+
+
+def _cache_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: object) -> tuple[str, list]:
+    """A cache holding `entry` under the key of tiny v3's GAN step; measuring is faked (4 steps/s) and counted."""
+    calls = []
+
+    def fake_rate(cfg, *, device, steps=3, phase=None):
+        calls.append(phase)
+        return 4.0
+
+    monkeypatch.setattr(cost, "measure_step_rate", fake_rate)
+    key = cost.signature_key(cost.signature(tiny("v3"), "gan", "cpu"))
+    (tmp_path / cost.CACHE_FILE).write_text(json.dumps({"version": cost.CACHE_VERSION, "entries": {key: entry}}))
+    return key, calls
+
+
+@pytest.mark.parametrize("entry,problem", [
+    ({"seconds_per_step": -5}, "has seconds_per_step -5, not a finite time"),
+    ({"seconds_per_step": 0}, "has seconds_per_step 0, not a finite time"),
+    ({"seconds_per_step": float("nan")}, "has seconds_per_step nan, not a finite time"),
+    ({"seconds_per_step": float("inf")}, "has seconds_per_step inf, not a finite time"),
+    ({"seconds_per_step": 1e9}, "has seconds_per_step 1000000000.0, not a finite time"),
+    ({"seconds_per_step": "0.25"}, "has seconds_per_step '0.25', not a number"),
+    ({"seconds_per_step": True}, "has seconds_per_step True, not a number"),
+    ({"seconds_per_step": [0.25]}, "not a number"),
+    ({"steps_timed": 3}, "has no seconds_per_step"),
+    (0.25, "is a float, not an object"),
+    ([0.25], "is a list, not an object"),
+    (None, "is a NoneType, not an object"),
+    ({"seconds_per_step": 0.5, "signature": {"phase": "warmup"}}, "holds the signature of another network"),
+])
+def test_a_bad_cache_entry_is_named_ignored_and_measured_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog, entry: object, problem: str) -> None:
+    """Issue 18.7: -5 printed "-0.00556 device-hours, wall -20 s", NaN "nan days", a non-dict entry or a missing
+    seconds_per_step a TypeError/KeyError traceback."""
+    key, calls = _cache_with(tmp_path, monkeypatch, entry)
+    cfg = override(tiny("v3"), {"train.warmup_steps": 0, "train.gan_steps": 80})
+    with caplog.at_level("WARNING", logger=cost.__name__):
+        est = cost.estimate({"gan": [cfg]}, concurrency=1, device="cpu", cache_dir=tmp_path)
+    warning = next(r.getMessage() for r in caplog.records if key in r.getMessage())
+    assert str(tmp_path / cost.CACHE_FILE) in warning and problem in warning and "measured again" in warning
+    assert calls == ["gan"]  # re-measured: 0.25 s a step
+    assert est.step_times[0].seconds_per_step == 0.25 and not est.step_times[0].cached
+    assert est.device_hours == pytest.approx(80 * 0.25 / 3600) and est.wall_seconds == pytest.approx(20)
+    text = est.format()
+    assert "total: 80 steps, 0.00556 device-hours, wall 20 s" in text and "nan" not in text
+    assert not re.search(r"-\d", text)  # no negative number anywhere
+    stored = json.loads((tmp_path / cost.CACHE_FILE).read_text())["entries"][key]
+    assert stored["seconds_per_step"] == 0.25  # the bad entry was replaced by the measurement
+    assert cost.step_seconds(cfg, phase="gan", device="cpu", cache_dir=tmp_path) == (0.25, True)
+    assert calls == ["gan"]
+
+
+def test_a_good_entry_beside_a_bad_one_is_still_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, calls = _cache_with(tmp_path, monkeypatch, {"seconds_per_step": 0.125})
+    other = cost.signature_key(cost.signature(tiny("v3"), "warmup", "cpu"))
+    path = tmp_path / cost.CACHE_FILE
+    data = json.loads(path.read_text())
+    data["entries"][other] = {"seconds_per_step": -1}
+    path.write_text(json.dumps(data))
+    assert cost.step_seconds(tiny("v3"), phase="gan", device="cpu", cache_dir=tmp_path) == (0.125, True)
+    assert cost.step_seconds(tiny("v3"), phase="warmup", device="cpu", cache_dir=tmp_path) == (0.25, False)
+    assert calls == ["warmup"]
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("[1, 2]", "not a step-time cache"),
+    ('{"version": 1, "entries": [1]}', "not a step-time cache"),
+    ('{"version": 1}', "not a step-time cache"),
+    ('{"version": 99, "entries": {}}', "cache of another version (99, not 1)"),
+    ("\xff\xfe", "unreadable step-time cache"),
+])
+def test_a_cache_of_the_wrong_shape_is_named_and_measured_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog, text: str, problem: str) -> None:
+    monkeypatch.setattr(cost, "measure_step_rate", lambda cfg, **kw: 2.0)
+    path = tmp_path / cost.CACHE_FILE
+    path.write_bytes(text.encode("latin-1"))
+    with caplog.at_level("WARNING", logger=cost.__name__):
+        assert cost.step_seconds(tiny("v2"), phase="gan", device="cpu", cache_dir=tmp_path) == (0.5, False)
+    assert f"{path}: {problem}" in caplog.text
+    assert json.loads(path.read_text())["version"] == cost.CACHE_VERSION
