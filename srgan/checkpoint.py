@@ -9,11 +9,7 @@ A checkpoint folder holds:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +18,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from srgan.config import ExperimentConfig, differing_keys, from_dict, to_dict
+from srgan.files import WEIGHT_SUFFIXES, CheckpointError, atomic_write, torch_load_problem
 from srgan.generator import build_generator
+from srgan.official import OFFICIAL_SCALE, load_official_generator, read_generator
 
 CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 STATE_FILE = "training_state.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the path and the problem."""
 
 
 def run_flags(cfg: ExperimentConfig) -> list[str]:
@@ -39,43 +33,6 @@ def run_flags(cfg: ExperimentConfig) -> list[str]:
     if cfg.loss.perceptual_weight > 0 and cfg.loss.perceptual_weights == "untrained":
         flags.append("untrained-perceptual-vgg19")
     return flags
-
-
-def _fsync(path: Path, *, directory: bool = False) -> None:
-    flags = os.O_RDONLY if directory else os.O_RDWR
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:  # some platforms and file systems cannot open a folder: its rename is then best effort
-            return
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write `path` through a hidden temporary file beside it, flushed to disk (fsync) before it is renamed
-    over `path`, then the folder's entry flushed too: a full disk, a read-only folder or a crash leaves the
-    previous file whole (or none), never a truncated one, and no partial file behind. A write that fails
-    raises `CheckpointError` naming the file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
-        kept = f"the previous {path.name} is unchanged" if path.exists() else f"no {path.name} was written"
-        raise CheckpointError(f"{path}: could not be written ({reason}); {kept}") from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync(path.parent, directory=True)
 
 
 def save_config(cfg: ExperimentConfig, folder: str | Path, **extra: Any) -> Path:
@@ -115,11 +72,12 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu",
                    expect_scale: int | None = None) -> tuple[nn.Module, ExperimentConfig]:
     """Build the generator of a checkpoint folder (or its generator.safetensors) in eval mode.
 
-    A bare .pth/.pt file is read as published ESRGAN weights (official or BasicSR layout, `srgan.official`)."""
+    The weights are read and every key and shape checked against the config's generator (built on the meta
+    device: no memory) before the network is built, so a config.json claiming a network far larger than its
+    weights file is refused instead of allocated. A bare .pth/.pt file is read as published ESRGAN weights
+    (official or BasicSR layout, `srgan.official`)."""
     path = Path(path)
-    if path.suffix in (".pth", ".pt") and not path.is_dir():
-        from srgan.official import load_official_generator
-
+    if path.suffix in WEIGHT_SUFFIXES and not path.is_dir():
         return load_official_generator(path, device=device, expect_scale=expect_scale)
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
@@ -128,18 +86,40 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu",
     if expect_scale is not None and cfg.scale != expect_scale:
         raise CheckpointError(f"{folder}: checkpoint is for x{cfg.scale}, but x{expect_scale} was asked for")
     weights = folder / GENERATOR_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing")
+    state = _read_safetensors(weights)
+    _check_fit(state, cfg, weights)
     net_g = build_generator(cfg.generator, scale=cfg.scale)
+    net_g.load_state_dict(state)
+    return net_g.to(device).eval(), cfg
+
+
+def _read_safetensors(weights: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; its format bounds every tensor by the bytes the file holds."""
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except FileNotFoundError:
         raise CheckpointError(f"{weights}: missing") from None
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{weights}: not a valid safetensors file ({err})") from None
-    try:
-        net_g.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{weights}: weights do not fit the config's generator ({err})") from None
-    return net_g.to(device).eval(), cfg
+
+
+def _check_fit(state: dict[str, torch.Tensor], cfg: ExperimentConfig, weights: Path) -> None:
+    """Every key and shape of `cfg`'s generator, compared with `state` without allocating the network."""
+    with torch.device("meta"):
+        expected = build_generator(cfg.generator, scale=cfg.scale).state_dict()
+    missing, stray = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing keys {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if stray:
+        problems.append(f"unexpected keys {', '.join(stray[:8])}{' ...' if len(stray) > 8 else ''}")
+    problems += [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:8]]
+    if problems:
+        raise CheckpointError(f"{weights}: weights do not fit the config's {cfg.generator.arch} generator: "
+                              + "; ".join(problems))
 
 
 def save_training_state(state: dict, folder: str | Path) -> Path:
@@ -148,21 +128,6 @@ def save_training_state(state: dict, folder: str | Path) -> Path:
     path = folder / STATE_FILE
     atomic_write(path, lambda p: torch.save(state, p))
     return path
-
-
-def torch_load_problem(err: BaseException) -> str:
-    """Why `torch.load(..., weights_only=True)` failed, in one line, without PyTorch's advice to retry with
-    the unsafe loader or to allowlist the offending class: for a file from elsewhere, that advice is how
-    code gets run."""
-    if isinstance(err, pickle.UnpicklingError):
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        detail = [line.split(". Please use")[0].removeprefix("WeightsUnpickler error: ").rstrip(".") for line in lines
-                  if "weights_only" not in line and not line.startswith(("Weights only load failed", "Check the"))]
-        what = "; ".join(detail) or "an object other than tensors and plain values"
-        return (f"refused: it holds a pickled object that could run code when loaded ({what}); only tensors and "
-                "plain values are loaded")
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return f"corrupt or truncated ({first.split('. ')[0]})"
 
 
 def load_training_state(folder: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
@@ -234,18 +199,13 @@ def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, 
     """The generator state dict at `source` (see `resolve_init_source`), checked against `cfg`'s generator:
     the source's generator config and scale when it has a config.json, and always every key and shape."""
     weights = resolve_init_source(source)
-    if weights.suffix in (".pth", ".pt"):
-        from srgan.official import OFFICIAL_SCALE, read_generator
-
+    if weights.suffix in WEIGHT_SUFFIXES:
         state, src_generator = read_generator(weights)
         diffs = _differences(src_generator, cfg.generator, "generator")
         if cfg.scale != OFFICIAL_SCALE:
             diffs.append(f"scale: source {OFFICIAL_SCALE}, config {cfg.scale}")
     elif weights.suffix == ".safetensors":
-        try:
-            state = load_file(str(weights))
-        except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise CheckpointError(f"{weights}: not a valid safetensors file ({err})") from None
+        state = _read_safetensors(weights)
         diffs = []
         if (weights.parent / CONFIG_FILE).is_file():
             src = load_config(weights.parent)
@@ -253,22 +213,10 @@ def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, 
             if src.scale != cfg.scale:
                 diffs.append(f"scale: source {src.scale}, config {cfg.scale}")
     else:
-        raise CheckpointError(f"{weights}: not a generator weights file (.safetensors, .pth or .pt)")
+        raise CheckpointError(f"{weights}: not a generator weights file (.safetensors, {', '.join(WEIGHT_SUFFIXES)})")
     if diffs:
         raise CheckpointError(f"{weights}: the generator does not match the config's: {'; '.join(diffs)}")
-    with torch.device("meta"):
-        expected = build_generator(cfg.generator, scale=cfg.scale).state_dict()
-    missing, stray = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"missing keys {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-    if stray:
-        problems.append(f"unexpected keys {', '.join(stray[:8])}{' ...' if len(stray) > 8 else ''}")
-    problems += [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:8]]
-    if problems:
-        raise CheckpointError(f"{weights}: weights do not fit the config's {cfg.generator.arch} generator: "
-                              + "; ".join(problems))
+    _check_fit(state, cfg, weights)
     return state
 
 

@@ -11,8 +11,11 @@ Two layouts are read, both x4 (two nearest-x2 + conv stages), with every key and
 
 Files are read with `torch.load(weights_only=True)`: a pickle that would run code is refused. A missing key, a
 stray key or a wrong shape is a `CheckpointError` that names it. The number of blocks, features and growth
-channels are read from the shapes. BasicSR's x2/x1 variants (pixel-unshuffled input, 12 or 48 input channels)
-compute a different function than this project's x2 RRDBNet and are refused with that reason.
+channels are read from the shapes, and nothing is built from them before they are checked: every tensor must be
+backed by bytes the file stores (not an `expand`-ed view declaring more), all of them must fit in the file, and
+the network they imply must pass `srgan.config.check_values`' size bounds.
+BasicSR's x2/x1 variants (pixel-unshuffled input, 12 or 48 input channels) compute a different function than
+this project's x2 RRDBNet and are refused with that reason.
 """
 
 from __future__ import annotations
@@ -25,16 +28,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srgan.checkpoint import CheckpointError
-from srgan.config import ExperimentConfig, GeneratorConfig
+from srgan.config import ExperimentConfig, GeneratorConfig, check_values
+from srgan.files import CheckpointError, torch_load_problem
 from srgan.generator import build_generator
+from srgan.versions import esrgan
 
 log = logging.getLogger(__name__)
 
 LAYOUT_ESRGAN = "esrgan"  # xinntao/ESRGAN's release files
 LAYOUT_BASICSR = "basicsr"  # XPixelGroup/BasicSR's RRDBNet
 OFFICIAL_SCALE = 4
-WEIGHT_SUFFIXES = (".pth", ".pt")
 
 # Module names of each layout: the dense-block convs (n = RRDB index from 0, k = dense block 1..3, j = conv 1..5),
 # the conv after the trunk, the two upsampling convs and the conv before conv_last.
@@ -83,7 +86,7 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not found") from None
     except Exception as err:  # UnpicklingError for refused pickles, RuntimeError for corrupt archives
-        raise CheckpointError(f"{path}: refused or corrupt weights file ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: refused or corrupt weights file: {torch_load_problem(err)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
     if any(k in obj for k in _WRAPPER_KEYS):
@@ -101,6 +104,7 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not named tensors: {_names(map(str, bad))}")
+    check_storage(state, path)
     if "RRDB_trunk.0.RDB1.conv1.weight" in state:
         return state, LAYOUT_ESRGAN
     if "body.0.rdb1.conv1.weight" in state:
@@ -108,6 +112,47 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     raise CheckpointError(
         f"{path}: not an ESRGAN generator in the official layout (RRDB_trunk.N.RDBk.convj ...) or BasicSR's "
         f"(body.N.rdbk.convj ...); its keys start: {_names(state, 5)}")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.3g} MB"
+
+
+def check_storage(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors that declare more data than the file holds, before anything is built from their shapes.
+
+    `torch.save` stores a tensor's storage, not its view: an `expand`-ed view of one number can declare
+    (20000, 20000, 3, 3) in a few bytes, and building the network those shapes imply, or copying the views
+    into it, would allocate what the file never held. So each tensor must be backed by its own stored bytes (a
+    stride-0 or overlapping view is not), and the bytes all tensors declare must fit in the file."""
+    file_bytes = path.stat().st_size
+    total = 0
+    for key, t in state.items():
+        if t.device.type != "cpu":  # map_location="cpu" maps every real storage; a meta tensor holds no data
+            raise CheckpointError(f"{path}: {key} is a {t.device.type} tensor holding no data")
+        declared = t.numel() * t.element_size()
+        held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+        if declared > held:
+            raise CheckpointError(
+                f"{path}: {key} declares shape {tuple(t.shape)} ({_megabytes(declared)}) but holds only {held} "
+                f"byte(s) of data: an expanded or overlapping view, not stored weights; refused before building "
+                f"the network")
+        total += declared
+    if total > file_bytes:
+        raise CheckpointError(f"{path}: its tensors declare {_megabytes(total)} of weights, more than the file's "
+                              f"{_megabytes(file_bytes)} (views sharing stored data); refused before building the "
+                              f"network")
+
+
+def _check_size(gcfg: GeneratorConfig, keys: dict[str, str], prefix: str) -> None:
+    """The network the shapes imply must pass the config's own sanity bounds (`srgan.config.check_values`):
+    a file declaring 20,000 features is refused, naming the key the number was read from."""
+    try:
+        check_values(replace(esrgan(scale=OFFICIAL_SCALE), generator=gcfg))
+    except ValueError as err:
+        field = str(err).split(" ")[0].removeprefix("generator.")
+        key = keys.get(field, "the file's shapes")
+        raise CheckpointError(f"{prefix}{key} implies {err}; refused before building the network") from None
 
 
 def infer_generator(state: dict[str, torch.Tensor], layout: str, *, where: str = "") -> GeneratorConfig:
@@ -130,9 +175,14 @@ def infer_generator(state: dict[str, torch.Tensor], layout: str, *, where: str =
     growth_key = dense.format(n=0, k=1, j=1) + ".weight"
     if growth_key not in state:
         raise CheckpointError(f"{prefix}missing key {growth_key}")
+    if state[growth_key].ndim != 4:
+        raise CheckpointError(f"{prefix}{growth_key} has shape {tuple(state[growth_key].shape)}, not a conv weight")
     growth = int(state[growth_key].shape[0])
-    return GeneratorConfig(arch="rrdbnet", num_features=num_features, num_blocks=num_blocks, growth=growth,
+    gcfg = GeneratorConfig(arch="rrdbnet", num_features=num_features, num_blocks=num_blocks, growth=growth,
                            res_scale=0.2, norm="none", output="linear", skip="none")
+    last_block = dense.format(n=num_blocks - 1, k=1, j=1) + ".weight"
+    _check_size(gcfg, {"num_features": "conv_first.weight", "growth": growth_key, "num_blocks": last_block}, prefix)
+    return gcfg
 
 
 def convert(state: dict[str, torch.Tensor], layout: str, *, where: str = "") -> tuple[dict[str, torch.Tensor],
@@ -170,8 +220,6 @@ def read_generator(path: str | Path) -> tuple[dict[str, torch.Tensor], Generator
 
 def official_config(path: str | Path, gcfg: GeneratorConfig) -> ExperimentConfig:
     """The esrgan preset's config around a published generator (named after the file)."""
-    from srgan.versions import esrgan
-
     return replace(esrgan(scale=OFFICIAL_SCALE), name=Path(path).stem, generator=gcfg)
 
 

@@ -7,7 +7,8 @@
     reports     imports only results (plus polars, plotly, Jinja2, numpy, PIL): no torch, no Ray
 
 Every import statement of every module is read (including the ones inside functions), so a lazy import cannot
-hide an arrow the design does not have.
+hide an arrow the design does not have. Inside a layer, the modules' imports form no cycle (issue 15.3): a lazy
+import that closes a loop (a imports b, b imports a inside a function) still ties the two modules into one.
 """
 
 from __future__ import annotations
@@ -67,6 +68,94 @@ def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\n\ndef f():\n    from reports.build import build_report\n    import ray.train\n")
     assert imported_roots(module) == {"os", "reports", "ray"}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str, modules: set[str]) -> str | None:
+    """The module of `modules` that importing `name` loads last: itself, else its longest listed parent (the
+    package of `from pkg.sub import name`, where `name` is not a module)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph(package_dir: Path) -> dict[str, set[str]]:
+    """{module: the package's modules it imports}, read from every import statement of every module (lazy ones
+    included); absolute and relative imports both count."""
+    root = package_dir.parent
+    files = {module_name(p, root): p for p in sorted(package_dir.rglob("*.py"))}
+    modules = set(files)
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]  # the importing package
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(_resolve(alias.name, modules) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here[: len(here) - node.level + 1] + ([node.module] if node.module else []))
+                for alias in node.names:  # `from pkg import sub` imports the module pkg.sub
+                    targets.add(_resolve(f"{base}.{alias.name}" if base else alias.name, modules))
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk, each as [a, b, ..., a] (each back edge gives one)."""
+    state: dict[str, int] = {}  # 1: on the walk's path, 2: done
+    path: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_cycle_inside_a_layer(package: str) -> None:
+    graph = import_graph(REPO / package)
+    assert len(graph) > 1 and any(graph.values()), f"{package}: no imports between its modules were found"
+    cycles = import_cycles(graph)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_finds_a_planted_cycle(tmp_path: Path) -> None:
+    """A fake package: a imports b at the top, b imports a lazily (the shape of issue 15.3's checkpoint <->
+    official); c and d import through a relative import and a package import without closing a loop."""
+    pkg = tmp_path / "fake"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from fake.b import thing\n")
+    (pkg / "b.py").write_text("import os\n\ndef thing():\n    from fake import a\n    return a, os\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("from . import d\nfrom ..b import thing\n")
+    (pkg / "sub" / "d.py").write_text("import fake.a\n")
+    graph = import_graph(pkg)
+    assert graph == {"fake": set(), "fake.a": {"fake.b"}, "fake.b": {"fake.a"}, "fake.sub": set(),
+                     "fake.sub.c": {"fake.sub.d", "fake.b"}, "fake.sub.d": {"fake.a"}}
+    assert import_cycles(graph) == [["fake.a", "fake.b", "fake.a"]]
+    (pkg / "b.py").write_text("import os\n")  # the lazy import removed: no cycle left
+    assert import_cycles(import_graph(pkg)) == []
+    (pkg / "sub" / "d.py").write_text("def f():\n    from .c import x\n")  # a relative lazy import closes c <-> d
+    assert import_cycles(import_graph(pkg)) == [["fake.sub.c", "fake.sub.d", "fake.sub.c"]]
 
 
 @pytest.mark.parametrize("module", ["reports.build", "results.study", "results.io"])

@@ -192,12 +192,29 @@ class _Payload:
         return (print, ("this must never run",))
 
 
-def test_pickles_that_run_code_are_refused(tmp_path: Path) -> None:
+def test_pickles_that_run_code_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Refused without echoing PyTorch's advice (issue 18.9): retrying with weights_only=False, or allowlisting the
+    class, is how a file from elsewhere gets to run its code."""
     path = tmp_path / "evil.pth"
     with path.open("wb") as fh:
         pickle.dump({"conv_first.weight": _Payload()}, fh, protocol=2)
-    with pytest.raises(CheckpointError, match="refused or corrupt"):
+    with pytest.raises(CheckpointError, match="refused or corrupt weights file: refused: it holds a pickled object "
+                                              "that could run code when loaded") as err:
         load_generator(path)
+    message = str(err.value)
+    assert str(path) in message and "print" in message  # names the file and what the pickle would call
+    for advice in ("weights_only", "add_safe_globals", "safe_globals", "Please", "trust"):
+        assert advice not in message, message
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_a_truncated_file_is_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pth"
+    torch.save(random_official(), path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"refused or corrupt weights file: corrupt or truncated \(") as err:
+        read_state(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
 def _published_files() -> list[tuple[Path, str]]:
