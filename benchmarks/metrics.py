@@ -354,16 +354,24 @@ class NiqeParams:
         return {"file": self.path.name, "path": str(self.path), "sha256": self.sha256, "source": self.source}
 
 
+def _read_mat(raw: bytes, *keys: str) -> list[np.ndarray | None]:
+    import scipy.io  # MAT v5 holds arrays only: nothing in it is executed
+    from scipy.io.matlab import MatReadError
+
+    try:
+        table = scipy.io.loadmat(io.BytesIO(raw))
+    except MatReadError as err:
+        raise ValueError(str(err)) from None
+    return [table.get(k) for k in keys]
+
+
 def _read_niqe_params(path: Path, source: str) -> NiqeParams:
     """Parse and check one parameter file (bytes hashed are the bytes parsed); raises `MetricUnavailable`."""
     mu_key, cov_key = _NIQE_KEYS[path.suffix]
     try:
         raw = path.read_bytes()
         if path.suffix == ".mat":
-            import scipy.io  # MAT v5 holds arrays only: nothing in it is executed
-
-            table = scipy.io.loadmat(io.BytesIO(raw))
-            mu, cov = table.get(mu_key), table.get(cov_key)
+            mu, cov = _read_mat(raw, mu_key, cov_key)
         else:
             with np.load(io.BytesIO(raw), allow_pickle=False) as table:
                 mu = table[mu_key] if mu_key in table.files else None

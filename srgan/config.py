@@ -98,9 +98,12 @@ class TrainConfig:
     # generator named by `init_from` (a checkpoint folder, a run folder or a bare weights file).
     stage: Literal["single", "pretrain", "gan"] = "single"
     init_from: str = ""
-    schedule: Literal["default", "paper"] = "default"  # which preset schedule built this config (recorded only)
-    # The lr schedule of a "pretrain" stage (pretrain_stage() moves it into `optim`; 0 keeps optim.lr_g). A
-    # single-stage run's warmup keeps using `optim`'s schedule.
+    # Which preset schedule built this config. "paper" (the `paper` size) also adds Flickr2K to the training
+    # folders where present (srgan.versions.with_present_train_dirs) and makes departures() list where the config
+    # still differs from its paper (written into the run folder's config.json).
+    schedule: Literal["default", "paper"] = "default"
+    # The lr schedule of the pixel-only pretraining (0 lr: optim.lr_g). A single-stage run's warmup runs it from
+    # step 0 and its GAN phase runs `optim`'s (srgan.engine.learning_rates); pretrain_stage() moves it into `optim`.
     pretrain_lr: float = 0.0
     pretrain_milestones: tuple[int, ...] = ()
     pretrain_gamma: float = 0.5

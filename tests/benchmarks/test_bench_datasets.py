@@ -190,3 +190,15 @@ def test_tar_extracts_normal_archive(tmp_path: Path) -> None:
     ds.extract(archive, tmp_path / "Set5")
     pairs = ds.load_pairs("set5", 4, tmp_path)  # the <Set>_HR folder is read, LR made here
     assert [p.name for p in pairs] == ["baby"] and pairs[0].lq.shape == (3, 6, 6)
+
+
+def test_parse_datasets_normalises_and_deduplicates() -> None:
+    assert ds.parse_datasets("set5,Set5, set5") == ["set5"]
+    assert ds.parse_datasets(" Set14 ,SET5,set 14, div2k-train") == ["set14", "set5", "div2k-train"]
+    for empty in (",", "", " , ,"):
+        with pytest.raises(ValueError, match=r"--datasets .* names no dataset"):
+            ds.parse_datasets(empty)
+    with pytest.raises(ValueError, match=r"--val-datasets ',' names no dataset"):
+        ds.parse_datasets(",", option="--val-datasets")
+    with pytest.raises(ValueError, match="unknown dataset 'set6'"):
+        ds.parse_datasets("set5,set6")

@@ -115,3 +115,16 @@ def test_malicious_training_state_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="training_state.pt"):
         load_training_state(tmp_path / "ckpt")
     assert not marker.exists()
+
+
+def test_datasets_option_is_normalised_and_refused_when_empty(tmp_path: Path, data_root: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "o"
+    assert main(["--baseline", "bicubic", "--datasets", ",", "--out", str(out)]) == 2
+    assert "--datasets ',' names no dataset" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything ran
+    assert main(["--baseline", "bicubic", "--datasets", "set5,Set5, set5", "--out", str(out),
+                 "--metrics", "psnr"]) == 0
+    scores = pl.read_parquet(out / schema.SCORES_FILE)
+    assert scores.height == 5 and scores["dataset"].unique().to_list() == ["set5"]
+    assert json.loads((out / schema.RUN_FILE).read_text())["datasets"] == ["set5"]

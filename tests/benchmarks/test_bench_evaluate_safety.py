@@ -1,11 +1,14 @@
 """evaluate under faults: a model whose output is not finite is an error naming the image, never "ok" NaN
-scores; an output folder that cannot be written fails before any scoring."""
+scores; an output folder that cannot be written fails before any scoring; a disk that fills up while images or
+tables are written is an error naming the file (exit 1), and nothing written before it is lost."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -59,3 +62,60 @@ def test_an_output_path_that_is_a_file_fails_before_scoring(data_root: Path, tmp
     monkeypatch.setattr(evaluate, "score_trial", never)
     code = main(["--baseline", "bicubic", "--datasets", "set5", "--scale", "4", "--out", str(blocker / "r")])
     assert code == 2 and "not writable" in capsys.readouterr().err
+
+
+def _full_disk(path, *args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def test_a_full_disk_while_saving_images_is_named_and_loses_nothing(data_root: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch) -> None:
+    import benchmarks.evaluate as evaluate
+
+    out = tmp_path / "scores"
+    args = ["--baseline", "bicubic", "--datasets", "set5", "--scale", "4", "--out", str(out), "--metrics", "psnr"]
+    assert main(args) == 0  # an earlier run's tables
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    saved: list[Path] = []
+
+    def disk_fills_after_two(img, path) -> None:
+        if len(saved) == 2:
+            _full_disk(path)
+        saved.append(Path(path))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"png")
+
+    monkeypatch.setattr(evaluate, "save_image", disk_fills_after_two)
+    code = main([*args, "--save-images"])
+    err = capsys.readouterr().err
+    assert code == 1, err  # the input was fine: the run failed
+    assert "Traceback" not in err and "No space left on device" in err
+    assert str(out / "images/bicubic/set5/bird.png") in err  # the file that could not be written
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # tables untouched
+    assert all(p.read_bytes() == b"png" for p in saved)  # images saved before it are kept
+
+
+def test_a_full_disk_while_writing_tables_is_named(data_root: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "scores"
+    args = ["--baseline", "bicubic", "--datasets", "set5", "--scale", "4", "--out", str(out), "--metrics", "psnr"]
+    assert main(args) == 0
+    before = (out / "scores.parquet").read_bytes()
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _full_disk)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert str(out / "scores.parquet") in err and "No space left on device" in err and "unchanged" in err
+    assert (out / "scores.parquet").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+
+
+def test_score_trial_raises_a_named_output_error(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """What sweeps and studies get: an `OutputError` (a `ResultsError`) naming the file, not PIL's OSError."""
+    import benchmarks.evaluate as evaluate
+    from results.io import ResultsError
+
+    monkeypatch.setattr(evaluate, "save_image", lambda img, path: _full_disk(path))
+    with pytest.raises(evaluate.OutputError, match=r"images/t/set5/baby.png: could not be written") as err:
+        score_trial(evaluate.baseline("bicubic", 4), "t", ["set5"], 4, metrics=("psnr",), save_images=["baby"],
+                    images_dir=tmp_path / "images", progress=False)
+    assert isinstance(err.value, ResultsError)
