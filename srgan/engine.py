@@ -1,14 +1,26 @@
 """The GAN step, one readable function per phase: warmup (pixel only), generator (D frozen), discriminator,
-EMA update. `GanEngine` holds the models and optimisers and dispatches on the step's phase.
+EMA update. `GanEngine` holds the models and optimisers and dispatches on the step's phase; `StepRecord` keeps
+the interval's metrics and the non-finite record on the device.
 
-A step never waits on the host
-------------------------------
-`train_step` calls no `.item()`, `float()`, `bool()`, `.tolist()` or `.numpy()` on a tensor: on a GPU the host
-only queues kernels and runs ahead of the device. Losses, D(real)/D(fake) means and the non-finite check stay
-on the device; `pop_metrics` materialises them (one device-to-host copy) at the steps where the loop needs
-numbers. The loop, on every rank (the call pattern the harness must follow):
+What is guaranteed: `train_step` never reads a value from the device
+-----------------------------------------------------------------------
+For every preset, in both phases, with EMA on and with or without grad norms, `train_step` only queues kernels:
+no `.item()`, `float()`, `bool()`, `.tolist()` or `.cpu()` on a tensor, and no torch call that reads a tensor
+argument on the host inside its C++ (indexing with a 0-d tensor; a tensor weight to an op that takes a Scalar,
+such as `torch._foreach_lerp_`). On a GPU the host runs ahead and the device never idles waiting for it. How it
+is checked:
+- tests/srgan/test_srgan_meta_device.py runs every preset's warmup, GAN and EMA steps, with a grad-norm step,
+  on the `meta` device (tensors without data: any read of a value raises, in Python or in C++). It follows the
+  code paths `meta` takes: foreach Adam (fused Adam is CUDA/CPU only), no autocast.
+- on CUDA, the same steps run under `torch.cuda.set_sync_debug_mode("error")` (fused Adam, bf16 autocast; the
+  test is skipped without a GPU; `python -m benchmarks.gpu_check` runs it too).
+- tests/srgan/test_srgan_no_sync.py counts the syncing tensor methods that project code calls on the CPU.
+Not covered: `train.compile`'s first calls (compiling, and max-autotune benchmarking kernels, do synchronise).
 
-    for lq, gt in batches:                       # srgan.batches.training_batches: float tensors on the device
+Losses, D means and the non-finite check stay on the device; `pop_metrics` materialises them (one device-to-host
+copy) at the steps where the loop needs numbers. The loop, on every rank (the call pattern the harness follows):
+
+    for lq, gt in batches:                       # srgan.batches.TrainingBatches: float tensors on the device
         engine.train_step(lq, gt)                # queues one step; computes grad norms only before a collection
         done = engine.step                       # steps done so far
         if not engine.collects_after(done):      # log, validation or checkpoint step, or the last step
@@ -18,17 +30,20 @@ numbers. The loop, on every rank (the call pattern the harness must follow):
         ...                                      # time limit, validation, checkpoint, report
 
 - `pop_metrics()` returns floats: the interval's `steps`, `step` (index of its last step, 0-based), the means
-  over the interval of every loss and of `d_real`/`d_fake`, the last `lr_g`/`lr_d`, and `grad_norm_g`/
-  `grad_norm_d` of the interval's last step when that step computed them (`train_step(..., grad_norms=True)`;
-  the default `None` computes them exactly when `collects_after(step + 1)`). Losses and D means are this
-  rank's (under DDP G's and D's gradients, hence grad norms, are global). Check a time limit here too, not
-  every step.
-- Non-finite losses: each check keeps a device-side record of the first bad step, phase and loss. From that
-  step on, the optimisers skip their updates on the device (Adam's `found_inf`, as with a GradScaler) and the
-  EMA stops, so the weights stay those of the last good step (BatchNorm running statistics are not weights:
-  the bad step's forward may have updated them). `pop_metrics` raises `NonFiniteLoss("generator
-  step 12: loss_pixel is nan")`. Under DDP pass `reduce`: a callable that returns the elementwise MAXIMUM over
-  all ranks of the float64 tensor it is given (shape (1,), on the engine's device), for example
+  over the interval of every loss, of `loss_adv_raw` (the adversarial G loss before its weight), `d_real`/
+  `d_fake` (mean sigmoid of D's logits) and `d_gap` (`srgan.losses.d_gap`: D_Ra's for a relativistic D), the
+  last `lr_g`/`lr_d`, and `grad_norm_g`/`grad_norm_d` of the interval's last step when that step computed them
+  (`train_step(..., grad_norms=True)`; the default `None` computes them exactly when `collects_after(step +
+  1)`). Losses and D means are this rank's (under DDP G's and D's gradients, hence grad norms, are global).
+  Check a time limit here too, not every step.
+- Learning rates (`learning_rates`): a single-stage run's warmup is its pretraining and runs `train.pretrain_*`
+  from step 0; the GAN phase runs `optim`'s schedule from its own first step.
+- Non-finite losses: every step keeps, on the device, the earliest bad step, phase and loss. From that step on
+  the optimisers skip their updates on the device (Adam's `found_inf`, as with a GradScaler) and the EMA stops,
+  so the weights stay those of the last good step (BatchNorm running statistics are not weights: the bad
+  step's forward may have updated them). `pop_metrics` raises `NonFiniteLoss("generator step 12: loss_pixel is
+  nan")`. Under DDP pass `reduce`: a callable that returns the elementwise MAXIMUM over all ranks of the
+  float64 tensor it is given (shape (1,), on the engine's device), for example
 
       def max_over_ranks(t):
           torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
@@ -47,8 +62,8 @@ relativistic loss's batch mean. The engine takes care of the parts that must be 
 
 Per-step costs: Adam is fused (one kernel for all parameters) on CUDA and on the CPU too: there it measured 2x
 (SRResNet) to 8x (tiny presets) faster than foreach Adam, and only fused Adam honours `found_inf`. The EMA is
-one foreach lerp, grad norms are one foreach norm and only before a collection. bf16 autocast follows `optim.amp` (see
-`amp_enabled`); `train.compile` compiles G, D and the perceptual network (see `compile_mode`).
+three foreach kernels, grad norms one foreach norm and only before a collection. bf16 autocast follows
+`optim.amp` (see `amp_enabled`); `train.compile` compiles G, D and the perceptual network (see `compile_mode`).
 """
 
 from __future__ import annotations
@@ -67,7 +82,9 @@ from srgan.generator import build_generator
 from srgan.losses import (
     BatchMean,
     build_perceptual,
+    d_gap,
     pixel_loss,
+    relative_logits,
     relativistic_d_losses,
     relativistic_g_loss,
     vanilla_d_losses,
@@ -84,7 +101,7 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 # benchmarks.throughput --compare --batch 16,32,64` prints both on a GPU to move this threshold.
 AMP_MIN_BATCH = 64
 
-# The non-finite record: phases and loss names are encoded as small integers (see `_encode`).
+# The non-finite record names a phase and a loss by their index here (see `StepRecord`).
 PHASES = ("warmup", "generator", "discriminator")
 LOSS_NAMES = ("loss_pixel", "loss_perceptual", "loss_adv_g", "loss_g", "loss_d_real", "loss_d_fake")
 _VALUE_KINDS = (float("nan"), float("inf"), float("-inf"))
@@ -108,6 +125,23 @@ def set_requires_grad(net: nn.Module, flag: bool) -> None:
 def lr_at(base: float, milestones: tuple[int, ...], gamma: float, steps_into_phase: int) -> float:
     """Step decay: `base * gamma ** (milestones passed)`; derived from the step, so it resumes exactly."""
     return base * gamma ** sum(steps_into_phase >= m for m in milestones)
+
+
+def learning_rates(cfg: ExperimentConfig, step: int) -> tuple[float, float]:
+    """(lr_g, lr_d) of the step with 0-based index `step`.
+
+    The warmup of a single-stage run is its pretraining: `train.pretrain_lr` (0: `optim.lr_g`) with
+    `train.pretrain_milestones`/`pretrain_gamma`, counted from step 0, as the same preset's separate pretraining
+    stage runs it (a "pretrain" stage has that schedule in `optim` already: `srgan.versions.pretrain_stage`).
+    The GAN phase runs `optim`'s schedule, counted from its first step. D does not train in the warmup: its lr
+    there is `optim.lr_d`."""
+    o, t = cfg.optim, cfg.train
+    if step < t.warmup_steps:
+        if t.stage == "single":
+            return lr_at(t.pretrain_lr or o.lr_g, t.pretrain_milestones, t.pretrain_gamma, step), o.lr_d
+        return lr_at(o.lr_g, o.milestones, o.gamma, step), o.lr_d
+    into = step - t.warmup_steps
+    return lr_at(o.lr_g, o.milestones, o.gamma, into), lr_at(o.lr_d, o.milestones, o.gamma, into)
 
 
 def local_world_size() -> int:
@@ -141,15 +175,88 @@ def make_adam(params, *, lr: float, betas: tuple[float, float], device: torch.de
 
 @torch.no_grad()
 def ema_update(net_ema: nn.Module, net: nn.Module, decay: float, *, frozen: torch.Tensor | None = None) -> None:
-    """net_ema <- decay * net_ema + (1 - decay) * net, one foreach lerp; buffers (BN statistics) are copied.
-    `frozen`: a 0-d float tensor on the device; where it is 1 the parameters are left as they are (no host
-    sync to decide it)."""
+    """net_ema <- net_ema + (1 - decay) * (net - net_ema); buffers (BN statistics) are copied.
+
+    `frozen`: a 0-d float tensor on the device; where it is 1 the parameters stay as they are. Its weight is a
+    device tensor, so it goes through `_foreach_mul_`, which takes one (three foreach kernels), and not through
+    `_foreach_lerp_`, which takes only a Scalar weight and would read the tensor on the host every step."""
     ema_params, params = list(net_ema.parameters()), [p.detach() for p in net.parameters()]
-    weight = 1 - decay if frozen is None else (1 - decay) * (1 - frozen)
-    torch._foreach_lerp_(ema_params, params, weight)
+    if frozen is None:
+        torch._foreach_lerp_(ema_params, params, 1 - decay)
+    else:
+        delta = torch._foreach_sub(params, ema_params)
+        torch._foreach_mul_(delta, (1 - frozen) * (1 - decay))
+        torch._foreach_add_(ema_params, delta)
     ema_buffers, buffers = list(net_ema.buffers()), list(net.buffers())
     if ema_buffers:
         torch._foreach_copy_(ema_buffers, buffers)
+
+
+def phase_metrics(cfg: ExperimentConfig) -> dict[str, tuple[str, ...]]:
+    """The metrics each phase of a step records, in order. The losses among them (`LOSS_NAMES`) come first and
+    are checked for non-finite values; `loss_adv_raw` (the unweighted adversarial loss) and D's outputs are
+    recorded only."""
+    generator = ("loss_pixel", *(("loss_perceptual",) if cfg.loss.perceptual_weight > 0 else ()), "loss_adv_g",
+                 "loss_g", "loss_adv_raw")
+    return {"warmup": ("loss_pixel",), "generator": generator,
+            "discriminator": ("loss_d_real", "loss_d_fake", "d_real", "d_fake", "d_gap")}
+
+
+class StepRecord:
+    """The interval's metric sums and the earliest non-finite loss, on the device.
+
+    `add` (once per phase of a step) stacks the phase's values, adds them to the interval's sums and keeps the
+    earliest non-finite loss as one float64 key, `((MAX - step) * 64 + 63 - code) * 4 + kind + 1` with `code` =
+    16 * phase + loss index: a larger key is an earlier step, then phase, then loss, so the maximum over steps
+    (and over ranks) is the first failure; 0 is "all finite". Nothing reads a value: the first bad loss is found
+    by a masked maximum, not by indexing. `found_inf` (1 from the first bad step on) makes Adam skip updates."""
+
+    def __init__(self, names: dict[str, tuple[str, ...]], *, step: int, device: torch.device) -> None:
+        self.names = names
+        self.checked: dict[str, int] = {}
+        self._ranks: dict[str, torch.Tensor] = {}  # per checked loss: (63 - code) * 4 + 1; made here, not per step
+        for phase, metrics in names.items():
+            losses = [n for n in metrics if n in LOSS_NAMES]
+            assert tuple(losses) == metrics[: len(losses)], f"{phase}: losses must come first in {metrics}"
+            self.checked[phase] = len(losses)
+            codes = [PHASES.index(phase) * 16 + LOSS_NAMES.index(n) for n in losses]
+            self._ranks[phase] = torch.tensor([(63 - c) * 4 + 1 for c in codes], dtype=torch.float64,
+                                              device=device)
+        self.step = torch.full((), float(step), dtype=torch.float64, device=device)
+        self.bad_key = torch.zeros((), dtype=torch.float64, device=device)
+        self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, phase: str, values: dict[str, torch.Tensor]) -> None:
+        if tuple(values) != self.names[phase]:
+            raise KeyError(f"{phase} records {self.names[phase]}, got {tuple(values)}")
+        vec = torch.stack([v.detach().to(torch.float64) for v in values.values()])  # (n,)
+        self.sums[phase] = self.sums[phase] + vec if phase in self.sums else vec
+        self.counts[phase] = self.counts.get(phase, 0) + 1
+        losses = vec[: self.checked[phase]]
+        kind = torch.where(torch.isnan(losses), 0.0, torch.where(losses > 0, 1.0, 2.0))  # nan, inf, -inf
+        keys = (_MAX_STEP - self.step) * 256 + self._ranks[phase] + kind
+        first_bad = torch.where(torch.isfinite(losses), 0.0, keys).amax()
+        torch.maximum(self.bad_key, first_bad, out=self.bad_key)
+        self.found_inf.copy_(self.bad_key > 0)
+
+    def end_step(self) -> None:
+        self.step += 1
+
+    def take(self) -> list[tuple[str, int, torch.Tensor]]:
+        """(phase, steps, sums) of every phase recorded since the last call; starts a new interval."""
+        taken = [(phase, self.counts[phase], sums) for phase, sums in self.sums.items()]
+        self.sums, self.counts = {}, {}
+        return taken
+
+    @staticmethod
+    def decode(key: float) -> str:
+        k = int(key) - 1
+        kind, k = k % 4, k // 4
+        code, k = 63 - k % 64, k // 64
+        phase, loss = PHASES[code // 16], LOSS_NAMES[code % 16]
+        return f"{phase} step {_MAX_STEP - k}: {loss} is {_VALUE_KINDS[kind]}"
 
 
 class GanEngine:
@@ -189,21 +296,14 @@ class GanEngine:
         self._init_device_state()
 
     def _init_device_state(self) -> None:
-        """Accumulators and the non-finite record, all on the device (reset by `load_state_dict`)."""
-        dev = self.device
-        self._step_t = torch.full((), float(self.step), dtype=torch.float64, device=dev)
-        self._bad_key = torch.zeros((), dtype=torch.float64, device=dev)  # 0: all finite (see `_encode`)
-        self._found_inf = torch.zeros((), dtype=torch.float32, device=dev)  # Adam's skip flag
+        """The step record (sums and non-finite record on the device); reset by `load_state_dict`."""
+        self.record = StepRecord(phase_metrics(self.cfg), step=self.step, device=self.device)
         for opt in (self.opt_g, self.opt_d):
             if any(g.get("fused") for g in opt.param_groups):
-                opt.found_inf = self._found_inf  # read by fused Adam, as a GradScaler sets it
-        self._sums: dict[str, torch.Tensor] = {}  # interval sums, per group of metrics
-        self._counts: dict[str, int] = {}
-        self._names: dict[str, tuple[str, ...]] = {}
+                opt.found_inf = self.record.found_inf  # read by fused Adam, as a GradScaler sets it
         self._norms: dict[str, torch.Tensor] = {}
         self._interval_last: int | None = None
         self._lrs: dict[str, float] = {}
-        self._codes: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}  # (phase, loss names) -> their codes
 
     # ------------------------------------------------------------------------------------------ phases
 
@@ -234,58 +334,28 @@ class GanEngine:
         return img.contiguous(memory_format=torch.channels_last) if self.use_amp else img
 
     def _set_lrs(self) -> None:
-        o, t = self.cfg.optim, self.cfg.train
-        into = self.step if self.phase == "warmup" else self.step - t.warmup_steps
-        self._lrs = {"lr_g": lr_at(o.lr_g, o.milestones, o.gamma, into),
-                     "lr_d": lr_at(o.lr_d, o.milestones, o.gamma, into)}
-        for group in self.opt_g.param_groups:
-            group["lr"] = self._lrs["lr_g"]
-        for group in self.opt_d.param_groups:
-            group["lr"] = self._lrs["lr_d"]
-
-    # ---------------------------------------------------------------------- device-side bookkeeping
-
-    def _record(self, phase: str, names: tuple[str, ...], values: list[torch.Tensor], *, checked: int) -> None:
-        """Add this step's values to the interval sums; check the first `checked` of them for non-finite
-        values and keep the earliest bad one in `_bad_key` (all on the device)."""
-        vec = torch.stack([v.detach().to(torch.float64) for v in values])  # (n,)
-        group = f"{phase}:{','.join(names)}"
-        if group in self._sums:
-            self._sums[group] += vec
-        else:
-            self._sums[group], self._names[group] = vec.clone(), names
-        self._counts[group] = self._counts.get(group, 0) + 1
-        checked_vec = vec[:checked]
-        bad = ~torch.isfinite(checked_vec)
-        first = torch.argmax(bad.to(torch.int32))  # the first bad value's index (0 when none is bad)
-        value = checked_vec[first]
-        kind = torch.where(torch.isnan(value), 0.0, torch.where(value > 0, 1.0, 2.0))
-        code = self._loss_codes(phase, names[:checked])[first]
-        key = ((_MAX_STEP - self._step_t) * 64 + (63 - code)) * 4 + kind + 1  # larger: earlier step, phase, loss
-        torch.maximum(self._bad_key, torch.where(bad.any(), key, 0.0), out=self._bad_key)  # earliest step wins
-        self._found_inf.copy_(self._bad_key > 0)
-
-    def _loss_codes(self, phase: str, names: tuple[str, ...]) -> torch.Tensor:
-        """The codes of `names` in `phase` as a device tensor, made once (the first step of each phase)."""
-        if (phase, names) not in self._codes:
-            codes = [PHASES.index(phase) * 16 + LOSS_NAMES.index(n) for n in names]
-            self._codes[phase, names] = torch.tensor(codes, dtype=torch.float64, device=self.device)
-        return self._codes[phase, names]
-
-    @staticmethod
-    def _decode(key: float) -> str:
-        k = int(key) - 1
-        kind, k = k % 4, k // 4
-        code, k = 63 - k % 64, k // 64
-        step = _MAX_STEP - k
-        phase, loss = PHASES[code // 16], LOSS_NAMES[code % 16]
-        return f"{phase} step {step}: {loss} is {_VALUE_KINDS[kind]}"
+        lr_g, lr_d = learning_rates(self.cfg, self.step)
+        self._lrs = {"lr_g": lr_g, "lr_d": lr_d}
+        for opt, lr in ((self.opt_g, lr_g), (self.opt_d, lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def _grad_norm(self, net: nn.Module) -> torch.Tensor:
+        """The 2-norm of all of `net`'s gradients: one foreach norm, then the norm of those (the same kernels
+        on every device; `torch.nn.utils.get_total_norm` refuses foreach on the meta device)."""
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        return torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)))
+
+    def _update(self, opt: torch.optim.Optimizer, loss: torch.Tensor, net: nn.Module, norm: str | None) -> None:
+        """Backward and one optimiser step (skipped on the device after a non-finite loss: `found_inf`);
+        `norm`: keep the gradient norm under that name for `pop_metrics`."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if norm:
+            self._norms[norm] = self._grad_norm(net)
+        opt.step()
 
     # -------------------------------------------------------------------------------------- the step
 
@@ -304,12 +374,11 @@ class GanEngine:
         else:
             _, sr = self.generator_step(lq, gt, grad_norms=grad_norms)
             self.discriminator_step(gt, sr, grad_norms=grad_norms)
-        if self.net_g_ema is not None:
-            # frozen after a non-finite step: the EMA keeps the last good weights
-            ema_update(self.net_g_ema, unwrap(self.net_g), self.cfg.optim.ema_decay, frozen=self._found_inf)
+        if self.net_g_ema is not None:  # frozen after a non-finite step: the EMA keeps the last good weights
+            ema_update(self.net_g_ema, unwrap(self.net_g), self.cfg.optim.ema_decay, frozen=self.record.found_inf)
+        self.record.end_step()
         self._interval_last = self.step
         self.step += 1
-        self._step_t += 1
 
     def warmup_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True) -> dict[str, torch.Tensor]:
         """Pixel loss only: a stable reconstruction to start the GAN from."""
@@ -317,12 +386,8 @@ class GanEngine:
         with self._autocast():
             sr = self.net_g(lq)  # (B, 3, h*s, w*s)
         loss_pixel = pixel_loss(sr.float(), gt, self.cfg.loss.pixel_type)
-        self._record("warmup", ("loss_pixel",), [loss_pixel], checked=1)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_pixel.backward()
-        if grad_norms:
-            self._norms["grad_norm_g"] = self._grad_norm(self.net_g)
-        self.opt_g.step()
+        self.record.add("warmup", {"loss_pixel": loss_pixel})
+        self._update(self.opt_g, loss_pixel, self.net_g, "grad_norm_g" if grad_norms else None)
         return {"loss_pixel": loss_pixel.detach(), **self._norms}
 
     def generator_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True
@@ -348,41 +413,37 @@ class GanEngine:
                 adv = vanilla_g_loss(fake_logits)
             losses["loss_adv_g"] = w.adv_weight * adv
             losses["loss_g"] = loss_g = sum(losses.values())
-            self._record("generator", tuple(losses), list(losses.values()), checked=len(losses))
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            if grad_norms:
-                self._norms["grad_norm_g"] = self._grad_norm(self.net_g)
-            self.opt_g.step()
+            losses["loss_adv_raw"] = adv
+            self.record.add("generator", losses)
+            self._update(self.opt_g, loss_g, self.net_g, "grad_norm_g" if grad_norms else None)
         finally:
             set_requires_grad(net_d, True)
         out = {k: v.detach() for k, v in losses.items()}
-        if "grad_norm_g" in self._norms:
-            out["grad_norm_g"] = self._norms["grad_norm_g"]
-        return out, sr.detach()
+        return {**out, **self._norms}, sr.detach()
 
     def discriminator_step(self, gt: torch.Tensor, sr: torch.Tensor, *, grad_norms: bool = True
                            ) -> dict[str, torch.Tensor]:
         """Real and fake through the (wrapped) D, one backward. `sr` is the G step's output, detached."""
+        relativistic = self.cfg.loss.adv_type == "relativistic"
         self.net_d.train()
         with self._autocast():
             real_logits = self.net_d(gt).float()
             fake_logits = self.net_d(sr.detach()).float()
-        if self.cfg.loss.adv_type == "relativistic":
+        if relativistic:
             loss_d_real, loss_d_fake = relativistic_d_losses(real_logits, fake_logits, self.batch_mean)
         else:
             loss_d_real, loss_d_fake = vanilla_d_losses(real_logits, fake_logits)
         with torch.no_grad():
             d_real, d_fake = torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
-        self._record("discriminator", ("loss_d_real", "loss_d_fake", "d_real", "d_fake"),
-                     [loss_d_real, loss_d_fake, d_real, d_fake], checked=2)
-        self.opt_d.zero_grad(set_to_none=True)
-        (loss_d_real + loss_d_fake).backward()
-        if grad_norms:
-            self._norms["grad_norm_d"] = self._grad_norm(self.net_d)
-        self.opt_d.step()
-        out = {"loss_d_real": loss_d_real.detach(), "loss_d_fake": loss_d_fake.detach(), "d_real": d_real,
-               "d_fake": d_fake}
+            if relativistic:  # D_Ra's own gap, with the loss's batch mean (global under DDP: two scalar all-reduces)
+                gap = d_gap(*relative_logits(real_logits, fake_logits, self.batch_mean))
+            else:
+                gap = d_real - d_fake
+        values = {"loss_d_real": loss_d_real, "loss_d_fake": loss_d_fake, "d_real": d_real, "d_fake": d_fake,
+                  "d_gap": gap}
+        self.record.add("discriminator", values)
+        self._update(self.opt_d, loss_d_real + loss_d_fake, self.net_d, "grad_norm_d" if grad_norms else None)
+        out = {k: v.detach() for k, v in values.items()}
         if "grad_norm_d" in self._norms:
             out["grad_norm_d"] = self._norms["grad_norm_d"]
         return out
@@ -394,35 +455,30 @@ class GanEngine:
 
         Raises `NonFiniteLoss` naming the first bad step, phase and loss (of any rank, with `reduce`; see the
         module docstring for what `reduce` must do)."""
-        key = self._bad_key.reshape(1).clone()
+        key = self.record.bad_key.reshape(1).clone()
         if reduce is not None:
             key = reduce(key)
-        groups = list(self._sums)
-        norm_names = list(self._norms)
-        parts = [key] + [self._sums[g] for g in groups] + [self._norms[n].detach().reshape(1).double()
-                                                           for n in norm_names]
-        flat = torch.cat([p.to(torch.float64) for p in parts]).cpu().tolist()  # the one host sync
+        taken = self.record.take()
+        norms = list(self._norms.items())
+        parts = [key, *(sums for _, _, sums in taken), *(n.detach().reshape(1).double() for _, n in norms)]
+        flat = torch.cat([part.to(torch.float64) for part in parts]).cpu().tolist()  # the one host sync
         if flat[0] > 0:
-            raise NonFiniteLoss(self._decode(flat[0]))
-        out: Metrics = {}
-        totals: dict[str, list[float]] = {}
+            raise NonFiniteLoss(StepRecord.decode(flat[0]))
+        totals: dict[str, list[float]] = {}  # name -> [sum, steps] (loss_pixel: warmup and GAN steps together)
         i = 1
-        for g in groups:
-            n, names = self._counts[g], self._names[g]
-            for name, value in zip(names, flat[i : i + len(names)], strict=True):
+        for phase, steps, _ in taken:
+            for name in self.record.names[phase]:
                 acc = totals.setdefault(name, [0.0, 0])
-                acc[0] += value
-                acc[1] += n
-            i += len(names)
-        for name, (total, n) in totals.items():
-            out[name] = total / n
-        for name, value in zip(norm_names, flat[i:], strict=True):
-            out[name] = value
-        steps = sum(self._counts[g] for g in groups if g.startswith(("warmup:", "generator:")))
+                acc[0] += flat[i]
+                acc[1] += steps
+                i += 1
+        out: Metrics = {name: total / n for name, (total, n) in totals.items()}
+        out.update({name: value for (name, _), value in zip(norms, flat[i:], strict=True)})
+        steps = sum(n for phase, n, _ in taken if phase in ("warmup", "generator"))
         out["steps"] = float(steps)
         if steps:
             out.update(step=float(self._interval_last), **self._lrs)
-        self._sums, self._counts, self._names, self._norms = {}, {}, {}, {}
+        self._norms = {}
         return out
 
     # -------------------------------------------------------------------------------------- inference

@@ -129,21 +129,34 @@ def vanilla_d_losses(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tu
     return _bce(real_logits, 1.0), _bce(fake_logits, 0.0)
 
 
+def relative_logits(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                    batch_mean: BatchMean = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
+    """The relativistic average D's logits (ESRGAN eq. 1, inside the sigmoid): C(x_r) - E[C(x_f)] and
+    C(x_f) - E[C(x_r)], so that D_Ra(x_r, x_f) = sigmoid(first) and D_Ra(x_f, x_r) = sigmoid(second)."""
+    return real_logits - batch_mean(fake_logits), fake_logits - batch_mean(real_logits)
+
+
 def relativistic_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
                         batch_mean: BatchMean = torch.mean) -> torch.Tensor:
     """ESRGAN eq. 3, averaged over its two terms as the reference code does (the paper writes the sum):
     0.5 * (-E[log(1 - D_Ra(x_r, x_f))] - E[log D_Ra(x_f, x_r)]), D_Ra(a, b) = sigmoid(C(a) - E[C(b)])."""
-    real_rel = real_logits - batch_mean(fake_logits)
-    fake_rel = fake_logits - batch_mean(real_logits)
+    real_rel, fake_rel = relative_logits(real_logits, fake_logits, batch_mean)
     return 0.5 * (_bce(real_rel, 0.0) + _bce(fake_rel, 1.0))
 
 
 def relativistic_d_losses(real_logits: torch.Tensor, fake_logits: torch.Tensor,
                           batch_mean: BatchMean = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
     """ESRGAN eq. 2 split in its real and fake halves, each weighted 0.5 (their sum is the D loss)."""
-    real_rel = real_logits - batch_mean(fake_logits)
-    fake_rel = fake_logits - batch_mean(real_logits)
+    real_rel, fake_rel = relative_logits(real_logits, fake_logits, batch_mean)
     return 0.5 * _bce(real_rel, 1.0), 0.5 * _bce(fake_rel, 0.0)
+
+
+def d_gap(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """How far D separates real from fake: mean sigmoid(real) - mean sigmoid(fake), in [-1, 1]; near 1 D wins
+    every image and G gets little gradient (a collapse: results.schema.COLLAPSE_GAP). For a relativistic D pass
+    `relative_logits(...)`: the gap of D_Ra itself, which sigmoid(C(real)) - sigmoid(C(fake)) can miss (both
+    can saturate at 1 while D_Ra still separates them)."""
+    return torch.sigmoid(real_logits).mean() - torch.sigmoid(fake_logits).mean()
 
 
 def build_perceptual(cfg: LossConfig) -> PerceptualLoss | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import pytest
 import torch
 from srgan_helpers import small
 
 from srgan.engine import GanEngine, NonFiniteLoss
+from srgan.losses import d_gap, relative_logits
 
 
 def snapshot(net: torch.nn.Module) -> list[torch.Tensor]:
@@ -123,3 +127,45 @@ def test_amp_policy() -> None:
     assert amp_enabled("bf16", cuda, 1) and not amp_enabled("off", cuda, 1024)
     assert not amp_enabled("auto", cuda, 16) and amp_enabled("auto", cuda, AMP_MIN_BATCH)  # measured: issue 10
     assert not GanEngine(small("v1")).use_amp
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+@pytest.mark.parametrize("name", ["v3", "ragan"])
+def test_d_gap_and_raw_adversarial_loss_against_a_hand_computation(name: str) -> None:
+    """d_gap from D's logits by hand: vanilla mean sigmoid(C(real)) - mean sigmoid(C(fake)); relativistic
+    mean sigmoid(C(real) - mean C(fake)) - mean sigmoid(C(fake) - mean C(real)). loss_adv_raw: the G loss
+    before its weight. (pop_metrics' interval means of both: test_srgan_no_sync.py.)"""
+    cfg = small(name, train__warmup_steps=0, data__batch_size=3)
+    engine = GanEngine(cfg, device="cpu")
+    lq, gt = batch(cfg)
+    g_out, sr = engine.generator_step(lq, gt)
+    twin = copy.deepcopy(engine.net_d).train()  # D as the D step will see it: same weights, batch statistics
+    with torch.no_grad():
+        real = twin(gt).flatten().tolist()
+        fake = twin(sr).flatten().tolist()
+    if name == "ragan":
+        mean_real, mean_fake = _mean(real), _mean(fake)
+        expected = _mean([_sig(r - mean_fake) for r in real]) - _mean([_sig(f - mean_real) for f in fake])
+    else:
+        expected = _mean([_sig(r) for r in real]) - _mean([_sig(f) for f in fake])
+    d_out = engine.discriminator_step(gt, sr)
+    assert d_out["d_gap"].item() == pytest.approx(expected, abs=1e-6)
+    assert g_out["loss_adv_raw"].item() == pytest.approx(g_out["loss_adv_g"].item() / cfg.loss.adv_weight, rel=1e-6)
+    if name == "v3":
+        assert d_out["d_gap"].item() == pytest.approx((d_out["d_real"] - d_out["d_fake"]).item(), abs=1e-12)
+
+
+def test_relativistic_gap_sees_a_saturated_d_that_the_plain_gap_misses() -> None:
+    """Both logits saturate sigmoid(C) at 1, so d_real - d_fake is 0, while D_Ra separates them completely."""
+    real, fake = torch.tensor([[20.0], [21.0]]), torch.tensor([[10.0], [11.0]])
+    assert d_gap(real, fake).item() == pytest.approx(0.0, abs=1e-4)
+    rel = d_gap(*relative_logits(real, fake)).item()
+    assert rel == pytest.approx(_mean([_sig(20 - 10.5), _sig(21 - 10.5)]) - _mean([_sig(10 - 20.5), _sig(11 - 20.5)]))
+    assert rel > 0.99

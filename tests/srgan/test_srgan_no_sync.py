@@ -1,5 +1,12 @@
-"""The step never waits on the host: no synchronising tensor call from project code inside `train_step`;
-metrics come back through `pop_metrics`, which raises on a non-finite loss of an earlier step (on every rank)."""
+"""No synchronising tensor call from project code inside `train_step`, on the CPU; metrics come back through
+`pop_metrics`, which raises on a non-finite loss of an earlier step (on every rank).
+
+What `SyncCounter` sees: the tensor methods that copy a value to the host (`.item()`, `float()`, `bool()`,
+`.tolist()`, `.numpy()`, `.cpu()`...) when a project file calls them, through torch's Python dispatch. What it
+cannot see: reads that torch makes inside its C++ (indexing with a 0-d tensor, a tensor weight to a Scalar-only op
+such as `torch._foreach_lerp_`: `test_the_counter_cannot_see_a_read_inside_torch` plants one), and code paths
+that only CUDA takes. tests/srgan/test_srgan_meta_device.py checks those reads on the meta device, and on CUDA
+under the sync debug mode."""
 
 from __future__ import annotations
 
@@ -55,6 +62,16 @@ def test_train_step_makes_no_synchronising_call_from_project_code(name: str) -> 
     assert counter.calls and metrics["steps"] == 4 and "grad_norm_g" in metrics
 
 
+def test_the_counter_cannot_see_a_read_inside_torch() -> None:
+    """Why the meta-device test exists: indexing with a 0-d tensor reads it in C++, and the counter misses it."""
+    vec = torch.tensor([0.5, float("nan"), 2.0])
+    with SyncCounter() as counter:
+        vec[torch.argmax(torch.isnan(vec).to(torch.int32))]
+    assert counter.calls == []
+    with pytest.raises(RuntimeError, match="meta"):  # the same read on the meta device raises
+        vec.to("meta")[torch.argmax(torch.isnan(vec.to("meta")).to(torch.int32))]
+
+
 def test_pop_metrics_means_equal_the_per_step_values() -> None:
     cfg = small("ragan", train__warmup_steps=2, optim__milestones="1")
     per_step, interval = GanEngine(cfg, device="cpu"), GanEngine(cfg, device="cpu")
@@ -69,7 +86,8 @@ def test_pop_metrics_means_equal_the_per_step_values() -> None:
     gan = interval.pop_metrics()
     assert warm["steps"] == 2 and gan["steps"] == 4 and gan["step"] == 5
     assert warm["loss_pixel"] == pytest.approx((rows[0]["loss_pixel"] + rows[1]["loss_pixel"]) / 2, rel=1e-12)
-    for key in ("loss_pixel", "loss_adv_g", "loss_g", "loss_d_real", "loss_d_fake", "d_real", "d_fake"):
+    for key in ("loss_pixel", "loss_adv_g", "loss_g", "loss_adv_raw", "loss_d_real", "loss_d_fake", "d_real", "d_fake",
+                "d_gap"):
         assert gan[key] == pytest.approx(sum(r[key] for r in rows[2:]) / 4, rel=1e-12), key
     assert gan["lr_g"] == rows[5]["lr_g"] == cfg.optim.lr_g * cfg.optim.gamma  # the last step's lr
     assert "grad_norm_d" not in warm and gan["grad_norm_d"] == rows[5]["grad_norm_d"]
@@ -115,7 +133,7 @@ def test_reduce_makes_every_rank_raise_the_earliest_failure() -> None:
     for step in range(5):
         ranks[0].train_step(inf_lq if step == 4 else lq, gt)  # rank 0 fails in the GAN phase
         ranks[1].train_step(lq, gt * float("nan") if step == 1 else gt)  # rank 1 fails first, in the warmup
-    keys = [r._bad_key.reshape(1).clone() for r in ranks]
+    keys = [r.record.bad_key.reshape(1).clone() for r in ranks]
     both = torch.maximum(*keys)
     messages = []
     for engine in ranks:
@@ -130,10 +148,10 @@ def test_reduce_makes_every_rank_raise_the_earliest_failure() -> None:
 
 @pytest.mark.parametrize("name", ["v1", "v2"])  # naive and MATLAB degradation
 def test_device_batch_stage_makes_no_synchronising_call(image_folder: Path, name: str) -> None:
-    from srgan.batches import device_batch, training_batches
+    from srgan.batches import TrainingBatches, device_batch
 
     cfg = small(name, data__batch_size=4)
-    batches = training_batches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
+    batches = TrainingBatches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
     raw = list(batches.loader)  # the loader's own work (decoding, cropping on the CPU) is not the device's
     device_batch(*raw[0], scale=cfg.scale, degradation=cfg.data.degradation, device="cpu")  # matrices cached
     with SyncCounter() as counter:
