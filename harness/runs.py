@@ -89,16 +89,20 @@ def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> Ex
 
 
 def validate_run(spec: RunSpec) -> RunSpec:
-    """Everything about a run that can fail before anything is written: training folders and patch size,
-    the validation set, and a run folder that already holds a different run (its differing keys are named)."""
-    from benchmarks.datasets import load_pairs
+    """Everything about a run that can fail before anything is written: training folders and patch size (the
+    validation images left out), the validation images (decoded once: `harness.validation`), and a run folder
+    that already holds a different run (its differing keys are named)."""
+    from harness import validation
     from srgan.checkpoint import CheckpointError, load_config
     from srgan.data import scan_training_images
+    from srgan.holdout import training_exclusions
 
     folders = resolve_train_dirs(spec.cfg, spec.data_root)  # raises FileNotFoundError naming the folder
+    # raises naming the folder, the file or the benchmark set (and --fetch)
+    validation.validation_pairs(spec.cfg, spec.data_root)
     # headers only: fails (naming the folders and the patch size) when no image can give one patch
-    scan_training_images(folders, min_size=spec.cfg.data.patch_size, decode=False)
-    load_pairs(spec.cfg.data.val_set, spec.cfg.scale, spec.data_root)  # raises naming the folder or file
+    scan_training_images(folders, min_size=spec.cfg.data.patch_size, decode=False,
+                         exclude=training_exclusions(spec.cfg, folders, spec.data_root))
     if (spec.run_dir / "config.json").exists():
         try:
             before = to_dict(load_config(spec.run_dir))
@@ -112,8 +116,10 @@ def validate_run(spec: RunSpec) -> RunSpec:
 
 
 def prepare_run(spec: RunSpec) -> RunSpec:
-    """`validate_run`, then write the resolved config (with DDP choices, hardware, commit, stage, and where a
-    paper schedule departs from its paper) into the run folder. An existing run of the same config resumes."""
+    """`validate_run`, then write the resolved config (with DDP choices, hardware, commit, stage, where a paper
+    schedule departs from its paper, and the validation images with their sha256) into the run folder. An existing
+    run of the same config resumes."""
+    from harness import validation
     from results.provenance import git_commit
     from srgan.versions import departures
 
@@ -121,7 +127,7 @@ def prepare_run(spec: RunSpec) -> RunSpec:
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_of(spec), git_commit=git_commit(),
                 workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None,
-                departures=departures(spec.cfg))
+                departures=departures(spec.cfg), validation=validation.record(spec.cfg, spec.data_root))
     return spec
 
 

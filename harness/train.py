@@ -57,7 +57,8 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
     import ray.train
     import ray.train.torch
 
-    from srgan.batches import training_batches
+    from srgan.batches import TrainingBatches
+    from srgan.holdout import training_exclusions
 
     cfg = from_dict(ExperimentConfig, loop_config["experiment"])
     ctx = ray.train.get_context()
@@ -68,9 +69,10 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
     restore(engine, ray.train.get_checkpoint(), run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
     history = worker.History(Path(loop_config["run_dir"]), resume_step=engine.step) if rank == 0 else None
     clock = worker.Clock(cfg.train.time_limit_s, world=world, device=device)
-    for lq, gt in training_batches(cfg, resolve_train_dirs(cfg, loop_config["data_root"]), device=device,
-                                   start_step=engine.step, num_steps=engine.total_steps - engine.step,
-                                   rank=rank, world=world):
+    folders = resolve_train_dirs(cfg, loop_config["data_root"])
+    for lq, gt in TrainingBatches(cfg, folders, device=device, start_step=engine.step,
+                                  num_steps=engine.total_steps - engine.step, rank=rank, world=world,
+                                  exclude=training_exclusions(cfg, folders, loop_config["data_root"])):
         engine.train_step(lq, gt)
         if on_step is not None:
             on_step(engine, rank, world)
@@ -224,7 +226,7 @@ def make_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness import plan, resources
+    from harness import local_ray, plan, resources
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    resources.init_ray(args.address)
+    local_ray.init_ray(args.address)
     if args.address:
         try:
             resources.check_run(spec, resources.cluster_resources())

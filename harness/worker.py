@@ -61,18 +61,18 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 def validate(engine: GanEngine, data_root: str | Path) -> dict[str, float]:
-    """PSNR/SSIM of the inference generator (EMA when on) on the config's validation set."""
-    from benchmarks.evaluate import evaluate_model
+    """PSNR/SSIM of the inference generator (EMA when on) on the run's validation images (`harness.validation`:
+    the held-out split of its training folder by default, never a scored set unless opted in)."""
+    from harness import validation
 
+    pairs = validation.validation_pairs(engine.cfg, data_root)  # built once per process
     net = engine.inference_generator()
     was_training = net.training
     net.eval()
     try:
-        df = evaluate_model(net, [engine.cfg.data.val_set], engine.cfg.scale, data_root=data_root,
-                            metrics=("psnr", "ssim"), device=engine.device, progress=False)
+        return validation.score(net, pairs, scale=engine.cfg.scale, device=engine.device)
     finally:
         net.train(was_training)
-    return {"val_psnr": float(df["psnr"].mean()), "val_ssim": float(df["ssim"].mean())}
 
 
 class History:

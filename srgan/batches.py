@@ -25,7 +25,7 @@ which would break "sample i depends only on (seed, i)"; the flips and transposes
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -50,16 +50,18 @@ class TrainingBatches:
     """An iterable of (lq, gt) batches on the device for steps `start_step`... of rank `rank` of `world`.
 
     `dataset` (the `PatchDataset`, with its `skipped` files) and `loader` are attributes for logging and
-    benchmarks; `len()` is the number of batches."""
+    benchmarks; `len()` is the number of batches. Files whose sha256 is in `exclude` never train (the run's
+    validation images: `srgan.holdout.training_exclusions`)."""
 
     def __init__(self, cfg: ExperimentConfig, folders: Sequence[str | Path], *, device: torch.device | str,
                  start_step: int, num_steps: int, rank: int = 0, world: int = 1,
-                 num_workers: int | None = None, dataset: PatchDataset | None = None) -> None:
+                 num_workers: int | None = None, dataset: PatchDataset | None = None,
+                 exclude: Collection[str] = ()) -> None:
         self.cfg, self.device = cfg, torch.device(device)
         self.num_steps = num_steps
         self.dataset = dataset or PatchDataset(folders, scale=cfg.scale, patch_size=cfg.data.patch_size,
                                                augment=cfg.data.augment, degradation=cfg.data.degradation,
-                                               seed=cfg.train.seed)
+                                               seed=cfg.train.seed, exclude=exclude)
         self.loader = make_loader(self.dataset, global_batch=cfg.data.batch_size, start_step=start_step,
                                   num_steps=num_steps, rank=rank, world=world,
                                   num_workers=cfg.data.num_workers if num_workers is None else num_workers,
@@ -76,8 +78,10 @@ class TrainingBatches:
 
 def training_batches(cfg: ExperimentConfig, folders: Sequence[str | Path], *, device: torch.device | str,
                      start_step: int, num_steps: int, rank: int = 0, world: int = 1,
-                     num_workers: int | None = None, dataset: PatchDataset | None = None) -> TrainingBatches:
+                     num_workers: int | None = None, dataset: PatchDataset | None = None,
+                     exclude: Collection[str] = ()) -> TrainingBatches:
     """The training loop's batches (see the module docstring). `folders` are the resolved training folders;
-    `num_workers` defaults to `cfg.data.num_workers`; pass `dataset` to reuse an already scanned one."""
+    `num_workers` defaults to `cfg.data.num_workers`; pass `dataset` to reuse an already scanned one; `exclude`:
+    sha256 of files never to train on."""
     return TrainingBatches(cfg, folders, device=device, start_step=start_step, num_steps=num_steps, rank=rank,
-                           world=world, num_workers=num_workers, dataset=dataset)
+                           world=world, num_workers=num_workers, dataset=dataset, exclude=exclude)

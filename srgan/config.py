@@ -71,7 +71,16 @@ class OptimConfig:
 @dataclass(frozen=True)
 class DataConfig:
     train_dirs: tuple[str, ...] = ("train/T91",)  # relative paths resolve against the data root
-    val_set: str = "set5"
+    # What validation (checkpoint choice, ASHA, the divergence stopper, every "best") reads; never a scored set
+    # unless explicitly opted in (harness.validation). "holdout": `val_count` images held out of the first training
+    # folder, fixed by content (srgan.holdout) and removed from training; "dirs": every image of `val_dirs`; else
+    # the name of a benchmark set (benchmarks.datasets), which a sweep or study then may not also score.
+    val_set: str = "holdout"
+    val_dirs: tuple[str, ...] = ()  # with val_set "dirs"; relative paths resolve against the data root
+    val_count: int = 10  # held-out images (at most a fifth of the folder's source images, at least one)
+    # Validation scores a centre crop of at most this side of each held-out / val_dirs image (it runs several times
+    # per trial on a 2-core CPU); a benchmark val_set is scored whole.
+    val_crop: int = 128
     patch_size: int = 96  # HR patch side; LR patches are patch_size // scale
     batch_size: int = 16
     augment: bool = True  # random flips and 90-degree rotations
@@ -167,7 +176,12 @@ def check_values(cfg: ExperimentConfig) -> None:
         ("optim.ema_decay", o.ema_decay, _finite(o.ema_decay) and 0 <= o.ema_decay < 1, "in [0, 1) (0: no EMA)"),
         ("data.train_dirs", data.train_dirs, bool(data.train_dirs) and all(data.train_dirs),
          "at least one training folder (an empty `--set data.train_dirs=` names none)"),
-        ("data.val_set", data.val_set, bool(data.val_set), "a benchmark set name"),
+        ("data.val_set", data.val_set, bool(data.val_set),
+         "'holdout', 'dirs' (with data.val_dirs) or a benchmark set name"),
+        ("data.val_dirs", data.val_dirs, (data.val_set == "dirs") == bool(data.val_dirs) and all(data.val_dirs),
+         "set exactly when data.val_set is 'dirs' (--set data.val_set=dirs --set data.val_dirs=FOLDER)"),
+        ("data.val_count", data.val_count, 1 <= data.val_count <= 10_000, "between 1 and 10000"),
+        ("data.val_crop", data.val_crop, 32 <= data.val_crop <= 4096, "between 32 and 4096 px"),
         ("data.patch_size", data.patch_size, data.patch_size >= cfg.scale,
          f"at least scale {cfg.scale} (one LR pixel)"),
         ("data.batch_size", data.batch_size, data.batch_size >= 1, "at least 1"),

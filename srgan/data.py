@@ -11,7 +11,7 @@ import math
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -301,12 +301,14 @@ def image_size(path: Path, *, max_pixels: int | None = None) -> tuple[int, int]:
 
 
 def scan_training_images(
-    folders: Iterable[str | Path], *, min_size: int, decode: bool = True, max_pixels: int | None = None
+    folders: Iterable[str | Path], *, min_size: int, decode: bool = True, max_pixels: int | None = None,
+    exclude: Collection[str] = (),
 ) -> tuple[list[tuple[Path, torch.Tensor | None]], list[SkippedFile]]:
     """Check every image of `folders`; keep those at least `min_size` px on both sides.
 
     Returns the kept images and the skipped files with their reason; each skipped file is logged once here.
-    Byte-identical duplicates are kept once. An image whose header declares more than
+    Byte-identical duplicates are kept once. Files whose sha256 is in `exclude` (the run's validation images:
+    `srgan.holdout.training_exclusions`) are left out, counted in one log line, not listed as skipped. An image whose header declares more than
     `pixel_limit(max_pixels)` pixels is skipped undecoded (a decompression bomb). With `decode=True` each kept
     image comes decoded (native depth, see `load_image_u8`); with `decode=False` only its header is read (the
     tensor is None) and a file that turns out corrupt later is handled where it is decoded."""
@@ -314,6 +316,7 @@ def scan_training_images(
     images: list[tuple[Path, torch.Tensor]] = []
     skipped: list[SkippedFile] = []
     seen: dict[str, Path] = {}
+    held_out = 0
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
@@ -324,6 +327,9 @@ def scan_training_images(
                 reason = f"not an image file (suffix {path.suffix or 'none'!r})"
             else:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest in exclude:
+                    held_out += 1
+                    continue
                 if digest in seen:
                     reason = f"byte-identical duplicate of {seen[digest].name}"
                 else:
@@ -341,11 +347,14 @@ def scan_training_images(
             if reason is not None:
                 log.warning("skipping %s: %s", path, reason)
                 skipped.append(SkippedFile(path, reason))
+    if held_out:
+        log.info("%d file(s) held out of training for validation", held_out)
     if not images:
         names = ", ".join(str(Path(f)) for f in folders)
         reasons = "; ".join(sorted({s.reason.split(":")[0] for s in skipped}))
+        kept_out = f", {held_out} held out for validation" if held_out else ""
         raise ValueError(f"no usable training images in {names} for {min_size}-px patches "
-                         f"({len(skipped)} file(s) skipped{': ' + reasons if reasons else ''})")
+                         f"({len(skipped)} file(s) skipped{': ' + reasons if reasons else ''}{kept_out})")
     return images, skipped
 
 
@@ -424,14 +433,16 @@ class PatchDataset(torch.utils.data.Dataset):
     IN_MEMORY_LIMIT = 512 * 2**20  # bytes on disk
 
     def __init__(self, folders: Sequence[str | Path], *, scale: int, patch_size: int, augment: bool = True,
-                 degradation: str = "matlab", seed: int = 0, in_memory: bool | None = None) -> None:
+                 degradation: str = "matlab", seed: int = 0, in_memory: bool | None = None,
+                 exclude: Collection[str] = ()) -> None:
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
         if in_memory is None:
             on_disk = sum(p.stat().st_size for f in folders if Path(f).is_dir() for p in Path(f).iterdir()
                           if p.is_file())
             in_memory = on_disk <= self.IN_MEMORY_LIMIT
-        self.images, self.skipped = scan_training_images(folders, min_size=patch_size, decode=in_memory)
+        self.images, self.skipped = scan_training_images(folders, min_size=patch_size, decode=in_memory,
+                                                         exclude=exclude)  # validation images never train
         self.sizes = [img.shape[-2:] if img is not None else image_size(path) for path, img in self.images]
         self.broken: set[int] = set()
         self.scale, self.patch_size, self.augment = scale, patch_size, augment

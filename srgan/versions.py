@@ -314,20 +314,35 @@ def gan_stage(cfg: ExperimentConfig, init_from: str | Path) -> ExperimentConfig:
     return replace(cfg, train=replace(cfg.train, stage="gan", init_from=str(init_from), warmup_steps=0))
 
 
+VALIDATION_FIELDS = ("val_set", "val_dirs", "val_count", "val_crop")
+
+
+def _held_out(data: DataConfig) -> list | None:
+    """What of the validation setting changes the training images: the holdout's size, or the val_dirs (their
+    images are left out of training); a benchmark validation set changes none."""
+    if data.val_set == "holdout":
+        return ["holdout", data.val_count]
+    if data.val_set == "dirs":
+        return ["dirs", list(data.val_dirs)]
+    return None
+
+
 def pretrain_key(cfg: ExperimentConfig) -> str:
     """A stable hash of exactly what makes two pretrainings identical.
 
-    In: generator config, scale, training data (folders, degradation, patch, batch, augmentation and any other
-    data field except the validation set and loader workers), pixel loss type, pretraining steps, lr schedule,
-    Adam betas, EMA decay, AMP and seed. Out: names, loss weights (the warmup step uses the unweighted pixel
-    loss), perceptual and adversarial settings, the discriminator and the GAN schedule. So v2, v3 and ragan share
-    one SRResNet pretraining and esrgan has its own RRDB one. Takes a preset or a pretrain-stage config."""
+    In: generator config, scale, training data (folders, degradation, patch, batch, augmentation, any other
+    data field except loader workers and validation, and which validation images leave the training folders),
+    pixel loss type, pretraining steps, lr schedule, Adam betas, EMA decay, AMP and seed. Out: names, loss weights
+    (the warmup step uses the unweighted pixel loss), perceptual and adversarial settings, the discriminator and the
+    GAN schedule. So v2, v3 and ragan share one SRResNet pretraining and esrgan has its own RRDB one. Takes a preset
+    or a pretrain-stage config."""
     p = cfg if cfg.train.stage == "pretrain" else pretrain_stage(cfg)
     o = p.optim
     identity = {
         "scale": p.scale,
         "generator": asdict(p.generator),
-        "data": {k: v for k, v in asdict(p.data).items() if k not in ("val_set", "num_workers")},
+        "data": {k: v for k, v in asdict(p.data).items() if k not in VALIDATION_FIELDS + ("num_workers",)},
+        "held_out": _held_out(p.data),  # the validation images leave the training data (srgan.holdout)
         "pixel_type": p.loss.pixel_type,
         "steps": p.train.warmup_steps,
         "lr": o.lr_g,

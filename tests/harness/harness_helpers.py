@@ -17,6 +17,7 @@ from harness.storage import resolve_train_dirs
 from srgan.config import ExperimentConfig, override
 from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine, unwrap
+from srgan.holdout import training_exclusions
 from srgan.versions import preset
 
 
@@ -41,8 +42,10 @@ def reference_run(cfg: ExperimentConfig, data_root: Path, *, steps: int | None =
                   ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The same training in this process, without Ray or DDP: final G state and every step's metrics."""
     engine = GanEngine(cfg, device="cpu")
-    dataset = PatchDataset(resolve_train_dirs(cfg, data_root), scale=cfg.scale, patch_size=cfg.data.patch_size,
-                           augment=cfg.data.augment, degradation=cfg.data.degradation, seed=cfg.train.seed)
+    folders = resolve_train_dirs(cfg, data_root)
+    dataset = PatchDataset(folders, scale=cfg.scale, patch_size=cfg.data.patch_size, augment=cfg.data.augment,
+                           degradation=cfg.data.degradation, seed=cfg.train.seed,
+                           exclude=training_exclusions(cfg, folders, data_root))  # as harness.train: no val image
     steps = engine.total_steps if steps is None else steps
     history = []
     for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0, num_steps=steps):

@@ -55,14 +55,16 @@ def _ddp_training_worker(rank: int, world: int, init_file: str, cfg_dict: dict, 
     from srgan.config import ExperimentConfig, from_dict
     from srgan.data import PatchDataset, make_loader
     from srgan.engine import GanEngine, unwrap
+    from srgan.holdout import training_exclusions
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = from_dict(ExperimentConfig, cfg_dict)
     engine = GanEngine(cfg, wrap=ddp_wrapper(torch.device("cpu"), sync_bn=False),
                        batch_mean=global_batch_mean if mean == "global" else torch.mean)
-    dataset = PatchDataset(resolve_train_dirs(cfg, data_root), scale=cfg.scale, patch_size=cfg.data.patch_size,
-                           seed=cfg.train.seed)
+    folders = resolve_train_dirs(cfg, data_root)
+    dataset = PatchDataset(folders, scale=cfg.scale, patch_size=cfg.data.patch_size, seed=cfg.train.seed,
+                           exclude=training_exclusions(cfg, folders, data_root))
     history = []
     for lq, gt in make_loader(dataset, global_batch=cfg.data.batch_size, start_step=0,
                               num_steps=engine.total_steps, rank=rank, world=world):

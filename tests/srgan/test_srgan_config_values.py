@@ -49,6 +49,9 @@ BAD = [
     ("data.patch_size", "0", "at least scale 4"),
     ("data.num_workers", "-1", "at least 0"),
     ("data.val_set", "", "a benchmark set name"),
+    ("data.val_dirs", "val/images", "set exactly when data.val_set is 'dirs'"),  # with the default holdout
+    ("data.val_count", "0", "between 1 and 10000"),
+    ("data.val_crop", "16", "between 32 and 4096 px"),
     ("name", "../../..", "plain folder name"),
     ("name", "a/b", "plain folder name"),
     ("name", "", "plain folder name"),
@@ -99,3 +102,10 @@ def test_direct_construction_and_saved_configs_are_checked_too() -> None:
     saved["optim"]["lr_g"] = float("nan")  # json writes NaN, and a checkpoint's config.json may hold it
     with pytest.raises(ConfigError, match="optim.lr_g must be a finite number > 0, got nan"):
         from_dict(ExperimentConfig, saved)
+
+
+def test_a_validation_folder_needs_val_set_dirs_and_the_reverse() -> None:
+    with pytest.raises(ConfigError, match=r"^data.val_dirs must be set exactly when data.val_set is 'dirs'"):
+        override(preset("v3"), {"data.val_set": "dirs"})  # names no folder
+    cfg = override(preset("v3"), {"data.val_set": "dirs", "data.val_dirs": "val/a,val/b"})
+    assert cfg.data.val_dirs == ("val/a", "val/b") and preset("v3").data.val_set == "holdout"

@@ -45,7 +45,7 @@ def test_pretrain_key_is_what_makes_pretrainings_identical() -> None:
         "loss.adv_weight": 1e-2, "loss.perceptual_weight": 0.5, "loss.pixel_weight": 1.0,
         "loss.adv_type": "relativistic", "discriminator.num_features": 32, "optim.lr_d": 1e-3,
         "optim.milestones": "10,20", "train.gan_steps": 7,
-        "data.val_set": "set14", "name": "other", "train.log_every": 3,
+        "data.val_crop": 64, "name": "other", "train.log_every": 3,
     }
     for dotted, value in same.items():
         assert pretrain_key(override(base, {dotted: value})) == key, dotted
@@ -54,10 +54,14 @@ def test_pretrain_key_is_what_makes_pretrainings_identical() -> None:
         "generator.num_blocks": 8, "generator.skip": "bicubic", "data.batch_size": 8, "data.patch_size": 96,
         "data.degradation": "naive", "data.train_dirs": "train/T91", "loss.pixel_type": "mse",
         "optim.betas": "0.9,0.99", "optim.ema_decay": 0.999, "optim.lr_g": 2e-4,
+        # the held-out validation images leave the training data; a benchmark validation set takes none out
+        "data.val_count": 3, "data.val_set": "set14",
     }
     for dotted, value in different.items():
         assert pretrain_key(override(base, {dotted: value})) != key, dotted
     assert pretrain_key(preset("v3", scale=2)) != key
+    on_set14 = override(base, {"data.val_set": "set14"})
+    assert pretrain_key(override(on_set14, {"data.val_set": "bsd100"})) == pretrain_key(on_set14)
 
 
 def test_v1_keeps_its_single_stage_recipe() -> None:
