@@ -1,7 +1,7 @@
 """Training batches made on the training device: the loader ships raw HR patches, the device does the rest.
 
-    batches = training_batches(cfg, folders, device=device, start_step=engine.step,
-                               num_steps=engine.total_steps - engine.step, rank=rank, world=world)
+    batches = TrainingBatches(cfg, folders, device=device, start_step=engine.step,
+                              num_steps=engine.total_steps - engine.step, rank=rank, world=world)
     for lq, gt in batches:        # float32 (B, 3, P/s, P/s) and (B, 3, P, P) in [0, 1], on `device`
         engine.train_step(lq, gt)
 
@@ -18,9 +18,10 @@ tolerance (the same code runs on a batch instead of one image), so resumed and D
 uninterrupted process sees. Nothing here synchronises with the host after the first batch (the resize matrices
 are copied to the device once).
 
-kornia (declared in pyproject.toml) is not used: its resize is not MATLAB's antialiased bicubic (the papers'
-LR, which `make_lq` must reproduce), and its random augmentations draw their parameters from the global RNG,
-which would break "sample i depends only on (seed, i)"; the flips and transposes are three torch ops.
+kornia is not used, nor a dependency (the README's "GPUs" section says why): its resize is not MATLAB's
+antialiased bicubic (the papers' LR, which `make_lq` must reproduce), and its random augmentations draw their
+parameters from the global RNG, which would break "sample i depends only on (seed, i)"; the flips and transposes
+are three torch ops.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def device_batch(pixels: torch.Tensor, peak: torch.Tensor, codes: torch.Tensor, 
 class TrainingBatches:
     """An iterable of (lq, gt) batches on the device for steps `start_step`... of rank `rank` of `world`.
 
-    `dataset` (the `PatchDataset`, with its `skipped` files) and `loader` are attributes for logging and
-    benchmarks; `len()` is the number of batches. Files whose sha256 is in `exclude` never train (the run's
-    validation images: `srgan.holdout.training_exclusions`)."""
+    `folders` are the resolved training folders; `num_workers` defaults to `cfg.data.num_workers`; pass `dataset`
+    to reuse an already scanned `PatchDataset`. `dataset` (with its `skipped` files) and `loader` are attributes
+    for logging and benchmarks; `len()` is the number of batches. Files whose sha256 is in `exclude` never train
+    (the run's validation images: `srgan.holdout.training_exclusions`)."""
 
     def __init__(self, cfg: ExperimentConfig, folders: Sequence[str | Path], *, device: torch.device | str,
                  start_step: int, num_steps: int, rank: int = 0, world: int = 1,
@@ -74,14 +76,3 @@ class TrainingBatches:
         for pixels, peak, codes in self.loader:
             yield device_batch(pixels, peak, codes, scale=self.cfg.scale, degradation=self.cfg.data.degradation,
                                device=self.device)
-
-
-def training_batches(cfg: ExperimentConfig, folders: Sequence[str | Path], *, device: torch.device | str,
-                     start_step: int, num_steps: int, rank: int = 0, world: int = 1,
-                     num_workers: int | None = None, dataset: PatchDataset | None = None,
-                     exclude: Collection[str] = ()) -> TrainingBatches:
-    """The training loop's batches (see the module docstring). `folders` are the resolved training folders;
-    `num_workers` defaults to `cfg.data.num_workers`; pass `dataset` to reuse an already scanned one; `exclude`:
-    sha256 of files never to train on."""
-    return TrainingBatches(cfg, folders, device=device, start_step=start_step, num_steps=num_steps, rank=rank,
-                           world=world, num_workers=num_workers, dataset=dataset, exclude=exclude)

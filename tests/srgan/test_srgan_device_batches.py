@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from srgan_helpers import small, write_random_images
 
-from srgan.batches import training_batches
+from srgan.batches import TrainingBatches
 from srgan.data import (
     FLIP_H,
     FLIP_V,
@@ -33,8 +33,8 @@ def test_device_stage_gives_the_cpu_paths_samples(image_folder: Path, name: str,
     dataset = PatchDataset([image_folder], scale=cfg.scale, patch_size=cfg.data.patch_size,
                            degradation=cfg.data.degradation, seed=cfg.train.seed)
     cpu = list(make_loader(dataset, global_batch=4, start_step=5, num_steps=4))
-    shards = [list(training_batches(cfg, [image_folder], device="cpu", start_step=5, num_steps=4, rank=r,
-                                    world=world)) for r in range(world)]
+    shards = [list(TrainingBatches(cfg, [image_folder], device="cpu", start_step=5, num_steps=4, rank=r,
+                                   world=world)) for r in range(world)]
     codes = set()
     for step, (lq_cpu, gt_cpu) in enumerate(cpu):
         lq = torch.cat([shard[step][0] for shard in shards])  # the ranks' shards make the global batch
@@ -56,7 +56,7 @@ def test_sixteen_bit_images_take_the_wide_path(tmp_path: Path) -> None:
     dataset = PatchDataset([folder], scale=4, patch_size=24, seed=0)
     depths = {dataset.draw(i)[0].dtype for i in range(8, 16)}
     assert depths == {torch.uint8, torch.int32}  # batch 1 mixes 8- and 16-bit samples
-    ((lq, gt),) = list(training_batches(cfg, [folder], device="cpu", start_step=1, num_steps=1, dataset=dataset))
+    ((lq, gt),) = list(TrainingBatches(cfg, [folder], device="cpu", start_step=1, num_steps=1, dataset=dataset))
     lq_cpu, gt_cpu = next(iter(make_loader(dataset, global_batch=8, start_step=1, num_steps=1)))
     torch.testing.assert_close(gt, gt_cpu, rtol=0, atol=0)
     torch.testing.assert_close(lq, lq_cpu, rtol=0, atol=1 / 255 + 1e-6)
@@ -87,7 +87,7 @@ def test_training_lr_is_the_8_bit_matlab_bicubic() -> None:
 
 def test_training_batches_length_and_placement(image_folder: Path) -> None:
     cfg = small("v3")
-    batches = training_batches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
+    batches = TrainingBatches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
     got = list(batches)
     assert len(batches) == len(got) == 3
     assert all(lq.device.type == "cpu" and lq.shape == (2, 3, 6, 6) and gt.shape == (2, 3, 24, 24)
