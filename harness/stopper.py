@@ -9,9 +9,11 @@ from results.schema import COLLAPSE_GAP, COLLAPSE_PATIENCE
 
 
 class DivergenceStopper:
-    """Stop a trial whose GAN diverged: a non-finite loss (reported by the worker) or a collapsed D
-    (D(real) - D(fake) above `gap` for `patience` reports: G gets no useful gradient). Reasons are kept in
-    `path` so the results say why; `tune_stopper` is the object to hand to Tune."""
+    """Stop a trial whose GAN diverged: a non-finite loss (reported by the worker) or a collapsed D (its gap
+    above `gap` for `patience` reports: G gets no useful gradient). The gap is the engine's `d_gap` (for a
+    relativistic D, D_Ra's own: sigmoid(C(real) - mean C(fake)) against sigmoid(C(fake) - mean C(real))); a
+    result without it (an engine from before it) falls back to `d_real - d_fake`. Reasons are kept in `path` so
+    the results say why; `tune_stopper` is the object to hand to Tune."""
 
     def __init__(self, path: Path, *, gap: float = COLLAPSE_GAP, patience: int = COLLAPSE_PATIENCE) -> None:
         from ray.tune import Stopper
@@ -34,11 +36,10 @@ class DivergenceStopper:
         reason = None
         if result.get("diverged"):
             reason = f"diverged: {result.get('diverged_reason', 'non-finite loss')}"
-        elif result.get("d_real") is not None and result.get("d_fake") is not None:
-            collapsed = result["d_real"] - result["d_fake"] > self.gap
-            self.streak[trial_id] = self.streak.get(trial_id, 0) + 1 if collapsed else 0
+        elif (gap := d_gap(result)) is not None:
+            self.streak[trial_id] = self.streak.get(trial_id, 0) + 1 if gap > self.gap else 0
             if self.streak[trial_id] >= self.patience:
-                reason = (f"discriminator collapse: D(real)-D(fake) > {self.gap} for {self.patience} reports "
+                reason = (f"discriminator collapse: D's gap (d_gap) > {self.gap} for {self.patience} reports "
                           f"(step {result.get('step')})")
         if reason:
             self.reasons[trial_id] = reason
@@ -46,6 +47,11 @@ class DivergenceStopper:
         return reason is not None
 
 
-def read_stops(path: Path) -> dict[str, str]:
-    return read_json(path, required=False) or {}
 
+def d_gap(result: dict) -> float | None:
+    """The reported D gap: `d_gap`, else `d_real - d_fake` (results without d_gap), else None."""
+    if result.get("d_gap") is not None:
+        return result["d_gap"]
+    if result.get("d_real") is not None and result.get("d_fake") is not None:
+        return result["d_real"] - result["d_fake"]
+    return None

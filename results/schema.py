@@ -158,6 +158,11 @@ HISTORY_COLUMNS = {
     "loss_d_fake": "f64",
     "d_real": "f64",
     "d_fake": "f64",
+    # Comparable across versions (histories written before them lack both: null). loss_adv_raw: the adversarial G
+    # loss before its weight (loss_adv_g / adv_weight). d_gap: mean sigmoid(D(real)) - mean sigmoid(D(fake)); for
+    # a relativistic D, D_Ra's: mean sigmoid(C(real) - mean C(fake)) - mean sigmoid(C(fake) - mean C(real)).
+    "loss_adv_raw": "f64",
+    "d_gap": "f64",  # above COLLAPSE_GAP: a collapsed discriminator
     "lr_g": "f64",
     "images_per_s": "f64",
     "val_psnr": "f64",  # null on steps without validation

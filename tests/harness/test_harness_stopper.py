@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from harness.stopper import DivergenceStopper
@@ -28,6 +29,28 @@ def test_collapsed_discriminator_needs_a_streak(tmp_path: Path) -> None:
     assert "discriminator collapse" in json.loads((tmp_path / "stops.json").read_text())["t2"]
     # another trial's streak is its own
     assert not stopper.tune_stopper("t3", {"step": 0, **collapsed})
+
+
+def test_the_relativistic_gap_decides_when_it_is_reported(tmp_path: Path) -> None:
+    """A saturated relativistic D: C(real) = 20, 21 and C(fake) = 10, 11 put sigmoid(C) at 1 for both
+    (d_real - d_fake = 0), while D_Ra separates them completely; d_gap says so, and the stopper reads it."""
+    def sig(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    real, fake = [20.0, 21.0], [10.0, 11.0]
+    mean_real, mean_fake = sum(real) / 2, sum(fake) / 2
+    d_gap = (sum(sig(r - mean_fake) for r in real) - sum(sig(f - mean_real) for f in fake)) / 2
+    saturated = {"d_real": sum(map(sig, real)) / 2, "d_fake": sum(map(sig, fake)) / 2, "d_gap": d_gap}
+    assert saturated["d_real"] - saturated["d_fake"] < 1e-4 and d_gap > 0.99
+    stopper = DivergenceStopper(tmp_path / "stops.json", gap=0.98, patience=2)
+    assert [stopper.tune_stopper("ra", {"step": i, **saturated}) for i in range(2)] == [False, True]
+    assert "d_gap" in json.loads((tmp_path / "stops.json").read_text())["ra"]
+    # and the other way: plain sigmoids far apart but a small reported d_gap do not stop a trial
+    apart = {"d_real": 0.999, "d_fake": 0.001, "d_gap": 0.5}
+    assert not any(stopper.tune_stopper("rb", {"step": i, **apart}) for i in range(4))
+    # a result without d_gap (an older engine) falls back to d_real - d_fake
+    old = {"d_real": 0.999, "d_fake": 0.001}
+    assert [stopper.tune_stopper("rc", {"step": i, **old}) for i in range(2)] == [False, True]
 
 
 def test_reasons_survive_a_restart(tmp_path: Path) -> None:
