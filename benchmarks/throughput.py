@@ -2,7 +2,8 @@
 
     python -m benchmarks.throughput [--presets v1,v2,v3,ragan,esrgan] [--steps N] [--device cpu|cuda]
                                     [--sections train,loader,metrics,compare] [--batch B[,B...]] [--workers 0,2]
-    python -m benchmarks.throughput --compare [--tiny] [--batch 16,64] [--amp off,bf16] [--json out.json]
+    python -m benchmarks.throughput --compare [--tiny] [--batch 16,64] [--amp off,bf16] [--compile off,default]
+                                    [--json out.json]
 
 Sections (each prints a small table; ratios are taken against a baseline measured in the same run):
 - train:   images/s of the warmup (pixel-only), generator and discriminator steps of each full-size preset at
@@ -13,110 +14,46 @@ Sections (each prints a small table; ratios are taken against a baseline measure
            preset's patch size and degradation, next to the GAN step (G + D) rate it must feed.
 - metrics: PSNR + SSIM (Y, crop 4) of bicubic x4 on Set5 + Set14 + BSD100 with `benchmarks.metrics` against
            the plain numpy/scipy `benchmarks.reference`: time of each, speed ratio, max abs difference.
-- compare (`--compare`): per preset, batch (`--batch` list) and autocast setting (`--amp`; both fp32 and bf16 on
-           CUDA), in the same run: images/s of `GanEngine.train_step` (with one `pop_metrics` per timed block,
-           as a loop that logs) and of `ReferenceStep`, a minimal step written plainly here (same networks,
-           losses and fused Adam, no bookkeeping), per phase (warmup = pixel only, gan = G + D); their ratio;
-           conv/matmul FLOPs per image (FlopCounterMode) and MFU against a matmul ceiling measured in the run
-           (bf16 on CUDA, fp32 on the CPU); on CUDA the share of the timed window the GPU was busy (profiler)
-           and host synchronisations per engine step (CUDA sync debug mode); then the loader that ships raw
-           uint8 patches (`srgan.batches`) and the device batch stage, in patches/s against the step's demand.
-           `--tiny` compares the presets' tiny variants (CPU). `--json` keeps every number (`compare.rows`).
+- compare (`--compare`, `benchmarks.compare`): per preset, batch (`--batch` list), autocast setting (`--amp`;
+           both fp32 and bf16 on CUDA) and compile setting (`--compile`), in the same run: images/s of
+           `GanEngine.train_step` (with one `pop_metrics` per timed block, as a loop that logs) and of
+           `benchmarks.reference_step.ReferenceStep`, a minimal step written plainly (same networks, losses and
+           fused Adam, no bookkeeping), per phase (warmup = pixel only, gan = G + D); their ratio; conv/matmul
+           FLOPs per image (FlopCounterMode) and MFU against a matmul ceiling measured in the run (bf16 on CUDA,
+           fp32 on the CPU); on CUDA the share of the timed window the GPU was busy (profiler) and host
+           synchronisations per engine step (CUDA sync debug mode); then the loader that ships raw uint8 patches
+           (`srgan.batches`) and the device batch stage, in patches/s against the step's demand. `--tiny`
+           compares the presets' tiny variants (CPU). `--json` keeps every number (`compare.rows`).
+The measuring helpers (timer, FLOPs, ceiling, GPU busy, syncs) are in `benchmarks.measure`;
+`python -m benchmarks.gpu_check` runs the GPU comparisons in one go.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
-import os
-import platform
 import sys
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks import metrics, reference
+from benchmarks.compare import bench_compare
 from benchmarks.datasets import data_root, load_pairs
-from srgan.batches import device_batch
-from srgan.config import ExperimentConfig, override
+from benchmarks.measure import TRAIN_DIRS, bench_config, describe_device, sync, timed
 from srgan.data import PatchDataset, imresize, make_loader
-from srgan.discriminator import build_discriminator
-from srgan.engine import GanEngine, make_adam
-from srgan.generator import build_generator
-from srgan.losses import (
-    build_perceptual,
-    pixel_loss,
-    relativistic_d_losses,
-    relativistic_g_loss,
-    vanilla_d_losses,
-    vanilla_g_loss,
-    vgg19_cache_path,
-)
-from srgan.versions import PRESETS, preset
+from srgan.engine import GanEngine
+from srgan.losses import vgg19_cache_path
+from srgan.versions import PRESETS
 
 SECTIONS = ("train", "loader", "metrics", "compare")
-TRAIN_DIRS = ("train/T91", "train/BSD200")
 METRIC_SETS = ("set5", "set14", "bsd100")
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"cpu: {model}, {cores} cores usable, torch {torch.__version__} with {torch.get_num_threads()} "
-            f"threads, load average {load}")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device,
-          clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds per call of `fn`, after `warmup` untimed calls, on `clock` (wall by default)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = clock()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (clock() - start) / repeats
-
-
-def bench_config(name: str, *, batch: int | None, tiny: bool = False) -> tuple[ExperimentConfig, bool]:
-    """A full-size preset, or its tiny variant (batch overridden if asked); untrained VGG when the ImageNet
-    weights are missing."""
-    cfg = preset(f"{name}-tiny" if tiny else name)
-    updates: dict[str, object] = {}
-    if batch is not None:
-        updates["data.batch_size"] = batch
-    untrained = cfg.loss.perceptual_weight > 0 and not vgg19_cache_path().exists()
-    if untrained:
-        updates["loss.perceptual_weights"] = "untrained"
-    return (override(cfg, updates) if updates else cfg), untrained
+COMPILE_MODES = ("off", "default", "max-autotune")
 
 
 # -------------------------------------------------------------------------------------------------- train
@@ -197,273 +134,6 @@ def bench_loader(names: Sequence[str], *, root: Path, workers: Sequence[int], ba
     return results
 
 
-# ------------------------------------------------------------------------------------------------ compare
-
-
-class ReferenceStep:
-    """A minimal training step written plainly: the engine's networks (same builders, same seed) and losses,
-    Adam (fused, as the engine), autocast and channels_last as the engine decides, EMA when the preset has
-    one, and nothing else: no metrics, no non-finite checks, no lr schedule, no DDP hooks."""
-
-    def __init__(self, cfg: ExperimentConfig, *, device: torch.device, use_amp: bool) -> None:
-        self.cfg, self.use_amp = cfg, use_amp
-        torch.manual_seed(cfg.train.seed)
-        fmt = torch.channels_last if use_amp else torch.contiguous_format
-        self.net_g = build_generator(cfg.generator, scale=cfg.scale).to(device, memory_format=fmt)
-        self.net_d = build_discriminator(cfg.discriminator).to(device, memory_format=fmt)
-        self.perceptual = build_perceptual(cfg.loss)
-        if self.perceptual is not None:
-            self.perceptual = self.perceptual.to(device)
-        self.ema = copy.deepcopy(self.net_g).requires_grad_(False) if cfg.optim.ema_decay > 0 else None
-        o = cfg.optim
-        self.opt_g = make_adam(self.net_g.parameters(), lr=o.lr_g, betas=o.betas, device=device)
-        self.opt_d = make_adam(self.net_d.parameters(), lr=o.lr_d, betas=o.betas, device=device)
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
-
-    @torch.no_grad()
-    def ema_update(self) -> None:
-        if self.ema is not None:
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net_g.parameters()),
-                                 1 - self.cfg.optim.ema_decay)
-
-    def warmup(self, lq: torch.Tensor, gt: torch.Tensor) -> None:
-        with self.autocast():
-            sr = self.net_g(lq)
-        loss = pixel_loss(sr.float(), gt, self.cfg.loss.pixel_type)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.ema_update()
-
-    def gan(self, lq: torch.Tensor, gt: torch.Tensor) -> None:
-        w = self.cfg.loss
-        relativistic = w.adv_type == "relativistic"
-        self.net_d.requires_grad_(False)
-        with self.autocast():
-            sr = self.net_g(lq)
-            fake = self.net_d(sr).float()
-            real = self.net_d(gt).float() if relativistic else None
-        sr = sr.float()
-        loss = w.pixel_weight * pixel_loss(sr, gt, w.pixel_type)
-        if self.perceptual is not None:
-            loss = loss + w.perceptual_weight * self.perceptual(sr, gt)
-        loss = loss + w.adv_weight * (relativistic_g_loss(real, fake) if relativistic else vanilla_g_loss(fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.net_d.requires_grad_(True)
-        with self.autocast():
-            real = self.net_d(gt).float()
-            fake = self.net_d(sr.detach()).float()
-        loss_real, loss_fake = (relativistic_d_losses if relativistic else vanilla_d_losses)(real, fake)
-        self.opt_d.zero_grad(set_to_none=True)
-        (loss_real + loss_fake).backward()
-        self.opt_d.step()
-        self.ema_update()
-
-
-def matmul_ceiling(device: torch.device, *, clock: Callable[[], float] = time.perf_counter) -> tuple[float, str]:
-    """Dense matmul FLOP/s measured now: the MFU denominator (bf16 on CUDA, fp32 on the CPU)."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
-    gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    seconds = min(timed(lambda: a @ b, repeats=20 if device.type == "cuda" else 5, warmup=1, device=device,
-                        clock=clock) for _ in range(3))  # best of three: a busy machine only ever slows it down
-    return 2 * n**3 / seconds, f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
-
-
-def flops_per_image(fn: Callable[[], object], batch: int) -> float:
-    """Conv/matmul FLOPs of one call of `fn` (forward and backward), per image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / batch
-
-
-def gpu_busy_share(fn: Callable[[], object], *, calls: int, device: torch.device) -> float | None:
-    """Share of a window of `calls` calls (from the first launch to the device finishing) during which at
-    least one GPU kernel ran, from the profiler's trace. None off CUDA or when the trace has no kernels."""
-    if device.type != "cuda":
-        return None
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    _sync(device)
-    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
-    with profile(activities=activities) as prof, record_function("bench_window"):
-        for _ in range(calls):
-            fn()
-        _sync(device)
-    events = prof.events()
-    window = next((e for e in events if e.name == "bench_window"), None)
-    kernels = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
-    if window is None or not kernels:
-        return None
-    start, end = window.time_range.start, window.time_range.end
-    busy, cur_start, cur_end = 0.0, None, None
-    for k_start, k_end in kernels:  # the union of the kernels' intervals, clipped to the window
-        k_start, k_end = max(k_start, start), min(k_end, end)
-        if k_end <= k_start:
-            continue
-        if cur_end is None or k_start > cur_end:
-            busy += (cur_end - cur_start) if cur_end is not None else 0.0
-            cur_start, cur_end = k_start, k_end
-        else:
-            cur_end = max(cur_end, k_end)
-    busy += (cur_end - cur_start) if cur_end is not None else 0.0
-    return busy / max(end - start, 1e-9)
-
-
-def syncs_per_step(fn: Callable[[], object], *, calls: int, device: torch.device) -> float | None:
-    """Host synchronisations per call that CUDA's sync debug mode reports (torch's own included)."""
-    if device.type != "cuda":
-        return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            for _ in range(calls):
-                fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught) / calls
-
-
-def _phase_config(cfg: ExperimentConfig, phase: str, steps: int) -> ExperimentConfig:
-    """The engine runs one phase throughout and collects once per timed block (log_every = steps)."""
-    big = 10**9
-    return override(cfg, {"train.warmup_steps": big if phase == "warmup" else 0, "train.gan_steps": big,
-                          "train.log_every": steps, "train.val_every": big, "train.ckpt_every": big})
-
-
-def compare_one(cfg: ExperimentConfig, *, amp: str, device: torch.device, steps: int, warmup: int,
-                repeats: int, ceiling: float, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """Engine against reference for both phases of one config: a row per phase."""
-    b, p, s = cfg.data.batch_size, cfg.data.patch_size, cfg.scale
-    gen = torch.Generator().manual_seed(0)
-    gt = torch.rand(b, 3, p, p, generator=gen).to(device)
-    lq = imresize(gt, scale=1 / s).clamp(0, 1)  # (B, 3, p/s, p/s)
-    return [_compare_phase(cfg, phase, amp=amp, lq=lq, gt=gt, device=device, steps=steps, warmup=warmup,
-                           repeats=repeats, ceiling=ceiling, clock=clock) for phase in ("warmup", "gan")]
-
-
-def _compare_phase(cfg: ExperimentConfig, phase: str, *, amp: str, lq: torch.Tensor, gt: torch.Tensor,
-                   device: torch.device, steps: int, warmup: int, repeats: int, ceiling: float,
-                   clock: Callable[[], float]) -> dict:
-    b = cfg.data.batch_size
-    engine = GanEngine(override(_phase_config(cfg, phase, steps), {"optim.amp": amp}), device=device)
-    ref = ReferenceStep(cfg, device=device, use_amp=engine.use_amp)
-    if engine.use_amp:
-        gt, lq = gt.contiguous(memory_format=torch.channels_last), lq.contiguous(memory_format=torch.channels_last)
-    ref_step = ref.warmup if phase == "warmup" else ref.gan
-
-    def engine_step() -> None:
-        engine.train_step(lq, gt)
-
-    def engine_block() -> None:
-        for _ in range(steps):
-            engine.train_step(lq, gt)
-        engine.pop_metrics()
-
-    def ref_block() -> None:
-        for _ in range(steps):
-            ref_step(lq, gt)
-
-    for _ in range(warmup):  # untimed: allocator, cuDNN autotuning, lazy optimiser state
-        engine_step()
-        ref_step(lq, gt)
-    engine.pop_metrics()
-    t_engine, t_ref = math.inf, math.inf
-    for _ in range(repeats):  # alternate, best of: both see the same machine load
-        t_engine = min(t_engine, timed(engine_block, repeats=1, warmup=0, device=device, clock=clock) / steps)
-        t_ref = min(t_ref, timed(ref_block, repeats=1, warmup=0, device=device, clock=clock) / steps)
-    flops = flops_per_image(engine_step, b)
-    busy = gpu_busy_share(engine_block, calls=1, device=device)
-    syncs = syncs_per_step(engine_step, calls=3, device=device)
-    engine.pop_metrics()
-    ips_engine, ips_ref = b / t_engine, b / t_ref
-    return {"preset": cfg.name, "batch": b, "patch_size": cfg.data.patch_size,
-            "amp": "bf16" if engine.use_amp else "fp32", "phase": phase, "engine": ips_engine, "reference": ips_ref,
-            "ratio": ips_engine / ips_ref, "flops_per_image": flops, "mfu_engine": flops * ips_engine / ceiling,
-            "mfu_reference": flops * ips_ref / ceiling, "gpu_busy_engine": busy, "host_syncs_per_step": syncs}
-
-
-def compare_loader(cfg: ExperimentConfig, *, root: Path, workers: Sequence[int], batches: int,
-                   device: torch.device, demand: float | None) -> list[dict]:
-    """Raw uint8 patches/s from the loader (per worker count) and the device batch stage's patches/s."""
-    ds = PatchDataset([root / d for d in TRAIN_DIRS], scale=cfg.scale, patch_size=cfg.data.patch_size,
-                      augment=cfg.data.augment, degradation=cfg.data.degradation, seed=0)
-    b = cfg.data.batch_size
-    first = next(iter(make_loader(ds, global_batch=b, start_step=0, num_steps=1, raw=True)))
-    stage_seconds = timed(lambda: device_batch(*first, scale=cfg.scale, degradation=cfg.data.degradation,
-                                               device=device), repeats=20, warmup=2, device=device)
-    rows = []
-    for n_workers in workers:
-        loader = make_loader(ds, global_batch=b, start_step=0, num_steps=batches + 1, num_workers=n_workers,
-                             raw=True, pin_memory=device.type == "cuda")
-        it = iter(loader)
-        next(it)  # worker start-up is not throughput
-        start = time.perf_counter()
-        count = sum(pixels.shape[0] for pixels, _, _ in it)
-        rate = count / (time.perf_counter() - start)
-        per_worker = rate / max(n_workers, 1)
-        rows.append({"preset": cfg.name, "batch": b, "workers": n_workers, "loader_patches_per_s": rate,
-                     "per_worker": per_worker, "device_stage_patches_per_s": b / stage_seconds,
-                     "demand_images_per_s": demand,
-                     "workers_needed": math.ceil(demand / per_worker) if demand else None})
-    return rows
-
-
-def bench_compare(names: Sequence[str], *, device: torch.device, batches: Sequence[int | None], amps: Sequence[str],
-                  steps: int, warmup: int, repeats: int, tiny: bool, root: Path | None, workers: Sequence[int],
-                  loader_batches: int, clock: str = "wall") -> dict:
-    clock_fn = time.process_time if clock == "process" else time.perf_counter
-    ceiling, how = matmul_ceiling(device, clock=clock_fn)
-    print(f"\n== compare: engine vs minimal reference step ({steps} steps timed, best of {repeats}, after "
-          f"{warmup} warm-up; {clock} clock) ==")
-    print(f"matmul ceiling: {ceiling / 1e12:.3f} TFLOP/s ({how}, measured now)")
-    print(f"{'preset':<12} {'batch':>5} {'amp':>4} {'phase':>6} {'engine':>9} {'reference':>9} {'ratio':>6} "
-          f"{'GFLOP/img':>9} {'MFU eng':>8} {'MFU ref':>8} {'GPU busy':>8} {'syncs':>5}  (images/s)")
-    rows = []
-    for name in names:
-        for batch in batches:
-            cfg, untrained = bench_config(name, batch=batch, tiny=tiny)
-            for amp in amps:
-                for r in compare_one(cfg, amp=amp, device=device, steps=steps, warmup=warmup, repeats=repeats,
-                                     ceiling=ceiling, clock=clock_fn):
-                    r["untrained_vgg"] = untrained
-                    rows.append(r)
-                    busy = f"{r['gpu_busy_engine']:8.0%}" if r["gpu_busy_engine"] is not None else f"{'-':>8}"
-                    syncs = f"{r['host_syncs_per_step']:5.1f}" if r["host_syncs_per_step"] is not None else f"{'-':>5}"
-                    print(f"{r['preset']:<12} {r['batch']:>5} {r['amp']:>4} {r['phase']:>6} {r['engine']:>9.2f} "
-                          f"{r['reference']:>9.2f} {r['ratio']:>6.2f} {r['flops_per_image'] / 1e9:>9.3f} "
-                          f"{r['mfu_engine']:>8.2%} {r['mfu_reference']:>8.2%} {busy} {syncs}", flush=True)
-    loader_rows = []
-    if root is not None and (root / TRAIN_DIRS[0]).is_dir():
-        print(f"\n-- loader: raw uint8 patches ({' + '.join(TRAIN_DIRS)}, {loader_batches} batches) and the device "
-              f"batch stage, against the engine's G+D demand --")
-        print(f"{'preset':<12} {'batch':>5} {'workers':>7} {'patches/s':>10} {'per worker':>10} {'stage/s':>10} "
-              f"{'demand':>9} {'workers needed':>14}")
-        for name in names:
-            cfg, _ = bench_config(name, batch=batches[0], tiny=tiny)
-            demand = max((r["engine"] for r in rows if r["preset"] == cfg.name and r["phase"] == "gan"
-                          and r["batch"] == cfg.data.batch_size), default=None)
-            for r in compare_loader(cfg, root=root, workers=workers, batches=loader_batches, device=device,
-                                    demand=demand):
-                loader_rows.append(r)
-                print(f"{r['preset']:<12} {r['batch']:>5} {r['workers']:>7} {r['loader_patches_per_s']:>10.1f} "
-                      f"{r['per_worker']:>10.1f} {r['device_stage_patches_per_s']:>10.1f} "
-                      f"{(r['demand_images_per_s'] or 0):>9.1f} {r['workers_needed'] or '-':>14}", flush=True)
-    worst = min((r["ratio"] for r in rows), default=math.nan)
-    print(f"engine/reference: worst ratio {worst:.2f} (target >= 0.9)")
-    return {"ceiling_flops": ceiling, "ceiling": how, "clock": clock, "rows": rows, "loader": loader_rows,
-            "worst_ratio": worst}
-
-
 # ------------------------------------------------------------------------------------------------ metrics
 
 
@@ -485,10 +155,10 @@ def bench_metrics(*, root: Path, device: torch.device, scale: int = 4) -> dict:
         return [(reference.psnr_y_reference(s, g, scale), reference.ssim_y_reference(s, g, scale)) for s, g in u8]
 
     ours = run_torch()  # warm-up (and the values)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     ours = run_torch()
-    _sync(device)
+    sync(device)
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     ref = run_reference()
@@ -524,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="compare the presets' tiny variants (CPU)")
     parser.add_argument("--amp", default=None,
                         help="autocast settings to compare: off,bf16 (default: both on CUDA, off on the CPU)")
+    parser.add_argument("--compile", default="off",
+                        help="compare: train.compile settings of both sides, comma-separated: off,default,max-autotune "
+                             "(default: off)")
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="compare: wall time, or this process's CPU time (CPU device with --threads 1 on a "
                              "shared machine: time spent descheduled is not counted against either side)")
@@ -559,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     amps = _csv(args.amp) if args.amp else (["off", "bf16"] if args.device.startswith("cuda") else ["off"])
     if any(a not in ("off", "bf16", "auto") for a in amps):
         parser.error(f"--amp expects off, bf16 or auto, got {args.amp!r}")
+    compiles = _csv(args.compile)
+    if not compiles or any(c not in COMPILE_MODES for c in compiles):
+        parser.error(f"--compile expects {', '.join(COMPILE_MODES)}, got {args.compile!r}")
     if args.clock == "process" and args.device.startswith("cuda"):
         parser.error("--clock process measures CPU work only: use the wall clock on CUDA")
     if unknown or bad_sections:
@@ -592,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["compare"] = bench_compare(
             names, device=device, batches=batch_list, amps=amps, steps=steps, warmup=warmup,
             repeats=args.repeats or (2 if on_gpu else 3), tiny=args.tiny, root=root,
-            workers=[int(w) for w in _csv(args.workers)], loader_batches=args.loader_batches, clock=args.clock)
+            workers=[int(w) for w in _csv(args.workers)], loader_batches=args.loader_batches, clock=args.clock,
+            compiles=compiles)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

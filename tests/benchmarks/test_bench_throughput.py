@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.throughput import ReferenceStep, flops_per_image, main
+from benchmarks.measure import flops_per_image
+from benchmarks.reference_step import ReferenceStep
+from benchmarks.throughput import main
 from srgan.config import override
 from srgan.engine import GanEngine
 from srgan.versions import preset
@@ -45,6 +47,7 @@ def test_compare_reports_engine_and_reference_per_phase(data_root: Path, tmp_pat
     for r in rows.values():
         assert r["engine"] > 0 and r["reference"] > 0 and r["ratio"] == pytest.approx(r["engine"] / r["reference"])
         assert r["amp"] == "fp32" and r["gpu_busy_engine"] is None  # CPU: no autocast, no GPU trace
+        assert r["compile"] == "off"
         assert r["mfu_engine"] == pytest.approx(r["flops_per_image"] * r["engine"] / compare["ceiling_flops"])
     # the GAN step costs more than the pixel-only step, and FLOPs per image do not depend on the batch
     assert rows["ragan-tiny", 2, "gan"]["flops_per_image"] > rows["ragan-tiny", 2, "warmup"]["flops_per_image"]
@@ -80,3 +83,5 @@ def test_unknown_preset_is_a_usage_error() -> None:
         main(["--compare", "--batch", "four"])
     with pytest.raises(SystemExit):
         main(["--compare", "--amp", "fp8"])
+    with pytest.raises(SystemExit):
+        main(["--compare", "--compile", "fast"])
