@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import plan, resources
+from harness import local_ray, packing, plan, resources
 from harness.runs import RunSpec, prepare_run
 from harness.storage import default_storage
 from results import io, schema
@@ -65,7 +65,7 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
     space = dict(space)
     num_samples = space.pop("_num_samples", 1)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)),
-                                    dict(resources.TRIAL_DRIVER_RESOURCES))
+                                    dict(packing.TRIAL_DRIVER_RESOURCES))
     if resuming and tune.Tuner.can_restore(str(out / tune_dir)):
         tuner = tune.Tuner.restore(str(out / tune_dir), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)
@@ -335,21 +335,21 @@ def run_sweep(launch: Launch) -> Path | None:
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
     if not request.address:
-        concurrent, packing = resources.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
+        concurrent, account = packing.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)
-        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {packing}", flush=True)
+        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {account}", flush=True)
     if launch.dry_run:
         return None
     start_folder(out, launch, resuming)
-    resources.init_ray(request.address)
+    local_ray.init_ray(request.address)
     if request.address:
         try:
             resources.check_run(sweep.probe, resources.cluster_resources())
         except ValueError as err:
             raise SweepError(str(err)) from None
-        concurrent, packing = resources.plan_concurrency(resources.cluster_resources(), sweep.trial_cpus,
+        concurrent, account = packing.plan_concurrency(resources.cluster_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)
-        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {packing}", flush=True)
+        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {account}", flush=True)
     if not run_stages(sweep, out, concurrent=concurrent, resuming=resuming):
         # Ctrl-C: Tune saved its state and returned early; score nothing half-done
         raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",

@@ -10,7 +10,7 @@ def local_ray():
     """A local Ray the project's way (2 CPUs, services on loopback, no dashboard) shared by a test module."""
     import ray
 
-    from harness.resources import init_local_ray, shutdown_ray
+    from harness.local_ray import init_local_ray, shutdown_ray
 
     init_local_ray(2, include_dashboard=False, log_to_driver=False)
     yield ray

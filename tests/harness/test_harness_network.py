@@ -1,4 +1,4 @@
-"""What a local Ray started the project's way (`harness.resources.init_local_ray`) exposes on the network, that
+"""What a local Ray started the project's way (`harness.local_ray.init_local_ray`) exposes on the network, that
 Ray Train frees the resources of a trial Tune stops, and what is left of it after its driver is SIGKILLed.
 
 Only processes this test started are looked at: the test process, and its descendants whose environment
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 # Non-loopback sockets the project cannot avoid, keyed by (where, what), with the reason. The README's "Cluster use"
-# section lists exactly these. Ray's own processes have none on Ray 2.60 (see harness/resources.py).
+# section lists exactly these. Ray's own processes have none on Ray 2.60 (see harness/local_ray.py).
 ALLOWED_NON_LOOPBACK = {
     ("ray-train-worker", "torch TCPStore"): (
         "torch.distributed's rendezvous store (TCPStore server of rank 0, at MASTER_PORT) listens on all "
@@ -103,7 +103,7 @@ def exposed(rows: list[dict]) -> list[dict]:
 def local_ray():
     import ray
 
-    from harness.resources import init_local_ray, shutdown_ray
+    from harness.local_ray import init_local_ray, shutdown_ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -176,7 +176,7 @@ def test_stopped_trial_frees_its_workers_and_ddp_sockets_stay_local(local_ray, t
     ray, _ = local_ray
     from ray import cloudpickle, tune
 
-    from harness.resources import TRIAL_DRIVER_RESOURCES
+    from harness.packing import TRIAL_DRIVER_RESOURCES
 
     monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test file
@@ -206,10 +206,53 @@ def test_stopped_trial_frees_its_workers_and_ddp_sockets_stay_local(local_ray, t
     assert ("ray-train-worker", "torch TCPStore") in ALLOWED_NON_LOOPBACK
 
 
+SECOND_DRIVER = """
+import json, sys, time
+import ray
+from harness.local_ray import init_local_ray, shutdown_ray
+info = init_local_ray(1, log_to_driver=False)
+ray.get(ray.remote(lambda: 1).remote())
+print(json.dumps({"ports": info.metrics_ports, "session": info.session_dir, "token": info.owner_token}), flush=True)
+sys.stdin.read()  # until the test closes our stdin
+shutdown_ray()
+"""
+
+
+def test_a_second_local_ray_takes_its_own_metrics_ports(local_ray, tmp_path):
+    """Ray fixes its two Prometheus ports (autoscaler 44217, dashboard 44227) unless told otherwise: a second
+    local Ray on the host logged "Address already in use" for both. Each start now takes two free loopback ports."""
+    ray, info = local_ray
+    second = subprocess.Popen([sys.executable, "-c", SECOND_DRIVER], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=(tmp_path / "second.err").open("w"), text=True)
+    try:
+        line = second.stdout.readline()
+        assert line, (tmp_path / "second.err").read_text()[-3000:]
+        other = json.loads(line)
+        ports = {*info.metrics_ports, *other["ports"]}
+        assert len(ports) == 4 and not ports & {44217, 44227}
+        deadline = time.time() + 30
+        while True:  # the monitor starts its metrics server a little after ray.init returns
+            listening = {(r["local"], r["port"]) for r in process_sockets(
+                ray_processes(psutil.Process(second.pid), other["token"])) if r["status"] == psutil.CONN_LISTEN}
+            if {port for _, port in listening} >= set(other["ports"]) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert {("127.0.0.1", p) for p in other["ports"]} <= listening, listening
+        logs = "\n".join(p.read_text(errors="replace") for p in Path(other["session"], "logs").glob("*")
+                         if p.is_file() and p.suffix in (".log", ".err", ".out"))
+        assert logs and "Address already in use" not in logs
+    finally:
+        second.stdin.close()
+        try:
+            second.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            second.kill()
+
+
 DRIVER = """
 import os, sys, time
 import ray
-from harness.resources import init_local_ray
+from harness.local_ray import init_local_ray
 info = init_local_ray(1, log_to_driver=False)
 ray.get(ray.remote(lambda: os.getpid()).remote())
 print("READY", info.owner_token, flush=True)

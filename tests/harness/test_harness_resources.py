@@ -9,14 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.resources import (
-    MIN_PER_GPU_BATCH,
-    TRIAL_DRIVER_RESOURCES,
-    check_resources,
-    check_run,
-    per_gpu_batch_warning,
-    plan_concurrency,
-)
+from harness.packing import TRIAL_DRIVER_RESOURCES, plan_concurrency, trial_resources
+from harness.resources import MIN_PER_GPU_BATCH, check_resources, check_run, per_gpu_batch_warning
 
 
 def packed_trials(n_gpus: int, n_cpus: float, trial_cpu: float, trial_gpu: float, driver_cpu: float) -> int:
@@ -142,7 +136,7 @@ def fake_gpu_ray():
     """A local Ray with 5 CPUs and one GPU it believes in (there is none): enough CPUs that the GPU decides."""
     import ray
 
-    from harness.resources import init_local_ray, shutdown_ray
+    from harness.local_ray import init_local_ray, shutdown_ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -204,3 +198,15 @@ def test_ray_reserves_trials_as_the_plan_counts_them(fake_gpu_ray):
     finally:
         for g in groups:
             remove_placement_group(g)
+
+
+# ------------------------------------------------------------------------------------------ trial_resources
+
+
+@pytest.mark.parametrize(("workers", "cpus", "gpus", "expected"), [
+    (1, 1.0, 0.0, {"CPU": 1.0}),  # trains in the Tune trial itself: the trial holds the worker's CPU
+    (1, 2.0, 0.25, {"CPU": 2.0, "GPU": 0.25}),
+    (2, 1.0, 1.0, TRIAL_DRIVER_RESOURCES),  # drives a TorchTrainer whose workers hold their own
+])
+def test_a_trial_holds_what_trains_in_it(workers, cpus, gpus, expected):
+    assert trial_resources(workers, cpus, gpus) == expected
