@@ -11,6 +11,10 @@ tiles run one at a time, so peak memory is the output plus one tile's activation
 
 Every model output is checked before it is clamped: NaN or infinite values (a diverged checkpoint) raise
 `NonFiniteOutputError` naming the image, instead of becoming a black picture.
+
+The CLI reads each image as a viewer shows it (its EXIF orientation applied) and keeps what the output holds of
+it: a 16-bit input gives a 16-bit PNG, an RGB ICC profile is embedded again, and an animated or multi-page file
+is refused (`srgan.data.load_oriented_image`, `srgan.data.save_image`). Each output is written atomically.
 """
 
 from __future__ import annotations
@@ -180,16 +184,28 @@ def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
     is written: two inputs that would write one output (a.jpg and a.png both give a.png; names compared
     case-insensitively, as on macOS and Windows), an output that is an input (through a link or a hard link
     too), and an output folder that is the input folder (or the input file's folder) raise `UpscaleError`
-    naming the files. An output file named explicitly beside its input is allowed."""
-    from srgan.data import IMAGE_SUFFIXES, list_images
+    naming the files. An output file named explicitly beside its input is allowed.
+
+    For one input file, OUTPUT is a file when its suffix is one of `srgan.data.OUTPUT_SUFFIXES` (written in that
+    format), a folder when it is an existing folder or has no suffix (the result is `<stem>.png` in it), and
+    anything else (`out.xyz`) is refused rather than guessed. For an input folder, OUTPUT is a folder, and an
+    image file name (`out.png`) or an existing file is refused."""
+    from srgan.data import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, list_images
 
     if source.is_dir():
         if output.is_dir() and _same(output, source):
             raise UpscaleError(f"output folder {output} is the input folder {source}: the results would overwrite "
                                "or mix with the originals; choose another output folder")
+        if not output.is_dir() and (output.exists() or output.suffix.lower() in IMAGE_SUFFIXES + OUTPUT_SUFFIXES):
+            raise UpscaleError(f"{source} is a folder, so the output must be a folder, but {output} "
+                               f"{'is a file' if output.exists() else 'names an image file'}; choose a folder")
         pairs = [(p, output / f"{p.stem}.png") for p in list_images(source)]
     elif source.is_file():
-        to_folder = output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES
+        to_folder = output.is_dir() or not output.suffix
+        if not to_folder and output.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise UpscaleError(f"{output}: {output.suffix!r} is not an image format this writes (one of "
+                               f"{', '.join(OUTPUT_SUFFIXES)}); name an output file with one of them, or a folder "
+                               "(an existing one, or a name without a suffix). Nothing was written")
         if to_folder and output.is_dir() and _same(output, source.parent):  # a derived name among the originals
             raise UpscaleError(f"output folder {output} is the input folder {source.parent}: the result would "
                                f"overwrite or mix with the originals; choose another folder or name the output file")
@@ -219,13 +235,15 @@ def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 the model produced non-finite output, 2 bad arguments, input or checkpoint."""
+    """Exit status: 0 done, 1 the run failed (non-finite model output, or an output that could not be written:
+    the images before it are kept), 2 bad arguments, input or checkpoint."""
     from srgan.checkpoint import CheckpointError, load_generator
-    from srgan.data import ImageError, load_image, save_image
+    from srgan.data import ImageError, ImageWriteError, load_oriented_image, save_image
 
     parser = argparse.ArgumentParser(prog="python -m srgan.upscale", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="an image file or a folder of images")
-    parser.add_argument("output", type=Path, help="output file (for one input file) or folder")
+    parser.add_argument("output", type=Path, help="output file for one input file (.png, .jpg, .tif, .webp, .bmp or "
+                        ".ppm), else a folder (existing, or a name without a suffix) that gets <name>.png files")
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="checkpoint folder (or its .safetensors), or a published ESRGAN generator .pth")
     parser.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")
@@ -248,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for src, dst in tqdm(pairs, desc=f"x{cfg.scale}", unit="img"):
         try:
-            lq = load_image(src)
+            lq, meta = load_oriented_image(src)  # EXIF orientation applied; 16-bit depth and ICC profile kept
         except ImageError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -257,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         except NonFiniteOutputError as err:
             print(f"error: {err}; {dst} not written", file=sys.stderr)
             return 1
-        save_image(sr, dst)
+        try:
+            save_image(sr, dst, bits=meta.bits, icc_profile=meta.icc_profile)
+        except ImageWriteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     print(f"wrote {len(pairs)} image(s) to {pairs[0][1] if len(pairs) == 1 else args.output}")
     return 0
 

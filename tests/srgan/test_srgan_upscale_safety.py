@@ -148,3 +148,42 @@ def test_upscale_checks_every_tile_before_clamping() -> None:
     lq[0, 0, 17, 3] = 0.5
     with pytest.raises(NonFiniteOutputError, match="^img.png: .* holds 4 non-finite"):
         upscale(HotSpot(), lq, 2, tile=5, overlap=0, name="img.png")
+
+
+# --------------------------------------------------------------------------------- what OUTPUT names
+
+
+def test_an_unknown_output_extension_is_refused_not_made_a_folder(tmp_path: Path, capsys) -> None:
+    """Issue 18.9: `one.png out.xyz` used to create a folder out.xyz/ holding one.png."""
+    _images(tmp_path, ["one.png"])
+    for name in ("out.xyz", "out.PGM", "results.v2"):
+        code, err = _run(tmp_path, tmp_path / "one.png", tmp_path / name, capsys)
+        suffix = name[name.index("."):]
+        assert code == 2 and f"{tmp_path / name}: {suffix!r} is not an image format this writes" in err, err
+        assert "Nothing was written" in err and not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name,written", [("out.JPG", "out.JPG"), ("out.tiff", "out.tiff"), ("out", "out/one.png")])
+def test_an_output_file_or_a_new_folder(tmp_path: Path, capsys, name: str, written: str) -> None:
+    _images(tmp_path, ["one.png"])
+    code, _ = _run(tmp_path, tmp_path / "one.png", tmp_path / name, capsys)
+    assert code == 0 and (tmp_path / written).is_file()
+
+
+def test_an_existing_folder_with_a_dot_is_a_folder(tmp_path: Path, capsys) -> None:
+    _images(tmp_path, ["one.png"])
+    (tmp_path / "results.v2").mkdir()
+    code, _ = _run(tmp_path, tmp_path / "one.png", tmp_path / "results.v2", capsys)
+    assert code == 0 and (tmp_path / "results.v2" / "one.png").is_file()
+
+
+def test_a_folder_input_needs_a_folder_output(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in"
+    _images(src, ["x.png"])
+    code, err = _run(tmp_path, src, tmp_path / "out.png", capsys)
+    assert code == 2 and f"{src} is a folder, so the output must be a folder, but {tmp_path / 'out.png'} names an " \
+                          "image file" in err
+    (tmp_path / "file").write_text("not a folder")
+    code, err = _run(tmp_path, src, tmp_path / "file", capsys)
+    assert code == 2 and "is a file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "file", "in"]
