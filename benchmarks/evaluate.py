@@ -98,7 +98,7 @@ NO_HR = "no HR to compare with (--images without --hr or --datasets): only no-re
 MAX_NAMED = 5  # images named in a missing-value reason; the rest are counted
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Scorers:
     """The metrics of one scoring run, loaded once, and the protocol they share (crop, colour)."""
 
