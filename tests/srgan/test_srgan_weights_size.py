@@ -27,10 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 HEADROOM = 1 << 30  # bytes of address space the capped process may add to what its imports took
 
 _CAPPED = """
-import resource, sys
+import importlib, resource, sys
 import torch
 torch.set_num_threads(1)
-import benchmarks.evaluate, srgan.checkpoint, srgan.data, srgan.official, srgan.upscale, tqdm  # not what is measured
+import srgan.checkpoint, srgan.data, srgan.official, tqdm  # imports are not what is measured
+tool = importlib.import_module({"upscale": "srgan.upscale", "evaluate": "benchmarks.evaluate"}[sys.argv[3]])
 status = open("/proc/self/status").read()
 used = int(next(line for line in status.splitlines() if line.startswith("VmSize:")).split()[1]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (used + int(sys.argv[1]), used + int(sys.argv[1])))
@@ -38,8 +39,7 @@ if sys.argv[2] == "unchecked":  # the control: the size checks switched off
     srgan.official.check_storage = lambda state, path: None
     srgan.official._check_size = lambda *args: None
     srgan.checkpoint._check_fit = lambda *args: None
-main = {"upscale": srgan.upscale.main, "evaluate": benchmarks.evaluate.main}[sys.argv[3]]
-sys.exit(main(sys.argv[4:]))
+sys.exit(tool.main(sys.argv[4:]))
 """
 
 
