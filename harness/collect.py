@@ -1,4 +1,5 @@
-"""After a sweep: score every trial's best checkpoint (and the bicubic baseline) and write the results folder.
+"""After a sweep: score every trial's final weights, or its best checkpoint on validation (`Scoring.selection`),
+and the bicubic baseline, and write the results folder.
 
 What a trial was, and how it ended, comes from Tune's own records (`ExperimentAnalysis`: trial id, parameters,
 status, error, `time_total_s`) and from the trial's run folder (config.json, history.jsonl, checkpoints).
@@ -46,6 +47,59 @@ def tune_outcomes(tune_dir: Path, out: Path, *, stage: str) -> list[Outcome]:
     return outcomes
 
 
+def final_checkpoint(run_dir: Path) -> tuple[Path | None, dict | None]:
+    """The kept checkpoint of the highest step: the trial's final weights (the inference generator, EMA where the
+    recipe has it), what the papers report; for a trial stopped early, its last checkpoint."""
+    from srgan.checkpoint import checkpoint_step
+
+    history = {row["step"]: row for row in read_history(run_dir)}
+    kept = [(checkpoint_step(c), c) for c in sorted(run_dir.glob("checkpoint_*"))
+            if (c / "generator.safetensors").exists()]
+    if not kept:
+        return None, None
+    step, ckpt = max(kept)
+    return ckpt, history.get(step)
+
+
+def select_checkpoint(run_dir: Path, selection: str, *, metric: str = "val_psnr",
+                      mode: str = "max") -> tuple[Path | None, dict | None]:
+    """The checkpoint `selection` scores: "final" (`final_checkpoint`) or "best-val" (`best_checkpoint`, on the
+    run's held-out validation: harness.validation)."""
+    if selection == "final":
+        return final_checkpoint(run_dir)
+    if selection == "best-val":
+        return best_checkpoint(run_dir, metric=metric, mode=mode)
+    raise ValueError(f"unknown selection {selection!r}; selections: final, best-val")
+
+
+def budget(run_dir: Path, step: int, *, _depth: int = 0) -> tuple[int | None, int | None]:
+    """(g_updates, images_seen) behind a run's weights at `step`: its own generator steps and HR patches (batch x
+    steps) plus, for a GAN stage, those behind the weights it started from (init.json: the source checkpoint's
+    step, the source run's batch), recursively. (None, None) where a part is unknown (e.g. published weights)."""
+    from srgan.checkpoint import GENERATOR_FILE, checkpoint_step
+
+    config = (io.read_json(run_dir / "config.json", required=False) or {}).get("config", {})
+    batch = config.get("data", {}).get("batch_size")
+    if not isinstance(batch, int) or _depth > 8:
+        return None, None
+    init_from = config.get("train", {}).get("init_from")
+    if not init_from:
+        return step, step * batch
+    init = io.read_json(run_dir / "init.json", required=False) or {}
+    weights = Path(init.get("weights") or "")
+    if weights.name != GENERATOR_FILE or not weights.parent.name.startswith("checkpoint_"):
+        return None, None  # not a checkpoint of one of our runs: its budget is unknown
+    # the source run folder where init.json saw it, else beside this run (a results folder that was moved)
+    sources = [weights.parent.parent, Path(init_from), run_dir.parent / Path(init_from).name]
+    source = next((s for s in sources if (s / "config.json").is_file()), None)
+    if source is None:
+        return None, None
+    g, images = budget(source, checkpoint_step(weights.parent), _depth=_depth + 1)
+    if g is None or images is None:
+        return None, None
+    return g + step, images + step * batch
+
+
 def best_checkpoint(run_dir: Path, *, metric: str = "val_psnr", mode: str = "max") -> tuple[Path | None, dict | None]:
     """The kept checkpoint with the best validation `metric` (latest on ties).
 
@@ -91,6 +145,7 @@ class Scoring:
     save_images: Sequence[str] = ()
     metric: str = "val_psnr"
     mode: str = "max"
+    selection: str = "final"  # which weights of a trial are scored: "final" | "best-val" (`select_checkpoint`)
 
     def score(self, model, trial_id: str, into: Collected) -> None:
         from benchmarks import evaluate
@@ -104,8 +159,9 @@ class Scoring:
 
 
 def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], into: Collected) -> None:
-    """Score one trial's best checkpoint and add its row (ok / stopped / failed, with the reason)."""
-    from srgan.checkpoint import load_generator
+    """Score the checkpoint `scoring.selection` picks and add the trial's row (ok / stopped / failed, with the
+    reason), with the budget behind the scored weights and the `selected-on-test` flag where it applies."""
+    from srgan.checkpoint import checkpoint_step, load_generator
 
     run_dir = outcome.run_dir
     payload = io.read_json(run_dir / "config.json", required=False) or {}
@@ -113,13 +169,14 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
     history = read_history(run_dir)
     label = (run_dir / "label.txt").read_text() if (run_dir / "label.txt").exists() else outcome.trial_id
     init_from = config.get("train", {}).get("init_from") or None
-    row = dict(trial_id=outcome.trial_id, label=label, config=config, flags=payload.get("flags", []),
+    row = dict(trial_id=outcome.trial_id, label=label, config=config,
+               flags=list(payload.get("flags", [])) + _selection_flags(config, scoring),
                steps=history[-1]["step"] if history else 0, wall_s=outcome.wall_s or _history_wall(history),
                devices=int(payload.get("workers", 1)), stage=outcome.stage,
                init_from=Path(init_from).name if init_from else None)
     into.history += [{"trial_id": outcome.trial_id, **{k: h.get(k) for k in schema.HISTORY_COLUMNS
                                                        if k != "trial_id"}} for h in history]
-    ckpt, _ = best_checkpoint(run_dir, metric=scoring.metric, mode=scoring.mode)
+    ckpt, _ = select_checkpoint(run_dir, scoring.selection, metric=scoring.metric, mode=scoring.mode)
     if outcome.error is not None or ckpt is None:
         error = outcome.error or _diverged(history) or "no checkpoint was written"
         into.trials.append(rows.trial_row(**row, status=schema.STATUS_FAILED, error=error))
@@ -129,6 +186,8 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
         status, reason = schema.STATUS_STOPPED, stops[outcome.trial_id]
     elif history and history[-1]["step"] < _planned_steps(config):
         status, reason = schema.STATUS_STOPPED, "early-stopped by ASHA (validation PSNR below its rung)"
+    g_updates, images_seen = budget(run_dir, checkpoint_step(ckpt))
+    row.update(g_updates=g_updates, images_seen=images_seen, selection=scoring.selection)
     net_g, _ = load_generator(ckpt, expect_scale=scoring.scale)
     try:
         scoring.score(net_g, outcome.trial_id, into)
@@ -155,13 +214,30 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
         collect_trial(outcome, scoring, stops, collected)
     lpips_weights = None if "lpips" in collected.missing else "pyiqa lpips (AlexNet v0.1)"
     run = evaluate.run_info(kind=kind, scale=scoring.scale, datasets=list(scoring.datasets), started=started,
-                            command=command, protocol=protocol(crop=scoring.scale, lpips_weights=lpips_weights),
+                            command=command, protocol=protocol(crop=scoring.scale, lpips_weights=lpips_weights,
+                                                              data_root=scoring.data_root),
                             metrics_missing=collected.missing, **(extra or {}))
     history = pl.DataFrame(collected.history, schema=schema.polars_schema(schema.HISTORY_COLUMNS))
     io.write_results(out, trials=rows.trials_frame(collected.trials), history=history, run=run,
                      scores=pl.concat(collected.scores, how="diagonal_relaxed"),
                      summary=pl.concat(collected.summaries, how="diagonal_relaxed"))
     return collected.trials
+
+
+def _selection_flags(config: dict, scoring: Scoring) -> list[str]:
+    """["selected-on-test"] when the trial validated on a set it is scored on (possible only with the explicit
+    opt-in; `harness.validation.scored_overlap`)."""
+    from harness import validation
+    from srgan.config import ExperimentConfig, from_dict
+
+    if not config:
+        return []
+    try:
+        reasons = validation.scored_overlap(from_dict(ExperimentConfig, config), scoring.datasets, scoring.data_root)
+    except (ValueError, OSError) as err:  # a config or training folder no longer readable: said, not guessed
+        log.warning("could not check whether a trial validated on a scored set: %s", err)
+        return []
+    return [validation.SELECTED_ON_TEST] if reasons else []
 
 
 def _history_wall(history: list[dict]) -> float | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness import validation
 from harness.runs import RunSpec, resolve_config
 from harness.storage import data_root, resolve_train_dirs
 from results import schema
@@ -17,6 +18,19 @@ from srgan.losses import WeightsUnavailable
 from srgan.versions import PRESETS, SIZES, check_size, pretrain_key, two_stage
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
+PRETRAIN_SEEDS = ("per-seed", "shared")
+RENAMED_PRETRAIN_SEEDS = {"trial": "per-seed"}  # the word before the study and the sweep shared theirs
+SELECTIONS = ("final", "best-val")
+
+
+def check_pretrain_seed(value: str) -> str:
+    """`value` if it is a pretraining-seed choice; else a ValueError naming the choices (and today's word)."""
+    if value in PRETRAIN_SEEDS:
+        return value
+    if value in RENAMED_PRETRAIN_SEEDS:
+        raise ValueError(f"--pretrain-seed {value!r} was renamed: use {RENAMED_PRETRAIN_SEEDS[value]!r} "
+                         f"(choices: {', '.join(PRETRAIN_SEEDS)})")
+    raise ValueError(f"unknown --pretrain-seed {value!r}; choices: {', '.join(PRETRAIN_SEEDS)}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,14 @@ class SweepRequest:
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value, in every trial
     seeds: tuple[int, ...] = ()  # repeat every trial with these seeds (a grid over train.seed)
     seed: int = 0  # the seed of every trial without `seeds`, and of shared pretrainings
-    pretrain_seed: str = "trial"  # "shared": pretrainings use `seed`, the trials' seeds vary the GAN stage only
+    # "per-seed": one pretraining per seed, each seed's GAN trials start from their own; "shared": pretrainings
+    # use `seed`, the trials' seeds vary the GAN stage only (the intervals then leave pretraining variance out)
+    pretrain_seed: str = "per-seed"
+    # Single-stage trials (v1) train as many generator updates as the two-stage preset they are compared with
+    # (pretraining + GAN: `budget_partners`), so that a comparison measures the recipe, not the budget.
+    equal_g_updates: bool = True
+    selection: str = "final"  # scored weights: "final" (EMA where the recipe has it) | "best-val" (on validation)
+    allow_selection_on_test: bool = False  # explicit opt-in: validate on a scored set (results flagged)
     scheduler: str = "asha"  # "asha" | "none"
     metric: str = "val_psnr"
     mode: str = "max"
@@ -55,15 +76,22 @@ class SweepRequest:
 
     def __post_init__(self) -> None:
         check_size(self.size)
+        check_pretrain_seed(self.pretrain_seed)
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.selection!r}; selections: {', '.join(SELECTIONS)}")
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SweepRequest:
-        """Rebuild a request that sweep.json keeps (JSON turned tuples into lists)."""
+        """Rebuild a request that sweep.json keeps (JSON turned tuples into lists; a record written before a
+        field existed gets what that sweep ran with)."""
         fields_ = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(record) - fields_)
         if unknown:
             raise ValueError(f"unknown sweep request key(s): {', '.join(unknown)}")
         values = dict(record)
+        values["pretrain_seed"] = RENAMED_PRETRAIN_SEEDS.get(values.get("pretrain_seed"), values.get("pretrain_seed",
+                                                                                                      "per-seed"))
+        values.setdefault("equal_g_updates", False)  # before it existed, every preset kept its own steps
         for key in ("presets", "seeds", "datasets", "save_images"):
             if key in values:
                 values[key] = tuple(values[key])
@@ -87,7 +115,9 @@ class SweepSettings:
     gpus_per_worker: float = 0.0
     vgg_fallback: str | None = None
     seed: int = 0
-    pretrain_seed: str = "trial"  # "shared": pretrainings use `seed`, the trials' seeds vary the GAN stage only
+    pretrain_seed: str = "per-seed"  # "shared": pretrainings use `seed`, the trials' seeds vary the GAN stage only
+    # single-stage preset -> the two-stage preset whose total generator updates it trains (`budget_partners`)
+    budget_partners: dict[str, str] = field(default_factory=dict)
     pretrainings: dict[str, dict] = field(default_factory=dict)  # run name -> pretraining config (as a dict)
     pretrain_names: dict[str, str] = field(default_factory=dict)  # pretrain_key -> run name
 
@@ -102,10 +132,41 @@ def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "si
         own.pop("train.seed", None)
     every = 4 if settings.steps and not any(k.startswith("train.") and k.endswith("_every")
                                             for k in settings.overrides) else 0
-    return resolve_config(params["preset"], size=settings.size, scale=settings.scale, data_root=settings.data_root,
-                          steps=settings.steps, seed=settings.seed, overrides={**settings.overrides, **own},
-                          stage=stage, init_from=init_from, reports_per_stage=every,
-                          vgg_fallback=settings.vgg_fallback if stage != "pretrain" else None)
+    cfg = resolve_config(params["preset"], size=settings.size, scale=settings.scale, data_root=settings.data_root,
+                         steps=settings.steps, seed=settings.seed, overrides={**settings.overrides, **own},
+                         stage=stage, init_from=init_from, reports_per_stage=every,
+                         vgg_fallback=settings.vgg_fallback if stage != "pretrain" else None)
+    partner = settings.budget_partners.get(params["preset"])
+    if stage != "single" or partner is None or two_stage(cfg):
+        return cfg
+    other = _recipe(replace(settings, budget_partners={}, vgg_fallback="untrained"), {**params, "preset": partner})
+    return equal_budget(cfg, _steps(other), every=every)
+
+
+def equal_budget(cfg: ExperimentConfig, total: int, *, every: int) -> ExperimentConfig:
+    """A single-stage config trained for `total` generator updates (its two-stage partner's pretraining + GAN),
+    with as many validations and checkpoints as its own schedule made (the log cadence kept)."""
+    t = cfg.train
+    if _steps(cfg) == total:
+        return cfg
+    reports = every or max(math.ceil(_steps(cfg) / t.val_every), 1)
+    cadence = max(math.ceil(total / reports), 1)
+    return replace(cfg, train=replace(t, gan_steps=total - t.warmup_steps, val_every=cadence, ckpt_every=cadence))
+
+
+def budget_partners(presets: tuple[str, ...], wholes: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """Each single-stage preset's two-stage partner: the next two-stage preset of the same generator family in
+    the request's order (v1 -> v2), else the nearest one before it."""
+    partners = {}
+    for i, name in enumerate(presets):
+        if name not in wholes or two_stage(wholes[name]):
+            continue
+        arch = wholes[name].generator.arch
+        fits = [p for p in (*presets[i + 1:], *reversed(presets[:i]))
+                if p in wholes and two_stage(wholes[p]) and wholes[p].generator.arch == arch]
+        if fits:
+            partners[name] = fits[0]
+    return partners
 
 
 def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentConfig:
@@ -218,6 +279,52 @@ class SweepPlan:
     def pretrain_configs(self) -> dict[str, ExperimentConfig]:
         return {name: from_dict(ExperimentConfig, c) for name, c in self.settings.pretrainings.items()}
 
+    def validated_runs(self) -> dict[str, ExperimentConfig]:
+        """Every run the sweep trains (pretrainings by name, trials by their config's name) whose validation
+        selection may read."""
+        runs = dict(self.pretrain_configs)
+        for cfg in self.runs:
+            runs.setdefault(cfg.name, cfg)
+        return runs
+
+    def budget_lines(self) -> list[str]:
+        """What each preset's scored weights cost in generator updates (pretraining included), and whether
+        single-stage presets were given their partner's budget."""
+        totals: dict[str, set[int]] = {}
+        for params, whole in self.trials:
+            totals.setdefault(params["preset"], set()).add(_steps(whole))
+        shown = ", ".join(f"{name} {'/'.join(str(t) for t in sorted(ts))}" for name, ts in totals.items())
+        lines = [f"  budget (generator updates behind the scored weights, pretraining included): {shown}"]
+        for single, partner in sorted(self.settings.budget_partners.items()):
+            lines.append(f"    {single} trains in one stage as many generator updates as {partner}'s pretraining + "
+                         "GAN stage (equal budgets)")
+        if len({t for ts in totals.values() for t in ts}) > 1:
+            lines.append("    unequal budgets are flagged unequal-budget in the study's comparisons")
+        return lines
+
+    def protocol_lines(self) -> list[str]:
+        """Validation, selection and pretraining seeds, as the sweep will run them."""
+        r, root = self.request, self.settings.data_root
+        seen = {}
+        for label, cfg in self.validated_runs().items():
+            seen.setdefault(validation.describe(cfg, root), []).append(label)
+        lines = []
+        for text, labels in seen.items():
+            who = "every run" if len(seen) == 1 else ", ".join(labels)
+            lines.append(f"  validation ({who}): {text}; scored: {', '.join(r.datasets)}")
+        if r.allow_selection_on_test:
+            lines.append(f"    {validation.OPT_IN}: runs validating on a scored set are flagged "
+                         f"{validation.SELECTED_ON_TEST}")
+        chosen = ("final weights (EMA where the recipe has it)" if r.selection == "final"
+                  else f"the kept checkpoint with the best validation {r.metric}")
+        lines.append(f"  selection: {chosen} ({r.selection})")
+        if self.settings.pretrainings and len(r.seeds) > 1:
+            lines.append("  pretraining: " + ("one per seed (per-seed: pretraining variance included)"
+                                              if r.pretrain_seed == "per-seed" else
+                                              f"one for all seeds, seed {r.seed} (shared: the seeds vary the GAN "
+                                              "stage only; pretraining variance is not in the intervals)"))
+        return lines
+
     def step_counts(self) -> tuple[int, int]:
         """(steps with shared pretraining, steps if every trial pretrained itself): W + K*G against K*(W + G)."""
         repeats = self.request.num_samples
@@ -234,6 +341,7 @@ class SweepPlan:
             lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
                          f"{', '.join(sorted(set(users)))}")
         lines.append(f"  steps: {shared} with shared pretraining (W + K*G) instead of {alone} (K*(W + G))")
+        lines += self.budget_lines() + self.protocol_lines()
         stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.request.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
@@ -301,6 +409,11 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     settings = settings_from(request, out)
     grid = trial_grid(request)
     explore = replace(settings, vgg_fallback="untrained")  # the recipes' shapes; weights are checked below
+    if request.equal_g_updates:
+        first = grid_points(grid)[0]
+        wholes = {name: _recipe(explore, {"preset": name, **first}) for name in request.presets}
+        settings = replace(settings, budget_partners=budget_partners(request.presets, wholes))
+        explore = replace(settings, vgg_fallback="untrained")
     trials, pretrainings, users = [], {}, {}
     for name in request.presets:
         for values in grid_points(grid):
@@ -333,4 +446,8 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
         fetch_missing(list(request.datasets), settings.data_root)
     for name in request.datasets:
         load_pairs(name, request.scale, settings.data_root)  # raises naming the folder or file (and --fetch)
-    return SweepPlan(request, settings, trials, runs, {names[k]: v for k, v in users.items()}, probe)
+    sweep = SweepPlan(request, settings, trials, runs, {names[k]: v for k, v in users.items()}, probe)
+    # selection never reads a scored set: refused here, before Ray starts, unless explicitly opted in
+    validation.check_selection(sweep.validated_runs(), request.datasets, settings.data_root,
+                               allow=request.allow_selection_on_test)
+    return sweep

@@ -1,10 +1,16 @@
 """The study in one command: v1 -> v2 -> v3 -> RaGAN -> ESRGAN x seeds, with uncertainty; `python -m harness.study`.
 
 A study is a kind of sweep (`harness.sweep`, `SweepRequest(kind="study")`): the five presets x N seeds, no early
-stopping, shared pretrainings (one SRResNet for v2, v3 and RaGAN, one RRDB for ESRGAN), every model scored on the
-benchmark sets, then the study tables (`results.study`: paired differences with confidence intervals, mean +- std
-over seeds, GAN stability) and the report, whose "Study" section answers the original study's comparison table
-with measured values.
+stopping, pretrainings shared by the presets of one generator (one SRResNet for v2, v3 and RaGAN, one RRDB for
+ESRGAN; one per seed or one for all seeds: `--pretrain-seed`), single-stage v1 trained for as many generator updates
+as v2's pretraining + GAN stage, validation on images held out of the training folder (never a scored set), every
+model's final weights scored on the benchmark sets, then the study tables (`results.study`: paired differences
+with confidence intervals, mean +- std over seeds, GAN stability) and the report, whose "Study" section answers
+the original study's comparison table with measured values.
+
+Power, before the compute: `--dry-run --variance-from DIR` reads a previous study's variance components and prints,
+per comparison, dataset and metric, the minimum difference the chosen `--seeds` could detect (80 % power, alpha
+0.05) and, with `--target-diff`, how many seeds that difference needs (`results.study.plan`).
 
 Sizes (srgan.versions.SIZES): `tiny` (tests and smoke runs, a few minutes), `cpu` (a 2-core CPU, about 15 minutes:
 CPU-sized networks trained long enough to learn; see srgan.versions.cpu), `full` (the papers' network sizes and
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+from pathlib import Path
 
 from harness import sweep
 from harness.plan import SweepRequest
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # Steps per trial at each size (pretraining + GAN, the presets' warmup share kept); None: the size's own.
 STEPS = {"tiny": 8, "cpu": None, "full": None, "paper": None}
+# One pretraining per seed where a study can afford it (the intervals then include pretraining variance); the small
+# sizes share one for all seeds, for their cost.
+PRETRAIN_SEED = {"tiny": "shared", "cpu": "shared", "full": "per-seed", "paper": "per-seed"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,15 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_size_argument(p, default="cpu")
     p.add_argument("--seeds", type=int, default=3, help="seeds per version (default 3)")
+    sweep.add_pretrain_seed_argument(p, default=None)
+    p.add_argument("--variance-from", default=None, metavar="DIR",
+                   help="a previous study's folder: print the minimum detectable difference at --seeds and, with "
+                        "--target-diff, the seeds it needs, per comparison, dataset and metric (with --dry-run: "
+                        "before any compute)")
+    p.add_argument("--target-diff", type=float, default=None, metavar="X",
+                   help="with --variance-from: the difference to detect (in each metric's unit: dB, SSIM, ...)")
     sweep.add_run_arguments(p, kind="study")
+    p.epilog = (p.epilog or "") + ("--pretrain-seed defaults: " +
+                                   ", ".join(f"{size} {seed}" for size, seed in PRETRAIN_SEED.items()))
     return p
 
 
 def study_request(args: argparse.Namespace) -> SweepRequest:
-    """The sweep this study is: every preset x seed, no early stopping, one shared pretraining per generator."""
+    """The sweep this study is: every preset x seed, no early stopping, pretrainings shared by the presets of one
+    generator (per seed or for all seeds), equal generator updates, final weights scored."""
     return SweepRequest(
         presets=tuple(PRESETS), size=args.size, steps=STEPS[args.size], grid={},
-        seeds=tuple(range(args.seeds)), pretrain_seed="shared", scheduler="none",
+        seeds=tuple(range(args.seeds)), pretrain_seed=args.pretrain_seed or PRETRAIN_SEED[args.size],
+        equal_g_updates=True, selection=args.select, allow_selection_on_test=args.allow_selection_on_test,
+        scheduler="none",
         datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()), save_images=("set5",),
         workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker,
         max_concurrent=args.max_concurrent, fetch=args.fetch, address=args.address, data_root=args.data_root,
@@ -59,9 +82,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)
         return 2
+    if args.variance_from or args.target_diff is not None:
+        try:
+            print(power_table(args.variance_from, seeds=args.seeds, target_diff=args.target_diff), flush=True)
+        except (ValueError, OSError) as err:  # results.io.ResultsError is an OSError
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     launch = sweep.Launch(study_request(args), entry="harness.study", argv=argv, out=args.out, resume=args.resume,
                           dry_run=args.dry_run)
     return sweep.run_cli(launch, no_report=args.no_report)
+
+
+def power_table(folder: str | None, *, seeds: int, target_diff: float | None) -> str:
+    """The power of a study of `seeds` seeds, from the variance a previous study (`folder`) measured: one line per
+    comparison, dataset and metric (`results.study.plan`)."""
+    from results.study import ALPHA, POWER, plan
+
+    if folder is None:
+        raise ValueError("--target-diff needs --variance-from DIR (the previous study whose variance it uses)")
+    if target_diff is not None and not (math.isfinite(target_diff) and target_diff > 0):
+        raise ValueError(f"--target-diff must be a finite difference > 0, got {target_diff}")
+    rows = plan(Path(folder), n_seeds=seeds, target_diff=target_diff)
+    if not rows:
+        raise ValueError(f"{folder}: no comparison with scores on both sides: nothing to plan from")
+    head = (f"power at {seeds} seed(s), from the variance measured in {folder} ({POWER:.0%} power, alpha {ALPHA:g}, "
+            "per comparison; the study's Holm adjustment makes its verdicts more conservative):")
+    columns = ["comparison", "dataset", "metric", "images", "sd seed", "sd image", "measured", f"mdd@{seeds}"]
+    if target_diff is not None:
+        columns.append(f"seeds for {target_diff:g}")
+    lines = [[str(r["comparison"]), str(r["dataset"]), str(r["metric"]), str(r["n_images"]), _num(r["sd_seed"]),
+              _num(r["sd_image"]), _num(r["measured_diff"]), _num(r["mdd"])]
+             + ([str(r["seeds_needed"]) if r["seeds_needed"] is not None else "-"] if target_diff is not None else [])
+             + ([f"({r['note']})"] if r.get("note") else []) for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(columns)]
+    fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+    body = [fmt.format(*line[:len(columns)]) + ("  " + line[len(columns)] if len(line) > len(columns) else "")
+            for line in lines]
+    return "\n".join([head, "  " + fmt.format(*columns), *("  " + b for b in body)])
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
 
 def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
     """Score the pretrainings, the GAN trials and bicubic; a sweep whose every trial failed is an error."""
+    from harness import validation
     from harness.collect import Scoring, collect_results, tune_outcomes
 
     outcomes = tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN) \
@@ -112,11 +113,13 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
     r = sweep.request
     scoring = Scoring(datasets=list(r.datasets), scale=r.scale, data_root=Path(sweep.settings.data_root),
                       images_dir=out / schema.IMAGES_DIR, save_images=list(r.save_images), metric=r.metric,
-                      mode=r.mode)
+                      mode=r.mode, selection=r.selection)
     started = io.read_json(out / schema.SWEEP_STATE)["started"]
     trials = collect_results(out, outcomes, scoring, started=started, command=command, kind=r.kind, extra={
         "stages": {name: {"presets": users, "config": sweep.settings.pretrainings[name]}
-                   for name, users in sweep.pretrain_users.items()}})
+                   for name, users in sweep.pretrain_users.items()},
+        "validation": validation.records(sweep.validated_runs(), sweep.settings.data_root),
+        "selection": r.selection, "pretrain_seed": r.pretrain_seed})
     trained = [row["status"] for row in trials if row["status"] != schema.STATUS_BASELINE]
     if trained and all(status == schema.STATUS_FAILED for status in trained):
         raise SweepError(f"every trial of the sweep failed; see {out / schema.TRIALS_FILE} and the report", code=1)
@@ -154,9 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="repeat every trial with these seeds (a grid over train.seed)")
-    p.add_argument("--pretrain-seed", choices=("trial", "shared"), default="trial",
-                   help="trial: a pretraining per seed (the trial's); shared: one pretraining with --seed for all "
-                        "seeds, which then vary the GAN stage only")
+    add_pretrain_seed_argument(p, default="per-seed")
+    p.add_argument("--preset-budgets", action="store_true",
+                   help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
+                        "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
+                        "default: v1 trains as many as its two-stage partner")
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
@@ -182,8 +187,22 @@ def add_size_argument(p: argparse.ArgumentParser, *, default: str) -> None:
                         f"(default {default})")
 
 
+def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    """--pretrain-seed per-seed|shared; the old word `trial` is an error naming `per-seed`."""
+    def choice(value: str) -> str:
+        try:
+            return plan.check_pretrain_seed(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--pretrain-seed", type=choice, default=default, metavar="|".join(plan.PRETRAIN_SEEDS),
+                   help="per-seed: one pretraining per seed, each seed's GAN trials start from their own (the "
+                        "intervals include pretraining variance); shared: one pretraining (--seed) for all seeds, "
+                        "which then vary the GAN stage only" + (f" (default {default})" if default else ""))
+
+
 def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
-    """The options a sweep and a study share: resources, data, folders, weights, dry run, report."""
+    """The options a sweep and a study share: resources, data, folders, weights, selection, dry run, report."""
     p.add_argument("--workers-per-trial", type=int, default=1)
     p.add_argument("--gpus-per-worker", type=float, default=0.0,
                    help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
@@ -198,6 +217,13 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
     p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
                    help="explicit opt-in: where VGG19 ImageNet weights are missing, train perceptual presets "
                         "with untrained features (flagged in the report) instead of failing those trials")
+    p.add_argument("--select", choices=plan.SELECTIONS, default="final",
+                   help="which weights of each trial are scored: final (its last checkpoint, EMA where the recipe "
+                        "has it, as the papers report; default) or best-val (the kept checkpoint with the best "
+                        "validation metric); recorded in trials.parquet `selection`")
+    p.add_argument("--allow-selection-on-test", action="store_true",
+                   help="explicit opt-in: let a run validate on a set that is also scored (refused otherwise); "
+                        "every result of such a run is flagged selected-on-test")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
@@ -213,7 +239,9 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
         presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
         loguniform=parse_ranges(args.loguniform), search=args.search, num_samples=args.num_samples,
         overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed, pretrain_seed=args.pretrain_seed,
-        scheduler=args.scheduler, metric=args.metric, mode=args.mode, grace=args.grace,
+        equal_g_updates=not args.preset_budgets, selection=args.select,
+        allow_selection_on_test=args.allow_selection_on_test, scheduler=args.scheduler, metric=args.metric,
+        mode=args.mode, grace=args.grace,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
         datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
