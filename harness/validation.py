@@ -183,13 +183,14 @@ def check_selection(runs: Mapping[str, ExperimentConfig], datasets: Sequence[str
     """Refuse (`SelectionOnTest`, naming the run's validation and the scored set) any run that validates on a
     scored set, unless `allow` (the explicit opt-in): then the reasons are returned (and logged) and every result
     of those runs carries `SELECTED_ON_TEST`."""
-    found = []
+    by_reason: dict[str, list[str]] = {}
     for label, cfg in runs.items():
         for reason in scored_overlap(cfg, datasets, data_root):
-            found.append(f"{label}: {reason}")
+            by_reason.setdefault(reason, []).append(label)
+    found = [f"{', '.join(labels)}: {reason}" for reason, labels in by_reason.items()]
     if found and not allow:
         raise SelectionOnTest(
-            f"selection would read a scored set ({'; '.join(found)}; scored: {', '.join(datasets)}): validate on "
+            f"selection would read a scored set: {'; '.join(found)} (scored: {', '.join(datasets)}). Validate on "
             "the held-out split of the training folder (data.val_set=holdout, the default), on a folder "
             f"(data.val_set=dirs, data.val_dirs=...) or on a set that is not scored, or opt in with {OPT_IN} "
             f"(every result is then flagged {SELECTED_ON_TEST})")
