@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variance_from or args.target_diff is not None:
         try:
             print(power_table(args.variance_from, seeds=args.seeds, target_diff=args.target_diff), flush=True)
-        except (ValueError, OSError) as err:  # results.io.ResultsError is an OSError
+        except (ValueError, OSError) as err:  # results.io.ResultsError is a ValueError
             print(f"error: {err}", file=sys.stderr)
             return 2
     launch = sweep.Launch(study_request(args), entry="harness.study", argv=argv, out=args.out, resume=args.resume,
