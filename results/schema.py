@@ -111,16 +111,16 @@ TRIAL_COLUMNS = {
     "error": "str",  # null unless failed
     "stop_reason": "str",  # null unless stopped
     "steps": "i64",
+    # The compute behind the scored weights, pretraining included (comparisons of unequal budgets are flagged):
+    "g_updates": "i64",  # generator optimiser steps
+    "images_seen": "i64",  # HR training patches (batch x steps, summed over the stages)
+    "selection": "str",  # which weights were scored: "final" (EMA where the recipe has it) | "best-val"
     "wall_s": "f64",
     "device_hours": "f64",  # wall time x devices (GPUs, or CPU workers) used by the trial
     "flags": "str",
     "config_json": "str",  # the resolved ExperimentConfig as JSON (null for baselines)
 }
 
-    # The compute behind the scored weights, pretraining included (comparisons of unequal budgets are flagged):
-    "g_updates": "i64",  # generator optimiser steps
-    "images_seen": "i64",  # HR training patches (batch x steps, summed over the stages)
-    "selection": "str",  # which weights were scored: "final" (EMA where the recipe has it) | "best-val"
 SCORE_COLUMNS = {
     "trial_id": "str",
     "dataset": "str",
