@@ -107,6 +107,10 @@ class TrainConfig:
     # generator named by `init_from` (a checkpoint folder, a run folder or a bare weights file).
     stage: Literal["single", "pretrain", "gan"] = "single"
     init_from: str = ""
+    # The rung of the size ladder that built this config (srgan.versions.SIZES); departures() lists how the reduced
+    # sizes (tiny, cpu) depart from the papers. `schedule` below says the same of "paper" (configs kept it before the
+    # ladder existed): the two always agree.
+    size: Literal["tiny", "cpu", "full", "paper"] = "full"
     # Which preset schedule built this config. "paper" (the `paper` size) also adds Flickr2K to the training
     # folders where present (srgan.versions.with_present_train_dirs) and makes departures() list where the config
     # still differs from its paper (written into the run folder's config.json).

@@ -110,23 +110,30 @@ def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
         discriminator=replace(cfg.discriminator, num_features=8, num_stages=2, hidden=32),
         data=replace(cfg.data, patch_size=_fit(min(cfg.data.patch_size, 48), cfg.scale), batch_size=4),
         optim=replace(cfg.optim, lr_g=5e-4, lr_d=5e-4, ema_decay=0.9 if cfg.optim.ema_decay > 0 else 0.0),
-        train=replace(cfg.train, warmup_steps=min(cfg.train.warmup_steps, 4), gan_steps=4, log_every=2,
-                      val_every=4, ckpt_every=4),
+        train=replace(cfg.train, size="tiny", warmup_steps=min(cfg.train.warmup_steps, 4), gan_steps=4,
+                      log_every=2, val_every=4, ckpt_every=4),
     )
 
 
 def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The `cpu` size (`harness.study --size cpu`): networks big enough to learn in minutes on 2 cores.
+    """The `cpu` size (`harness.study --size cpu`, the README's main job): networks that learn in minutes on a
+    2-core CPU, shaped from measured step times (1 thread, process CPU time; `python -m harness.study --size cpu
+    --dry-run` prints them) so that the whole study fits 15 minutes there. Each choice is a departure from the
+    papers, listed by `departures()` in every run's config.json:
 
-    SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4
-    after 250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features
-    (growth 12), a 3-stage D. The pixel-loss pretraining (`pretrain_stage`) runs CPU_PRETRAIN_STEPS on batches
-    of 16 64-px patches at lr 5e-4, halved at 75 % and 90 %; the GAN stage runs CPU_GAN_STEPS on batches of 8
-    48-px patches (a VGG19 step costs ~3.5x less) at the preset's lr. v1 (single stage, no pretraining) gets the
-    GAN stage's steps: every version makes the same number of GAN updates, and v2+ start them from the shared
-    pretraining. As in `tiny`, linear-output generators add a bicubic skip and ESRGAN's EMA is shortened (0.99)
-    to fit the short run. Departures from the papers' sizes and schedules, made for a 2-core CPU and recorded in
-    every result's config."""
+    - SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4 after
+      250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features (growth 12),
+      a 3-stage D (16 features, dense 64); linear-output generators add a bicubic skip, as in `tiny`.
+    - The pixel-loss pretraining (`pretrain_stage`): CPU_PRETRAIN_STEPS on batches of 16 64-px patches at lr 5e-4,
+      halved at 75 % and 90 % (0.46 s a step for SRResNet, 0.32 for RRDB).
+    - The GAN stage: CPU_GAN_STEPS on batches of 8 48-px patches at the preset's lr (v2 0.2 s a step). Sixty steps
+      left every model at its pretraining; 150 move it (v2's NIQE on Set5 8.19 -> 7.81 in a trial run).
+    - The perceptual loss uses VGG19's conv2_2 (SRGAN's "VGG22", Ledig et al. 2017 sec. 3.4) instead of conv5_4
+      (SRGAN's VGG54, ESRGAN's layer): a GAN step with conv5_4 took 0.89 s, with conv2_2 0.33 s.
+    - ESRGAN's EMA decay fits the stage: 1 - 5 / CPU_GAN_STEPS (0.967), so that the pretrained weights' share
+      in the scored EMA model is e^-5 (0.7 %) at the end; the paper's (BasicSR's) 0.999 would keep 86 % of them.
+    - v1 (single stage) gets as many generator updates as its two-stage partners (`harness.plan`'s equal budget).
+    """
     g, t = cfg.generator, cfg.train
     warmup = CPU_PRETRAIN_STEPS if t.warmup_steps else 0
     return replace(
@@ -136,17 +143,18 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
                           num_blocks=8 if g.arch == "srresnet" else 2, growth=12, norm="none",
                           skip="bicubic" if g.output == "linear" else g.skip),
         discriminator=replace(cfg.discriminator, num_features=16, num_stages=3, hidden=64),
+        loss=replace(cfg.loss, perceptual_layer="conv2_2") if cfg.loss.perceptual_weight > 0 else cfg.loss,
         data=replace(cfg.data, patch_size=_fit(48, cfg.scale), batch_size=8),
-        optim=replace(cfg.optim, ema_decay=0.99 if cfg.optim.ema_decay > 0 else 0.0),
-        train=replace(t, warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10, val_every=CPU_GAN_STEPS // 2,
-                      ckpt_every=CPU_GAN_STEPS // 2, pretrain_lr=5e-4, pretrain_gamma=0.5,
-                      pretrain_milestones=(int(warmup * 0.75), int(warmup * 0.9)) if warmup else (),
+        optim=replace(cfg.optim, ema_decay=1 - 5 / CPU_GAN_STEPS if cfg.optim.ema_decay > 0 else 0.0),
+        train=replace(t, size="cpu", warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10,
+                      val_every=CPU_GAN_STEPS // 3, ckpt_every=CPU_GAN_STEPS // 3, pretrain_lr=5e-4,
+                      pretrain_gamma=0.5, pretrain_milestones=(int(warmup * 0.75), int(warmup * 0.9)) if warmup else (),
                       pretrain_batch_size=16, pretrain_patch_size=_fit(64, cfg.scale)),
     )
 
 
-CPU_PRETRAIN_STEPS = 700
-CPU_GAN_STEPS = 60
+CPU_PRETRAIN_STEPS = 300
+CPU_GAN_STEPS = 150
 
 
 def _fit(size: int, scale: int) -> int:
@@ -225,7 +233,7 @@ def paper_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
     """The `paper` size of a full-size preset: ESRGAN's published schedule for RRDB generators, SRGAN's
     otherwise."""
     paper = _esrgan_schedule(cfg) if cfg.generator.arch == "rrdbnet" else _srgan_schedule(cfg)
-    return replace(paper, name=f"{cfg.name}-paper")
+    return replace(paper, name=f"{cfg.name}-paper", train=replace(paper.train, size="paper"))
 
 
 _SRGAN_DEPARTURES = (
@@ -250,8 +258,36 @@ _ESRGAN_DEPARTURES = (
 )
 
 
+def _size_departures(cfg: ExperimentConfig) -> list[str]:
+    """How a reduced size (`tiny`, `cpu`) departs from the papers (see `tiny` and `cpu`)."""
+    g, t = cfg.generator, cfg.train
+    if t.size == "tiny":
+        return ["size tiny: a test size (networks of a few thousand parameters, a handful of steps); its numbers "
+                "test the code, not the methods"]
+    net = (f"SRResNet {g.num_blocks} blocks x {g.num_features} features" if g.arch == "srresnet"
+           else f"RRDBNet {g.num_blocks} RRDB x {g.num_features} features")
+    notes = [f"size cpu: {net}{' without BatchNorm' if g.norm == 'none' and g.arch == 'srresnet' else ''} and a "
+             f"{cfg.discriminator.num_stages}-stage discriminator, instead of the papers' (SRGAN: 16 blocks x 64; "
+             "ESRGAN: 23 RRDB x 64 and VGG-128), to learn in minutes on a 2-core CPU",
+             f"size cpu: {t.warmup_steps + t.gan_steps} steps in this run (pretraining {CPU_PRETRAIN_STEPS} "
+             f"pixel-loss steps at lr 5e-4, GAN {CPU_GAN_STEPS} steps) instead of 10^6 + 2x10^5 (SRGAN sec. 3.2) or "
+             "10^6 + 4x10^5 (ESRGAN, BasicSR's options)"]
+    if g.skip == "bicubic":
+        notes.append("size cpu: the generator adds a bicubic upscale of its input (global residual learning)")
+    if cfg.loss.perceptual_weight > 0 and cfg.loss.perceptual_layer == "conv2_2":
+        notes.append("size cpu: perceptual loss on VGG19 conv2_2 (SRGAN's VGG22, sec. 3.4), 2.7x cheaper a step "
+                     "here than conv5_4 (SRGAN's VGG54, ESRGAN's layer)")
+    if cfg.optim.ema_decay > 0:
+        notes.append(f"size cpu: EMA decay {cfg.optim.ema_decay:.3f} to fit {CPU_GAN_STEPS} GAN steps "
+                     "(BasicSR's ESRGAN: 0.999)")
+    return notes
+
+
 def departures(cfg: ExperimentConfig) -> list[str]:
-    """Where a paper-schedule config differs from its paper (empty for the default schedule)."""
+    """Where a config departs from its paper: a reduced size (tiny, cpu) and a paper-schedule config's remaining
+    differences; empty for the full size's default schedule (its own short schedule, not a paper's)."""
+    if cfg.train.size in ("tiny", "cpu"):
+        return _size_departures(cfg)
     if cfg.train.schedule != "paper":
         return []
     if cfg.generator.arch == "rrdbnet":

@@ -48,7 +48,7 @@ def test_v1_trains_as_many_generator_updates_as_v2_at_every_size(size: str, data
     reports = math.ceil(_total(own) / own.train.val_every)  # as many validations as its own schedule made
     assert math.ceil(_total(v1) / v1.train.val_every) == reports and v1.train.log_every == own.train.log_every
     if size == "cpu":
-        assert _total(v1) == CPU_PRETRAIN_STEPS + CPU_GAN_STEPS == 760
+        assert _total(v1) == CPU_PRETRAIN_STEPS + CPU_GAN_STEPS
     text = "\n".join(sweep_plan.budget_lines())
     assert f"v1 {_total(v1)}, v2 {_total(v1)}" in text
     if size != "full":  # at full size the presets' own steps are already equal (1000 + 1000 = 2000)
