@@ -280,11 +280,16 @@ class SweepPlan:
         return {name: from_dict(ExperimentConfig, c) for name, c in self.settings.pretrainings.items()}
 
     def validated_runs(self) -> dict[str, ExperimentConfig]:
-        """Every run the sweep trains (pretrainings by name, trials by their config's name) whose validation
-        selection may read."""
-        runs = dict(self.pretrain_configs)
-        for cfg in self.runs:
-            runs.setdefault(cfg.name, cfg)
+        """One run per distinct validation the sweep trains with (pretrainings by name, trials by their config's
+        name, and their label where one name validates two ways): what selection may read."""
+        runs, seen = dict(self.pretrain_configs), set()
+        for (params, _), cfg in zip(self.trials, self.runs, strict=True):
+            d = cfg.data
+            key = (cfg.name, cfg.scale, d.train_dirs[0], d.val_set, d.val_dirs, d.val_count, d.val_crop)
+            if key in seen:
+                continue
+            seen.add(key)
+            runs[cfg.name if cfg.name not in runs else f"{cfg.name} ({trial_label(params)})"] = cfg
         return runs
 
     def budget_lines(self) -> list[str]:

@@ -38,6 +38,9 @@ def test_validation_on_a_scored_set_is_refused_before_ray_starts(capsys, data_ro
     err = _refused(capsys, [*base, "--set", "data.val_set=set5"])
     assert "v1-tiny: data.val_set=set5 is the scored set set5" in err and "scored: set5, set14" in err
     assert "--allow-selection-on-test" in err and not out.exists()  # nothing written
+    # one grid point of several: named by its label
+    err = _refused(capsys, [*base[:2], "--grid", "data.val_set=holdout,set5", *base[4:]])
+    assert "v1-tiny (v1 val_set=set5): data.val_set=set5 is the scored set set5" in err
     # a validation folder that is a scored set's folder: named by its files
     set14 = data_root / "Set14" / "GTmod12"
     err = _refused(capsys, [*base, "--set", "data.val_set=dirs", "--set", f"data.val_dirs={set14}"])

@@ -57,6 +57,16 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_stu
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "study"
     assert "W + K*G" in stdout and f"report: {out / 'report' / 'index.html'}" in stdout
+    # equal budgets (issue 17): single-stage v1 makes as many generator updates as pretraining + GAN stage
+    assert set(gan["g_updates"]) == {8} and set(pretrain["g_updates"]) == {4}
+    assert "v1 8, v2 8, v3 8, ragan 8, esrgan 8" in stdout
+    # the final weights are scored; validation was a held-out split of T91 listed in run.json, no scored set
+    assert set(trials.filter(pl.col("stage") != "baseline")["selection"]) == {"final"}
+    (split,) = run["validation"]
+    assert split["kind"] == "holdout" and split["folders"] == ["train/T91"] and len(split["images"]) == 10
+    assert sorted(split["runs"]) == sorted(["rrdb-pretrain", "srresnet-pretrain",
+                                           *(f"{p}-tiny" for p in study.PRESETS)])
+    assert all("selected-on-test" not in flags for flags in trials["flags"])
 
 
 def test_the_study_table_has_every_comparison_and_its_intervals_recompute(tiny_study) -> None:
