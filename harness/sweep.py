@@ -1,8 +1,9 @@
 """Ray Tune sweeps of versions x loss weights whose trials are Ray Train runs; `python -m harness.sweep`.
 
 With no arguments: a small default sweep (tiny v1, v2, v3, RaGAN and ESRGAN x two adversarial weights) on the
-local embedded Ray and the data under $ENHANCE_DATA (or ../shared/data). Then every trial's best checkpoint is
-scored on Set5 and Set14 with the papers' protocol, and an HTML report is built. The results folder: see
+local embedded Ray and the data under $ENHANCE_DATA (or ../shared/data). Then every trial's final weights (or, with
+`--select best-val`, its best checkpoint on its held-out validation: `harness.validation`) are scored on Set5 and
+Set14 with the papers' protocol, and an HTML report is built. The results folder: see
 `results/schema.py`.
 
 Two stages, as the papers train (SRGAN sec. 3.2, ESRGAN sec. 4.1): trials whose pixel-loss pretraining would be
