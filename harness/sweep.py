@@ -53,9 +53,12 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
     cfg = plan.run_config(s, params)  # raises WeightsUnavailable here (a failed trial) unless opted in
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=run_dir, data_root=Path(s.data_root), workers=s.workers,
                                cpus_per_worker=s.cpus_per_worker, gpus_per_worker=s.gpus_per_worker))
-    from harness.train import build_trainer
+    from harness.train import build_trainer, train_in_trial
 
-    build_trainer(spec, callbacks=[TuneReportCallback()]).fit()
+    if spec.workers == 1:  # no worker group: the trial trains in its own process (harness.session)
+        train_in_trial(spec)
+    else:
+        build_trainer(spec, callbacks=[TuneReportCallback()]).fit()
 
 
 def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.SweepSettings, *, concurrent: int,
@@ -65,8 +68,8 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
 
     space = dict(space)
     num_samples = space.pop("_num_samples", 1)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)),
-                                    dict(packing.TRIAL_DRIVER_RESOURCES))
+    held = packing.trial_resources(settings.workers, settings.cpus_per_worker, settings.gpus_per_worker)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)), held)
     if resuming and tune.Tuner.can_restore(str(out / tune_dir)):
         tuner = tune.Tuner.restore(str(out / tune_dir), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)
@@ -76,10 +79,16 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, scheduler=scheduler, reuse_actors=True,
                                         num_samples=num_samples),
             run_config=tune.RunConfig(name=tune_dir, storage_path=str(out), stop=stopper,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(max_failures=trial_restarts(settings))),
         )
     tuner.fit()
     return not unfinished_trials(out / tune_dir)
+
+
+def trial_restarts(settings: plan.SweepSettings) -> int:
+    """How often Tune restarts a failed trial: a trial that trains in its own process (one worker) gets the restart
+    Ray Train gives a worker group (`RunSpec.max_failures`, 1); a multi-worker trial's Ray Train does it itself."""
+    return 1 if settings.workers == 1 else 0
 
 
 def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: bool) -> bool:

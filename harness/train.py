@@ -5,6 +5,8 @@ Three layers, as Ray Train V2 wants them:
   GAN phases on its shard of every global batch, reports metrics, and checkpoints from rank 0;
 - `fit(...)` is the driver: it builds the `TorchTrainer` (gloo on CPU, NCCL on GPU) and resumes from Ray's
   latest checkpoint after a worker failure (`FailureConfig`);
+- `train_in_trial(spec)` runs the same loop in a Tune trial's own process, for single-worker sweep trials: no
+  worker group to start (`harness.session`);
 - `main()` is the CLI. Everything that can be checked before Ray starts a worker is checked first
   (`prepare_run`): unknown preset or key, missing data, a resource request the cluster cannot hold.
 
@@ -35,6 +37,7 @@ import torch
 
 from harness import worker
 from harness.runs import RunSpec, prepare_run, resolve_config, validate_run
+from harness.session import RayTrainSession, Session, TuneTrialSession
 from harness.storage import data_root, default_storage, resolve_train_dirs, run_folder
 from srgan.checkpoint import resume
 from srgan.config import ConfigError, ExperimentConfig, add_override_argument, from_dict, to_dict
@@ -50,23 +53,22 @@ StepHook = Callable[[GanEngine, int, int], None]
 # ----------------------------------------------------------------------------------------- worker side
 
 
-def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
+def train_loop(loop_config: dict, *, on_step: StepHook | None = None, session: Session | None = None) -> None:
     """Ray Train worker function: build, step, collect at log steps, validate, checkpoint.
 
-    `loop_config` holds the config as a dict (`asdict`), the run folder, the data root and `sync_bn`."""
-    import ray.train
-    import ray.train.torch
-
+    `loop_config` (`loop_config_of`) holds the config as a dict (`asdict`), the run folder, the data root,
+    `sync_bn` and the torch threads. `session` is where it runs (`harness.session`; default: a Ray Train worker)."""
     from srgan.batches import TrainingBatches
     from srgan.holdout import training_exclusions
 
     cfg = from_dict(ExperimentConfig, loop_config["experiment"])
-    ctx = ray.train.get_context()
-    rank, world, device = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
+    session = session if session is not None else RayTrainSession()
+    rank, world, device = session.rank, session.world, session.device
     worker.worker_logging(rank)
     torch.set_num_threads(loop_config.get("threads", 1))  # the CPUs Ray reserved, whatever OMP_NUM_THREADS says
     engine = build_engine(cfg, device, world=world, sync_bn=loop_config.get("sync_bn", False))
-    restore(engine, ray.train.get_checkpoint(), run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
+    with session.checkpoint() as latest:
+        restore(engine, latest, run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
     history = worker.History(Path(loop_config["run_dir"]), resume_step=engine.step) if rank == 0 else None
     clock = worker.Clock(cfg.train.time_limit_s, world=world, device=device)
     folders = resolve_train_dirs(cfg, loop_config["data_root"])
@@ -82,14 +84,15 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None) -> None:
         try:  # the only place the loop reads the device: losses, flags and grad norms of the interval
             metrics: dict[str, Any] = engine.pop_metrics(reduce=worker.all_reduce_max if world > 1 else None)
         except NonFiniteLoss as err:  # deterministic: a retry from a checkpoint would diverge again
-            worker.report_divergence(err, step, history)
+            worker.report_divergence(err, step, history, session)
             return
         last = step == engine.total_steps or clock.out_of_time()
         metrics.update(step=step, phase=engine.phase_at(step - 1), time=time.time(), diverged=0.0,
                        images_per_s=clock.images_per_s(step, cfg.data.batch_size))
         if rank == 0 and (step % t.val_every == 0 or last):
             metrics.update(worker.validate(engine, loop_config["data_root"]))
-        worker.report(engine, metrics, checkpoint=rank == 0 and (step % t.ckpt_every == 0 or last), history=history)
+        worker.report(engine, metrics, checkpoint=rank == 0 and (step % t.ckpt_every == 0 or last), history=history,
+                      session=session)
         clock.lap(step)
         if last:
             break
@@ -104,13 +107,12 @@ def build_engine(cfg: ExperimentConfig, device: torch.device, *, world: int, syn
     )
 
 
-def restore(engine: GanEngine, checkpoint, *, run_dir: Path | None) -> None:
-    """Ray's latest checkpoint after a restart; else, for a GAN stage, the pretrained generator (recorded in
+def restore(engine: GanEngine, checkpoint: Path | None, *, run_dir: Path | None) -> None:
+    """The latest checkpoint after a restart; else, for a GAN stage, the pretrained generator (recorded in
     the run folder's init.json, with a digest of the weights, by rank 0)."""
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            resume(engine, folder)
-        log.info("resumed from %s at step %d", checkpoint.path, engine.step)
+        resume(engine, checkpoint)
+        log.info("resumed from %s at step %d", checkpoint, engine.step)
     elif engine.cfg.train.init_from:
         from srgan.checkpoint import init_generator
 
@@ -133,9 +135,7 @@ def build_trainer(spec: RunSpec, *, callbacks: list | None = None, loop: Callabl
     resources = {"CPU": spec.cpus_per_worker, **({"GPU": spec.gpus_per_worker} if use_gpu else {})}
     return TorchTrainer(
         loop or train_loop,
-        train_loop_config={"experiment": to_dict(spec.cfg), "run_dir": str(spec.run_dir),
-                           "data_root": str(spec.data_root), "sync_bn": spec.sync_bn,
-                           "threads": max(1, int(spec.cpus_per_worker))},
+        train_loop_config=loop_config_of(spec),
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources,
                                      placement_strategy=spec.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
@@ -148,6 +148,22 @@ def build_trainer(spec: RunSpec, *, callbacks: list | None = None, loop: Callabl
             logging_config=LoggingConfig(log_level="WARNING"),  # our workers log their own progress
         ),
     )
+
+
+def loop_config_of(spec: RunSpec) -> dict[str, Any]:
+    """What `train_loop` is given: plain values (they cross Ray's boundary), torch threads = the CPUs reserved."""
+    return {"experiment": to_dict(spec.cfg), "run_dir": str(spec.run_dir), "data_root": str(spec.data_root),
+            "sync_bn": spec.sync_bn, "threads": max(1, int(spec.cpus_per_worker))}
+
+
+def train_in_trial(spec: RunSpec, *, on_step: StepHook | None = None) -> None:
+    """Train a single-worker run in this process, a Tune function trial (`harness.session.TuneTrialSession`: no
+    Ray Train worker group; checkpoints in the run folder; Tune restarts and resumes the trial). The trial must
+    hold the worker's CPUs and GPUs itself (`harness.packing.trial_resources`)."""
+    if spec.workers != 1:
+        raise ValueError(f"train_in_trial trains one worker, not {spec.workers}: use build_trainer (DDP)")
+    train_loop(loop_config_of(spec), on_step=on_step,
+               session=TuneTrialSession(spec.run_dir, gpus=spec.gpus_per_worker))
 
 
 def fit(spec: RunSpec, **kwargs):

@@ -9,12 +9,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from srgan.checkpoint import save_checkpoint
 from srgan.engine import GanEngine
+
+if TYPE_CHECKING:
+    from harness.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -157,27 +160,23 @@ class Clock:
         return broadcast_flag(late, self.device) if self.world > 1 else late
 
 
-def report_divergence(err: Exception, step: int, history: History | None) -> None:
-    import ray.train
-
+def report_divergence(err: Exception, step: int, history: History | None, session: Session) -> None:
     log.error("diverged: %s", err)
     row = {"step": step, "phase": "diverged", "time": time.time(), "diverged": 1.0, "diverged_reason": str(err)}
     if history is not None:
         history.append(row)
-    ray.train.report(row)
+    session.publish(row, None, None)
 
 
-def report(engine: GanEngine, metrics: dict[str, Any], *, checkpoint: bool, history: History | None) -> None:
-    """Every rank reports (Ray Train wants it); rank 0 writes the history and the checkpoint."""
-    import ray.train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = None
+def report(engine: GanEngine, metrics: dict[str, Any], *, checkpoint: bool, history: History | None,
+           session: Session) -> None:
+    """Every rank reports (Ray Train wants it); rank 0 writes the history and the checkpoint, which the session
+    publishes (`harness.session`: Ray Train's storage, or the trial's own run folder)."""
+    with tempfile.TemporaryDirectory(dir=session.scratch, prefix=".checkpoint-") as tmp:
+        folder = None
         if checkpoint:
-            save_checkpoint(engine, tmp)
-            ckpt = ray.train.Checkpoint.from_directory(tmp)
+            folder = save_checkpoint(engine, Path(tmp) / "checkpoint")
         if history is not None:
             history.append(metrics)
             log.info(log_line(metrics, engine.total_steps))
-        name = f"checkpoint_{metrics['step']:07d}" if ckpt else None
-        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
+        session.publish(metrics, folder, f"checkpoint_{metrics['step']:07d}" if folder else None)
