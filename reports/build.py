@@ -26,98 +26,20 @@ import plotly.offline
 import polars as pl
 from PIL import Image
 
-from reports import figures
+from reports import curves, figures, load
+from reports.load import Results, load_results
 from reports.study_section import StudySection, study_section
-from reports.text import METRIC_NAMES, MISSING, Cell
+from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, PERCEPTION_ORDER, Cell, higher_is_better, long_name
 from reports.text import fmt as _fmt
 from results import io, metrics_np, rows, schema
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "lpips")
-BASELINE = "baseline"
+BASELINE = schema.STATUS_BASELINE
 MAX_IMAGES_PER_DATASET = 3  # visual comparisons per dataset; the per-image table lists them all
 CROP_MAX = 64  # crop side in HR pixels
 CROP_DISPLAY = 192  # crop side on the page, in CSS pixels (nearest-neighbour zoom)
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-# ---------------------------------------------------------------------------------------------- loading
-
-
-@dataclass
-class Results:
-    root: Path
-    run: dict
-    trials: pl.DataFrame
-    scores: pl.DataFrame
-    summary: pl.DataFrame
-    history: pl.DataFrame | None
-    datasets: list[str]
-    study: pl.DataFrame | None = None  # the study tables, when `results.study.compute_study` wrote them
-    study_versions: pl.DataFrame | None = None
-    study_profile: pl.DataFrame | None = None
-
-    def label(self, trial_id: str) -> str:
-        return self.labels.get(trial_id, trial_id)
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {r["trial_id"]: r["label"] or r["trial_id"] for r in self.trials.iter_rows(named=True)}
-
-
-# Columns without which a table means nothing; the others may be absent (they read as nulls).
-REQUIRED_COLUMNS = {
-    schema.TRIALS_FILE: ("trial_id",),
-    schema.SCORES_FILE: ("trial_id", "dataset", "image"),
-    schema.SUMMARY_FILE: ("trial_id", "dataset"),
-    schema.HISTORY_FILE: ("trial_id", "step"),
-    schema.STUDY_FILE: ("comparison", "dataset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high"),
-    schema.STUDY_VERSIONS_FILE: ("version", "dataset", "metric", "mean"),
-    schema.STUDY_PROFILE_FILE: ("version", "stage"),
-}
-
-
-def _read(path: Path, columns: dict[str, str], *, required: bool) -> pl.DataFrame | None:
-    """A parquet file conformed to the schema: missing columns become nulls, extra columns are kept; a file
-    that cannot be read, or lacks a required column, raises `ResultsError` naming it."""
-    if path.exists():
-        try:
-            present = set(pl.read_parquet_schema(path))
-        except (OSError, pl.exceptions.PolarsError) as err:
-            raise io.ResultsError(f"{path}: not a readable parquet file ({err})") from err
-        lacking = [c for c in REQUIRED_COLUMNS.get(path.name, ()) if c not in present]
-        if lacking:
-            raise io.ResultsError(f"{path}: required column(s) missing: {', '.join(lacking)}")
-    return io.read_table(path, columns, required=required)
-
-
-def load_results(results_dir: Path) -> Results:
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise io.ResultsError(f"{root}: not a results folder (no such directory)")
-    run = io.read_json(root / schema.RUN_FILE, required=False) or {}
-    if not isinstance(run, dict):
-        raise io.ResultsError(f"{root / schema.RUN_FILE}: expected a JSON object, got {type(run).__name__}")
-    trials = _read(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS, required=True)
-    empty_scores = pl.DataFrame(schema=schema.polars_schema(schema.SCORE_COLUMNS))
-    empty_summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
-    scores = _read(root / schema.SCORES_FILE, schema.SCORE_COLUMNS, required=False)
-    summary = _read(root / schema.SUMMARY_FILE, schema.SUMMARY_COLUMNS, required=False)
-    history = _read(root / schema.HISTORY_FILE, schema.HISTORY_COLUMNS, required=False)
-    assert trials is not None
-    # Baselines first, then the trials in the order the sweep wrote them.
-    trials = trials.with_row_index("_order").sort(pl.col("status") != BASELINE, "_order").drop("_order")
-    summary = summary if summary is not None else empty_summary
-    listed = run.get("datasets")
-    datasets = [str(d) for d in listed] if isinstance(listed, list) else []
-    datasets += sorted(set(summary["dataset"].drop_nulls().to_list()) - set(datasets))
-    return Results(root, run, trials, scores if scores is not None else empty_scores, summary, history, datasets,
-                   study=_read(root / schema.STUDY_FILE, schema.STUDY_COLUMNS, required=False),
-                   study_versions=_read(root / schema.STUDY_VERSIONS_FILE, schema.STUDY_VERSION_COLUMNS,
-                                        required=False),
-                   study_profile=_read(root / schema.STUDY_PROFILE_FILE, schema.STUDY_PROFILE_COLUMNS,
-                                       required=False))
 
 
 # ------------------------------------------------------------------------------------------ summary table
@@ -126,9 +48,14 @@ def load_results(results_dir: Path) -> Results:
 @dataclass
 class SummaryTable:
     params: list[str]
+    metrics: list[str]
     columns: list[tuple[str, str]]  # (dataset, metric)
-    rows: list[dict]  # {"trial": row dict, "params": [str], "cells": [Cell]}
+    rows: list[dict]  # {"trial": row dict, "params": [Cell], "cells": [Cell]}
     footnotes: list[str] = field(default_factory=list)
+
+
+# A pretraining uses the pixel loss alone: these settings do not apply to it (left blank in its row).
+PRETRAIN_UNUSED = ("perceptual_weight", "adv_weight")
 
 
 def _fmt_param(value: object) -> str:
@@ -136,6 +63,8 @@ def _fmt_param(value: object) -> str:
         return MISSING
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
     return str(value)
 
 
@@ -143,20 +72,35 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
+def _param_cell(trial: dict, name: str) -> Cell:
+    pretraining = trial["stage"] == schema.STAGE_PRETRAIN
+    if pretraining and name in PRETRAIN_UNUSED:
+        return Cell("", "not used: a pretraining trains with the pixel loss only")
+    if pretraining and name == "preset" and not load.PRETRAIN_NAME.fullmatch(str(trial["preset"])):
+        return Cell(trial["version"], f"recorded as preset {trial['preset']!r} in this older results folder")
+    return Cell(_fmt_param(trial[name]))
+
+
+def _missing_title(metric: str) -> str:
+    return f"{METRIC_NAMES[metric]} not computed: see Missing metrics at the top"
+
+
 def summary_table(results: Results) -> SummaryTable:
-    columns = [(d, m) for d in results.datasets for m in METRICS]
+    metrics = results.metrics
+    columns = [(d, m) for d in results.datasets for m in metrics]
     by_key = {(r["trial_id"], r["dataset"]): r for r in results.summary.iter_rows(named=True)}
     best: dict[tuple[str, str], float] = {}
     for dataset, metric in columns:
         values = [r[metric] for (_, d), r in by_key.items() if d == dataset and _is_number(r[metric])]
         if values:
-            best[dataset, metric] = max(values) if schema.HIGHER_IS_BETTER[metric] else min(values)
-    reasons: dict[str, dict[str, list[str]]] = {}  # metric -> reason -> datasets
-    params = ["preset", "pixel_weight", "perceptual_weight", "adv_weight", "seed", "status"]
-    if (results.trials["stage"] == schema.STAGE_PRETRAIN).any():  # a two-stage run: say which row is which
+            best[dataset, metric] = max(values) if higher_is_better(metric) else min(values)
+    trials = results.trials
+    params = ["preset", "pixel_weight", "perceptual_weight", "adv_weight", "seed"]
+    if (trials["stage"] == schema.STAGE_PRETRAIN).any():  # a two-stage run: say which row is which
         params.insert(1, "stage")
-    rows = []
-    for trial in results.trials.iter_rows(named=True):
+    params += [c for c in ("g_updates", "selection") if trials[c].drop_nulls().len()] + ["status"]
+    out_rows = []
+    for trial in trials.iter_rows(named=True):
         cells = []
         for dataset, metric in columns:
             row = by_key.get((trial["trial_id"], dataset))
@@ -164,28 +108,78 @@ def summary_table(results: Results) -> SummaryTable:
             if _is_number(value):
                 is_best = (dataset, metric) in best and value == best[dataset, metric]
                 cells.append(Cell(_fmt(value, metric), best=is_best, sort=repr(float(value))))
-                continue
-            if row is None:
-                reason = (f"trial failed: {_first_line(trial['error'])}" if trial["status"] == "failed"
-                          else f"no scores for {dataset}")
+            elif row is None:
+                cells.append(Cell(MISSING, f"trial failed: {_first_line(trial['error'])}"
+                                  if trial["status"] == "failed" else f"no scores for {dataset}", missing=True))
             else:
-                reason = row.get(f"{metric}_missing") or "not computed"
-                reasons.setdefault(metric, {}).setdefault(reason, [])
-                if dataset not in reasons[metric][reason]:
-                    reasons[metric][reason].append(dataset)
-            cells.append(Cell(MISSING, title=reason, missing=True))
-        rows.append({"trial": trial, "params": [_fmt_param(trial[p]) for p in params], "cells": cells})
-    footnotes = [
-        f"{METRIC_NAMES[metric]} missing: {reason} ({', '.join(datasets)})"
-        for metric, by_reason in reasons.items() for reason, datasets in by_reason.items()
-    ]
-    if any(t["status"] == "failed" for t in results.trials.iter_rows(named=True)):
+                cells.append(Cell(MISSING, _missing_title(metric), missing=True))
+        out_rows.append({"trial": trial, "params": [_param_cell(trial, p) for p in params], "cells": cells})
+    footnotes = []
+    if any(c.missing and c.title and c.title.endswith("Missing metrics at the top") for r in out_rows
+           for c in r["cells"]):
+        footnotes.append(f"{MISSING} where a metric was not computed: why is said once, under Missing metrics.")
+    if any(t["status"] == "failed" for t in trials.iter_rows(named=True)):
         footnotes.append(f"{MISSING} on a failed trial: it has no scores (see Failed and stopped trials).")
-    return SummaryTable(params, columns, rows, footnotes)
+    if "stage" in params:
+        footnotes.append("A pretraining's perceptual and adversarial weights are blank: it uses the pixel loss only.")
+    return SummaryTable(params, metrics, columns, out_rows, footnotes)
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+# ------------------------------------------------------------------------------- missing metrics, once
+
+
+def _where(datasets: list[str], all_datasets: list[str], n_trials: int, of_trials: int) -> str:
+    place = "every dataset" if set(datasets) >= set(all_datasets) else ", ".join(datasets)
+    who = "every trial" if n_trials >= of_trials else f"{n_trials} of {of_trials} trials"
+    return f"{place}, {who}"
+
+
+def missing_metrics(results: Results) -> list[str]:
+    """Each missing metric and why, once per reason: the one place the page says it (near the top)."""
+    had = results.present.get(schema.SCORES_FILE, frozenset()) | results.present.get(schema.SUMMARY_FILE,
+                                                                                      frozenset())
+    if not had:
+        return ["No scores: these results have neither scores.parquet nor summary.parquet."]
+    summary = results.summary
+    recorded = results.run.get("metrics_missing") if isinstance(results.run.get("metrics_missing"), dict) else {}
+    of_trials = summary["trial_id"].n_unique()
+    out = []
+    for metric in schema.METRICS:
+        name = long_name(metric)
+        if metric not in had:
+            out.append(f"{name}: not recorded: these results have no {metric} column (they were written before it "
+                       "was scored).")
+            continue
+        lacking = summary.filter(pl.col(metric).is_null() | pl.col(metric).is_nan())
+        if not lacking.height:
+            continue
+        reason_column = f"{metric}_missing"
+        reasons = (lacking[reason_column] if reason_column in lacking.columns
+                   else pl.Series([None] * lacking.height, dtype=pl.Utf8))
+        lacking = lacking.with_columns(reasons.fill_null(str(recorded.get(metric) or "no reason recorded"))
+                                       .alias("_why"))
+        for (why,), part in lacking.group_by(["_why"], maintain_order=True):
+            datasets = part["dataset"].unique(maintain_order=True).to_list()
+            where = _where(datasets, results.datasets, part["trial_id"].n_unique(), of_trials)
+            out.append(f"{name}: missing on {where}: {why}")
+    return out
+
+
+def perception_metrics(results: Results) -> dict[str, str | None]:
+    """Each dataset's perception axis: LPIPS where it was measured, else NIQE, else none."""
+    chosen: dict[str, str | None] = {}
+    names = set(results.datasets) | set(results.summary["dataset"].drop_nulls().to_list())
+    if results.study_versions is not None:
+        names |= set(results.study_versions["dataset"].drop_nulls().to_list())
+    for dataset in names:
+        part = results.summary.filter(pl.col("dataset") == dataset)
+        chosen[dataset] = next((m for m in PERCEPTION_ORDER if m in results.metrics
+                                and part[m].drop_nulls().drop_nans().len()), None)
+    return chosen
 
 
 # -------------------------------------------------------------------------------------------- summaries
@@ -193,36 +187,33 @@ def _is_number(value: object) -> bool:
 
 def _mean_by(frame: pl.DataFrame, key: str, metric: str) -> list[tuple[str, float]]:
     means = (frame.filter(pl.col(metric).is_not_null() & pl.col(metric).is_not_nan())
-             .group_by(key).agg(pl.col(metric).mean()).sort(metric, descending=schema.HIGHER_IS_BETTER[metric]))
+             .group_by(key).agg(pl.col(metric).mean()).sort(metric, descending=higher_is_better(metric)))
     return [(str(k), float(v)) for k, v in means.iter_rows()]
 
 
 def auto_summary(results: Results) -> str:
-    """One paragraph, generated from the data: best by PSNR and by LPIPS, versions ranked."""
-    # A pretraining is its own version ("v2-pretrain"), not one more "v2" trial.
-    version = (pl.when(pl.col("stage") == schema.STAGE_PRETRAIN).then(pl.col("preset") + "-pretrain")
-               .otherwise(pl.col("preset")).alias("version"))
-    joined = results.summary.join(results.trials.select("trial_id", "label", "status", version), on="trial_id")
+    """One paragraph, generated from the data: best by PSNR and by each perception metric, versions ranked."""
+    joined = results.summary.join(results.trials.select("trial_id", "label", "status", "version"), on="trial_id")
     n_trials = results.trials.filter(pl.col("status") != BASELINE).height
     sentences = [f"{n_trials} trials on {len(results.datasets)} dataset(s) ({', '.join(results.datasets)})."]
     trained = joined.filter(pl.col("status") != BASELINE)
-    for metric, unit in (("psnr", " dB"), ("ssim", ""), ("lpips", "")):
+    ranked_by = [m for m in results.metrics if m != "ssim"]
+    for metric in ranked_by:
+        unit = METRIC_UNITS[metric]
         ranked = _mean_by(trained, "trial_id", metric)
         baseline = _mean_by(joined.filter(pl.col("status") == BASELINE), "label", metric)
         scored = f"{baseline[0][0]} scores {_fmt(baseline[0][1], metric)}{unit}" if baseline else ""
-        if ranked and metric != "ssim":
+        if ranked:
             trial_id, value = ranked[0]
-            arrow = "highest" if schema.HIGHER_IS_BETTER[metric] else "lowest"
-            text = (f"Best by {METRIC_NAMES[metric]}: {results.label(trial_id)} ({arrow} mean over datasets, "
+            best = "highest" if higher_is_better(metric) else "lowest"
+            text = (f"Best by {METRIC_NAMES[metric]}: {results.label(trial_id)} ({best} mean over datasets, "
                     f"{_fmt(value, metric)}{unit})")
             sentences.append(text + (f"; {scored}." if scored else "."))
-        elif not ranked and scored:
+        elif scored:
             sentences.append(f"{METRIC_NAMES[metric]}: {scored} (mean over datasets).")
-        elif not ranked and metric != "ssim":
-            reasons = joined[f"{metric}_missing"].drop_nulls().unique().to_list() if (
-                f"{metric}_missing" in joined.columns) else []
-            sentences.append(f"No trial has {METRIC_NAMES[metric]}" + (f" ({reasons[0]})." if reasons else "."))
-    for metric in ("psnr", "lpips"):
+        else:
+            sentences.append(f"No trial has {METRIC_NAMES[metric]} (see Missing metrics).")
+    for metric in ranked_by:
         versions = _mean_by(trained, "version", metric)
         if len(versions) > 1:
             order = " > ".join(f"{name} ({_fmt(v, metric)})" for name, v in versions)
@@ -232,7 +223,6 @@ def auto_summary(results: Results) -> str:
     if failed or stopped:
         sentences.append(f"{failed} trial(s) failed and {stopped} stopped early.")
     return " ".join(sentences)
-
 
 # ------------------------------------------------------------------------------------- visual comparisons
 
@@ -355,19 +345,17 @@ def visual_comparisons(results: Results, out_dir: Path) -> list[Comparison]:
 
 def image_score_rows(results: Results) -> list[dict]:
     labels = results.labels
-    why = {(r["trial_id"], r["dataset"]): r for r in results.summary.iter_rows(named=True)}
-    rows = []
+    rows_out = []
     for r in results.scores.sort("dataset", "image", "trial_id").iter_rows(named=True):
         cells = []
-        for m in METRICS:
+        for m in results.metrics:
             if _is_number(r[m]):
                 cells.append(Cell(_fmt(r[m], m), sort=repr(float(r[m]))))
             else:
-                reason = (why.get((r["trial_id"], r["dataset"])) or {}).get(f"{m}_missing") or "not computed"
-                cells.append(Cell(MISSING, title=reason, missing=True))
-        rows.append({"dataset": r["dataset"], "image": r["image"], "trial": labels.get(r["trial_id"], r["trial_id"]),
-                     "cells": cells})
-    return rows
+                cells.append(Cell(MISSING, _missing_title(m), missing=True))
+        rows_out.append({"dataset": r["dataset"], "image": r["image"],
+                         "trial": labels.get(r["trial_id"], r["trial_id"]), "cells": cells})
+    return rows_out
 
 
 def _pretty_json(value: str | None) -> str:
@@ -387,11 +375,33 @@ def _show(value: object) -> str:
     return _fmt_param(value)
 
 
+def _share(value: object) -> str | None:
+    return f"{100 * value:.1f} %" if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value) and 0 <= value <= 1 else None
+
+
+def _show_overhead(value: object) -> str:
+    """run.json's `overhead`: the share of wall time outside training steps and scoring (a number or a
+    mapping with a `share`)."""
+    share = _share(value)
+    if share is not None:
+        return f"{share} of the wall time outside training steps and scoring"
+    if isinstance(value, dict) and _share(value.get("share")) is not None:
+        rest = {k: v for k, v in value.items() if k != "share"}
+        return (f"{_share(value['share'])} of the wall time outside training steps and scoring"
+                + (f"\n{_show(rest)}" if rest else ""))
+    return _show(value)
+
+
+# run.json keys a newer harness adds, shown when present (never required), in this order
+RUN_EXTRAS = {"validation": _show, "overhead": _show_overhead, "pretrain_cache": _show}
+
+
 def run_metadata(results: Results) -> dict:
     run = results.run
-    fields = [(name, run.get(name)) for name in schema.RUN_FIELDS if name != "protocol"]
-    fields += [(k, v) for k, v in run.items() if k not in schema.RUN_FIELDS]
-    shown = [(k, _show(v)) for k, v in fields]
+    fields = [(name, _show(run.get(name))) for name in schema.RUN_FIELDS if name != "protocol"]
+    fields += [(name, show(run[name])) for name, show in RUN_EXTRAS.items() if name in run]
+    fields += [(k, _show(v)) for k, v in run.items() if k not in schema.RUN_FIELDS and k not in RUN_EXTRAS]
     protocol = run.get("protocol") or {}
     protocol_rows = [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in
                      (protocol.items() if isinstance(protocol, dict) else [("protocol", protocol)])]
@@ -410,7 +420,7 @@ def run_metadata(results: Results) -> dict:
     for key, value in protocol_rows:
         if "untrained" in f"{key} {value}".lower():
             warnings.append(f"protocol {key}: {value}")
-    return {"fields": shown, "protocol": protocol_rows, "trials": trials, "total_device_hours": f"{total:.4f}",
+    return {"fields": fields, "protocol": protocol_rows, "trials": trials, "total_device_hours": f"{total:.4f}",
             "warnings": warnings}
 
 
@@ -422,38 +432,39 @@ class Chart:
     note: str = ""
 
 
-def _lpips_unavailable(results: Results, dataset: str) -> str:
-    """Why a dataset has no perception axis: the recorded reasons LPIPS is missing there."""
-    rows = results.summary.filter(pl.col("dataset") == dataset)
-    reasons = sorted(set(rows["lpips_missing"].drop_nulls().to_list()))
-    why = "; ".join(reasons) or ("no trial has LPIPS scores" if rows.height else "no scores on this dataset")
-    return (f"the perception axis is unavailable: LPIPS was not computed ({why}). PSNR and SSIM both measure "
-            "distortion, so no perception–distortion plane is drawn; the summary table has both.")
+@dataclass
+class Charts:
+    planes: list[Chart]  # per dataset: a figure, or a note saying why there is none
+    curves: list[Chart]  # per measure, versions overlaid
+    trials: list[Chart]  # per trial, drawn when its <details> is opened
 
 
-def charts(results: Results) -> tuple[list[Chart], list[Chart], Chart | None]:
-    """(perception–distortion charts per dataset, training curves per trial, validation overview). A dataset
-    without LPIPS gets a chart with no figure (empty json) and the reason in its note."""
+def charts(results: Results, perception: dict[str, str | None]) -> Charts:
     planes = []
     for i, dataset in enumerate(results.datasets):
-        fig = figures.perception_distortion(results.summary, results.trials, dataset)
+        metric = perception.get(dataset)
+        fig = figures.perception_distortion(results.summary, results.trials, dataset, metric) if metric else None
         if fig is None:
-            planes.append(Chart(f"plane-{i}", "", dataset, _lpips_unavailable(results, dataset)))
+            planes.append(Chart(f"plane-{i}", "", dataset, "no perception–distortion plane: no perception metric "
+                                "(LPIPS or NIQE) was measured on it (see Missing metrics); PSNR and SSIM both "
+                                "measure distortion."))
         else:
-            planes.append(Chart(f"plane-{i}", figures.figure_json(fig), dataset))
-    curves: list[Chart] = []
-    overview = None
+            planes.append(Chart(f"plane-{i}", figures.figure_json(fig), dataset, f"x axis: {long_name(metric)}"))
+    curve_charts: list[Chart] = []
+    trial_charts: list[Chart] = []
     history = results.history
     if history is not None and history.height:
+        for i, curve in enumerate(curves.curve_figures(history, results.trials)):
+            curve_charts.append(Chart(f"curve-{i}", figures.figure_json(curve.figure), curve.measure.title))
         for i, trial in enumerate(results.trials.iter_rows(named=True)):
             part = history.filter(pl.col("trial_id") == trial["trial_id"])
             if part.height == 0:
                 continue
             label = trial["label"] or trial["trial_id"]
             fig = figures.training_curves(part, label)
-            curves.append(Chart(f"curves-{i}", figures.figure_json(fig), label, trial["status"] or ""))
-        overview = Chart("overview", figures.figure_json(figures.validation_overview(history, results.labels)))
-    return planes, curves, overview
+            trial_charts.append(Chart(f"trial-curves-{i}", figures.figure_json(fig), label, trial["status"] or ""))
+    return Charts(planes, curve_charts, trial_charts)
+
 
 
 def _environment() -> jinja2.Environment:
@@ -472,9 +483,12 @@ def _write_plotlyjs(out_dir: Path) -> str:
     return name
 
 
-def study(results: Results) -> StudySection | None:
+def study(results: Results, perception: dict[str, str | None] | None = None) -> StudySection | None:
     return study_section(results.study, results.study_versions, results.study_profile, results.trials,
-                         results.datasets)
+                         results.datasets, present=results.present.get(schema.STUDY_FILE),
+                         perception=perception if perception is not None else perception_metrics(results),
+                         metrics=results.metrics)
+
 
 
 def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> Path:
@@ -492,20 +506,24 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
 
 
 def _build(results: Results, out: Path) -> Path:
-    planes, curves, overview = charts(results)
+    perception = perception_metrics(results)
+    drawn = charts(results, perception)
     trials = list(results.trials.iter_rows(named=True))
     page = _environment().get_template("report.html").render(
         title=f"enhance-this report: {results.root.name}",
-        study=study(results),
+        study=study(results, perception),
+        missing=missing_metrics(results),
+        problems=results.problems,
         plotly_js=_write_plotlyjs(out),
         plotly_template=figures.template_json(),
         summary=summary_table(results),
+        metrics=results.metrics,
         metric_names=METRIC_NAMES,
         higher_is_better=schema.HIGHER_IS_BETTER,
         paragraph=auto_summary(results),
-        planes=planes,
-        curves=curves,
-        overview=overview,
+        planes=drawn.planes,
+        curves=drawn.curves,
+        trial_curves=drawn.trials,
         comparisons=visual_comparisons(results, out),
         crop_display=CROP_DISPLAY,
         image_rows=image_score_rows(results),
@@ -518,6 +536,7 @@ def _build(results: Results, out: Path) -> Path:
     io.atomic_write(index, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     log.info("report written to %s", index)
     return index
+
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Plotly figures for the report: the perception–distortion plane and the training curves.
+"""Plotly figures for the report: the perception–distortion planes and the training curves.
 
 Every function takes polars frames and returns a `plotly.graph_objects.Figure`; the page embeds them as
 JSON (see `figure_json`). Text that plotly draws (trace names, hover text, annotations) goes through
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
-from plotly.subplots import make_subplots
 from plotly.utils import PlotlyJSONEncoder
+
+from reports.text import METRIC_DIGITS, METRIC_NAMES, higher_is_better, long_name
 
 BASELINE_STATUS = "baseline"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -34,9 +35,11 @@ def plot_text(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
-def figure_json(fig: go.Figure) -> str:
-    """The figure as JSON that is safe inside a `<script type="application/json">` element."""
-    return _escape_json(fig.to_json())
+def figure_json(fig: go.Figure | dict) -> str:
+    """The figure (a plotly Figure, or its JSON as a dict) as JSON that is safe inside a
+    `<script type="application/json">` element."""
+    text = fig.to_json() if isinstance(fig, go.Figure) else json.dumps(fig, cls=PlotlyJSONEncoder)
+    return _escape_json(text)
 
 
 def _escape_json(text: str) -> str:
@@ -77,38 +80,41 @@ def pareto_front(points: Sequence[PlanePoint], *, x_lower_is_better: bool) -> li
     return front
 
 
-def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: str) -> go.Figure | None:
-    """PSNR against LPIPS on one dataset, a point per trial; None when no trial has LPIPS there (PSNR and SSIM
-    both measure distortion: they make no perception axis)."""
+def _axis_format(metric: str) -> str:
+    return f".{METRIC_DIGITS.get(metric, 3)}f"
+
+
+def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: str, metric: str) -> go.Figure | None:
+    """PSNR against a perception metric (`metric`: LPIPS, or NIQE without LPIPS) on one dataset, a point per
+    trial and the Pareto front; None when no trial has both numbers there."""
     rows = summary.filter(pl.col("dataset") == dataset).join(
         trials.select("trial_id", "label", "status"), on="trial_id", how="left"
     )
     points = [
-        PlanePoint(str(r["label"] or r["trial_id"]), float(r["lpips"]), float(r["psnr"]),
+        PlanePoint(str(r["label"] or r["trial_id"]), float(r[metric]), float(r["psnr"]),
                    r["status"] == BASELINE_STATUS)
         for r in rows.iter_rows(named=True)
-        if _finite(r["lpips"]) and _finite(r["psnr"])
+        if _finite(r[metric]) and _finite(r["psnr"])
     ]
     if not points:
         return None
-    front = pareto_front(points, x_lower_is_better=True)
+    name, fmt = plot_text(METRIC_NAMES[metric]), _axis_format(metric)
     fig = go.Figure()
-    _add_front(fig, front)
+    _add_front(fig, pareto_front(points, x_lower_is_better=not higher_is_better(metric)))
+    hover = f"%{{text}}<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>"
     trained = [p for p in points if not p.baseline]
     fig.add_scatter(
         x=[p.x for p in trained], y=[p.y for p in trained], mode="markers", name="trials",
-        text=[plot_text(p.label) for p in trained], marker={"size": 9, "color": "#1f77b4"},
-        hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>",
+        text=[plot_text(p.label) for p in trained], marker={"size": 9, "color": "#1f77b4"}, hovertemplate=hover,
     )
     baseline = [p for p in points if p.baseline]
     if baseline:
         fig.add_scatter(
             x=[p.x for p in baseline], y=[p.y for p in baseline], mode="markers+text", name="baseline",
             text=[plot_text(p.label) for p in baseline], textposition="top center",
-            marker={"size": 13, "color": "#d62728", "symbol": "star"},
-            hovertemplate="%{text}<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>",
+            marker={"size": 13, "color": "#d62728", "symbol": "star"}, hovertemplate=hover,
         )
-    _plane_layout(fig, f"{dataset}: perception–distortion plane")
+    _plane_layout(fig, f"{dataset}: PSNR against {METRIC_NAMES[metric]}", metric)
     return fig
 
 
@@ -119,45 +125,50 @@ def _add_front(fig: go.Figure, front: Sequence[PlanePoint]) -> None:
     )
 
 
-def _plane_layout(fig: go.Figure, title: str) -> None:
+def _plane_layout(fig: go.Figure, title: str, metric: str) -> None:
     fig.update_layout(
         **_LAYOUT, height=440, title={"text": plot_text(title)},
-        xaxis_title="LPIPS, perception (↓ better)", yaxis_title="PSNR (dB, Y), distortion (↑ better)",
+        xaxis_title=plot_text(f"{long_name(metric)} (perception)"),
+        yaxis_title="PSNR (dB, Y), distortion (higher is better)",
     )
-    fig.update_xaxes(autorange="reversed")  # better to the right, like PSNR is better up
+    if not higher_is_better(metric):
+        fig.update_xaxes(autorange="reversed")  # better to the right, as PSNR is better up
 
 
 @dataclass(frozen=True)
 class VersionPoint:
-    """A version's mean ± std over seeds on both axes."""
+    """A version's mean ± std over seeds on both axes (`x`: the perception metric)."""
 
     version: str
-    lpips: float
-    lpips_std: float | None
+    x: float
+    x_std: float | None
     psnr: float
     psnr_std: float | None
     n_seeds: int
     baseline: bool
+    pretraining: bool = False
 
 
-def study_plane(points: Sequence[VersionPoint], dataset: str) -> go.Figure:
-    """PSNR against LPIPS per version (mean ± std over seeds as error bars) and the Pareto front of the means."""
-    front = pareto_front([PlanePoint(p.version, p.lpips, p.psnr, p.baseline) for p in points],
-                         x_lower_is_better=True)
+def study_plane(points: Sequence[VersionPoint], dataset: str, metric: str) -> go.Figure:
+    """PSNR against the perception metric per version, mean ± std over seeds as error bars (none where a
+    version has one seed), and the Pareto front of the means."""
+    front = pareto_front([PlanePoint(p.version, p.x, p.psnr, p.baseline) for p in points],
+                         x_lower_is_better=not higher_is_better(metric))
     fig = go.Figure()
     _add_front(fig, front)
+    name, fmt = plot_text(METRIC_NAMES[metric]), _axis_format(metric)
     for i, p in enumerate(points):
         fig.add_scatter(
-            x=[p.lpips], y=[p.psnr], mode="markers+text", name=plot_text(p.version),
+            x=[p.x], y=[p.psnr], mode="markers+text", name=plot_text(p.version),
             text=[plot_text(p.version)], textposition="top center",
-            error_x={"type": "data", "array": [p.lpips_std or 0.0], "visible": p.lpips_std is not None},
-            error_y={"type": "data", "array": [p.psnr_std or 0.0], "visible": p.psnr_std is not None},
+            error_x={"type": "data", "array": [p.x_std or 0.0], "visible": _finite(p.x_std)},
+            error_y={"type": "data", "array": [p.psnr_std or 0.0], "visible": _finite(p.psnr_std)},
             marker={"size": 13 if p.baseline else 10, "color": "#222" if p.baseline else _color(i),
-                    "symbol": "star" if p.baseline else ("diamond" if p.version.endswith("-pretrain") else "circle")},
+                    "symbol": "star" if p.baseline else ("diamond" if p.pretraining else "circle")},
             hovertemplate=(f"{plot_text(p.version)} ({p.n_seeds} seed{'s' if p.n_seeds != 1 else ''})"
-                           "<br>PSNR %{y:.2f} dB<br>LPIPS %{x:.4f}<extra></extra>"),
+                           f"<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>"),
         )
-    _plane_layout(fig, f"{dataset}: versions on the perception–distortion plane (mean ± std over seeds)")
+    _plane_layout(fig, f"{dataset}: versions, PSNR against {METRIC_NAMES[metric]} (mean ± std over seeds)", metric)
     return fig
 
 
@@ -173,59 +184,115 @@ def _phase_boundaries(history: pl.DataFrame) -> list[tuple[int, str, str]]:
     return boundaries
 
 
-def _line(fig: go.Figure, history: pl.DataFrame, column: str, name: str, color: str, row: int) -> None:
-    if column not in history.columns:
-        return
-    values = history.select("step", column).drop_nulls()
-    if values.height == 0:
-        return
-    fig.add_scatter(
-        x=values["step"].to_list(), y=values[column].to_list(), mode="lines", name=name,
-        line={"color": color, "width": 1.5}, row=row, col=1, legendgroup=str(row),
-    )
+def _has(history: pl.DataFrame, column: str) -> bool:
+    return column in history.columns and history[column].drop_nulls().len() > 0
 
 
-def training_curves(history: pl.DataFrame, label: str) -> go.Figure:
-    """One trial: validation PSNR, G and D losses, D(real)/D(fake), with phase changes marked."""
+# A trial's panels: (title, [(column, trace name)]); a panel with no data in a trial is left out.
+TRIAL_PANELS = (
+    ("validation PSNR (dB)", (("val_psnr", "val PSNR"),)),
+    ("validation NIQE (lower is better)", (("val_niqe", "val NIQE"),)),
+    ("losses", (("loss_g", "G loss (weighted total)"), ("loss_pixel", "pixel"), ("loss_perceptual", "perceptual"),
+                ("loss_adv_g", "G adversarial (weighted)"), ("loss_d", "D loss (real + fake)"))),
+    ("D(real) / D(fake), D gap", (("d_real", "D(real)"), ("d_fake", "D(fake)"), ("d_gap", "D gap"))),
+)
+_PANEL_GAP = 0.08  # vertical space between a trial's panels, as a share of the plot
+
+
+def _scatter(x: list, y: list, name: str, color: str, **extra: object) -> dict:
+    """A line trace as plotly JSON. The curve figures are built as plain dicts: plotly's validated objects cost
+    ~0.2 s per figure, and a study draws one figure per trial."""
+    return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": plot_text(name),
+            "line": {"color": color, "width": 1.5}, **extra}
+
+
+def training_curves(history: pl.DataFrame, label: str) -> dict:
+    """One trial: validation PSNR (and NIQE), its losses, D(real)/D(fake) and the D gap, with phase changes
+    marked; only the panels the trial has data for (a pretraining has no discriminator panel). Stacked panels
+    on one x axis, as plotly JSON."""
     history = history.sort("step")
-    fig = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-        subplot_titles=("validation PSNR (dB)", "losses", "D(real) / D(fake)"),
-    )
-    _line(fig, history, "val_psnr", "val PSNR", _color(0), 1)
-    _line(fig, history, "loss_g", "G loss", _color(1), 2)
-    _line(fig, history, "loss_pixel", "pixel", _color(2), 2)
-    _line(fig, history, "loss_perceptual", "perceptual", _color(4), 2)
-    _line(fig, history, "loss_adv_g", "G adversarial", _color(5), 2)
     if {"loss_d_real", "loss_d_fake"} <= set(history.columns):
-        d_loss = history.select("step", (pl.col("loss_d_real") + pl.col("loss_d_fake")).alias("loss_d"))
-        _line(fig, d_loss, "loss_d", "D loss", _color(3), 2)
-    _line(fig, history, "d_real", "D(real)", _color(2), 3)
-    _line(fig, history, "d_fake", "D(fake)", _color(3), 3)
+        history = history.with_columns((pl.col("loss_d_real") + pl.col("loss_d_fake")).alias("loss_d"))
+    panels = [(title, [(c, n) for c, n in lines if _has(history, c)]) for title, lines in TRIAL_PANELS]
+    panels = [(title, lines) for title, lines in panels if lines] or [("no values reported", [])]
+    height = (1 - _PANEL_GAP * (len(panels) - 1)) / len(panels)
+    layout: dict = {**_LAYOUT, "height": 200 + 180 * len(panels), "title": {"text": plot_text(label)},
+                    "legend": {"groupclick": "toggleitem"}, "annotations": [], "shapes": []}
+    data, color = [], 0
+    for k, (title, lines) in enumerate(panels):
+        top = 1 - k * (height + _PANEL_GAP)
+        axis = "" if k == 0 else str(k + 1)
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "anchor": "x"}
+        layout["annotations"].append({"text": plot_text(title), "x": 0.5, "xref": "paper", "xanchor": "center",
+                                      "y": top, "yref": "paper", "yanchor": "bottom", "showarrow": False})
+        for column, name in lines:
+            values = history.select("step", column).drop_nulls()
+            data.append(_scatter(values["step"].to_list(), values[column].to_list(), name, _color(color),
+                                 yaxis=f"y{axis}", legendgroup=str(k + 1)))
+            color += 1
+    layout["xaxis"] = {"anchor": f"y{len(panels) if len(panels) > 1 else ''}", "title": {"text": "step"}}
     for step, before, after in _phase_boundaries(history):
-        fig.add_shape(  # one line through all panels (their x axes are matched to "x")
-            type="line", x0=step, x1=step, xref="x", y0=0, y1=1, yref="paper",
-            line={"color": "#555", "dash": "dot", "width": 1},
-        )
-        fig.add_annotation(  # inside the top panel, right of the line, clear of the subplot title
-            x=step, y=1.0, xref="x", yref="y domain", text=plot_text(f" {before}→{after}"), showarrow=False,
-            xanchor="left", yanchor="top", font={"size": 10, "color": "#555"},
-        )
-    fig.update_layout(**_LAYOUT, height=560, title={"text": plot_text(label)}, legend={"groupclick": "toggleitem"})
-    fig.update_xaxes(title_text="step", row=3, col=1)
-    return fig
+        layout["shapes"].append({"type": "line", "x0": step, "x1": step, "xref": "x", "y0": 0, "y1": 1,
+                                 "yref": "paper", "line": {"color": "#555", "dash": "dot", "width": 1}})
+        layout["annotations"].append({  # inside the top panel, right of the line, clear of the panel's title
+            "x": step, "y": 1.0, "xref": "x", "yref": "y domain", "text": plot_text(f" {before}→{after}"),
+            "showarrow": False, "xanchor": "left", "yanchor": "top", "font": {"size": 10, "color": "#555"}})
+    return {"data": data, "layout": layout}
 
 
-def validation_overview(history: pl.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Validation PSNR of every trial on one chart, to compare the runs at a glance."""
-    fig = go.Figure()
-    valid = history.select("trial_id", "step", "val_psnr").drop_nulls().sort("trial_id", "step")
-    for i, (trial_id, part) in enumerate(valid.group_by("trial_id", maintain_order=True)):
-        key = trial_id[0] if isinstance(trial_id, tuple) else trial_id
-        fig.add_scatter(
-            x=part["step"].to_list(), y=part["val_psnr"].to_list(), mode="lines",
-            name=plot_text(labels.get(str(key), str(key))), line={"color": _color(i), "width": 1.5},
-        )
-    fig.update_layout(**_LAYOUT, height=420, title={"text": "validation PSNR, all trials"},
-                      xaxis_title="step", yaxis_title="PSNR (dB) ↑")
-    return fig
+@dataclass(frozen=True)
+class CurveSeries:
+    """One version's curve of one measure: the mean over its trials (seeds) at each generator update, and the
+    lowest and highest trial there (None with a single trial: no spread to draw)."""
+
+    name: str
+    x: list[float]
+    mean: list[float]
+    low: list[float] | None
+    high: list[float] | None
+    n_trials: int
+    color: int  # palette index, the same for a version in every figure
+    pretraining: bool = False
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def compare_curves(series: Sequence[CurveSeries], *, title: str, y_title: str,
+                   stage_ends: Sequence[int] = (), threshold: float | None = None) -> dict:
+    """Versions overlaid on one axis of generator updates: each its mean over seeds as a line and the range
+    over seeds as a band; pretrainings dashed, before the GAN stages that start where they end (dotted);
+    `threshold` a dotted horizontal reference. Plotly JSON (see `_scatter`)."""
+    data = []
+    for s in series:
+        color = _color(s.color)
+        name = f"{s.name} ({s.n_trials} seed{'s' if s.n_trials != 1 else ''})"
+        group = plot_text(s.name)
+        if s.low is not None and s.high is not None:
+            edge = {"line": {"width": 0, "color": color}, "hoverinfo": "skip", "showlegend": False,
+                    "legendgroup": group}
+            data.append({**_scatter(s.x, s.high, name, color), **edge})
+            data.append({**_scatter(s.x, s.low, name, color), **edge, "fill": "tonexty",
+                         "fillcolor": _rgba(color, 0.18)})
+        mean = _scatter(s.x, s.mean, name, color, legendgroup=group,
+                        hovertemplate=f"{group}<br>update %{{x}}<br>mean %{{y:.4g}}<extra></extra>")
+        mean["line"].update(width=1.8, dash="dash" if s.pretraining else "solid")
+        mean["mode"] = "lines" if len(s.x) > 3 else "lines+markers"
+        data.append(mean)
+    shapes, annotations = [], []
+    for end in sorted(set(stage_ends)):
+        shapes.append({"type": "line", "x0": end, "x1": end, "xref": "x", "y0": 0, "y1": 1, "yref": "paper",
+                       "line": {"color": "#555", "dash": "dot", "width": 1}})
+        annotations.append({"x": end, "y": 1.0, "xref": "x", "yref": "paper", "text": " pretraining → GAN",
+                            "showarrow": False, "xanchor": "left", "yanchor": "top",
+                            "font": {"size": 10, "color": "#555"}})
+    if threshold is not None:
+        shapes.append({"type": "line", "x0": 0, "x1": 1, "xref": "paper", "y0": threshold, "y1": threshold,
+                       "yref": "y", "line": {"color": "#d62728", "dash": "dot", "width": 1}})
+    layout = {**_LAYOUT, "height": 360, "title": {"text": plot_text(title)}, "shapes": shapes,
+              "annotations": annotations, "legend": {"groupclick": "togglegroup"},
+              "xaxis": {"title": {"text": "generator updates (pretraining included)"}},
+              "yaxis": {"title": {"text": plot_text(y_title)}}}
+    return {"data": data, "layout": layout}

@@ -1,27 +1,29 @@
-"""The report's "Study" section: the original study's comparison table answered with measured values.
+"""The report's "Study" section: the original study's claims put to the measured, Holm-adjusted verdicts.
 
 Built from the study tables that `results.study.compute_study` writes (study.parquet, study_versions.parquet,
 study_profile.parquet) and the trials' flags and configs. Everything here is plain data for the template
 (which escapes it) and plotly figures (embedded with `figures.figure_json`).
+
+A verdict is only ever the adjusted one (`verdict`, from `p_holm`); the raw interval is shown beside it and
+never turned into a verdict. A study.parquet written before the adjustment existed still renders: its
+intervals are shown, the columns it lacks are named, and no claim gets a verdict from it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from reports import figures
-from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell
+from reports.load import STUDY_CONTRACT
+from reports.study_claims import claims, method, protocol, stability_finding, untested, variance_line
+from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell, non_finite, pct, plural
 from reports.text import finite as _finite
 from reports.text import fmt as _num
+from reports.verdicts import assess, estimate, has_interval
+from reports.verdicts import flags as row_flags
 from results import schema
-from results.rows import json_list
-from results.study import STUDY_ORDER
-
-CPU_SIZES = ("tiny", "small")  # srgan.versions' reduced presets, named "<preset>-<size>"
-UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
 CLAIMS = {
@@ -35,6 +37,10 @@ CLAIMS = {
 }
 
 
+
+
+
+
 @dataclass
 class TableRow:
     criterion: str
@@ -45,10 +51,11 @@ class TableRow:
 
 @dataclass
 class DiffCell:
-    estimate: str  # "+0.98 dB [+0.90, +1.11]"
-    verdict_text: str  # "distinguishable from zero: v2 better"
+    estimate: str  # "+0.98 dB [+0.90, +1.11]" (the raw interval), or the mean alone with one seed
+    verdict_text: str  # "v2 better (p_holm 0.003)"
+    details: str  # "P(improve) 0.89 · MDD 0.35 dB"
     statement: str  # the full sentence (the cell's title)
-    verdict: str  # CSS hook: "a-better" | "b-better" | "zero" | "no-data"
+    verdict: str  # CSS hook: "a-better" | "b-better" | "zero" | "one-seed" | "unadjusted" | "no-data"
 
 
 @dataclass
@@ -57,7 +64,8 @@ class DiffRow:
     kind: str
     dataset: str
     n: str  # "9 (3 seeds × 3 images)"
-    cells: list[DiffCell]  # one per metric, in METRIC_NAMES order
+    flags: list[str]  # "unequal budget (…)", "selected on test data"
+    cells: list[DiffCell]  # one per shown metric
 
 
 @dataclass
@@ -76,10 +84,14 @@ class StudySection:
     diff_notes: list[str]  # why the other metrics have none
     planes: list[Plane]
     plane_notes: list[str]
-    findings: list[str]
+    protocol: str  # how to read an interval and a verdict
+    variance: str  # which sources of variation the intervals include
+    claims: list[str]  # one sentence per claim of the original study
+    findings: list[str]  # descriptive measurements that are not tests (stability)
     untested: list[str]
     method: str
     notes: list[str] = field(default_factory=list)
+    adjusted: bool = True  # the table has Holm-adjusted verdicts
 
 
 # ------------------------------------------------------------------------------------------- formatting
@@ -96,8 +108,6 @@ def _sig(value: float | None) -> str:
     return f"{value:.3g}" if _finite(value) else MISSING
 
 
-def _pct(value: float | None) -> str:
-    return f"{100 * value:.0f} %" if _finite(value) else MISSING
 
 
 # ------------------------------------------------------------------------------------ comparison table
@@ -124,7 +134,7 @@ def _facts_cells(p: dict) -> dict[str, Cell]:
         warmup = Cell(f"{p['warmup_steps']} pixel-only steps, then the GAN")
     else:
         warmup = Cell("none: single stage from scratch")
-    if not p["perceptual_weight"]:
+    if stage == schema.STAGE_PRETRAIN or not p["perceptual_weight"]:
         perceptual = Cell("none")
     else:
         text = f"VGG19 {p['perceptual_layer'] or ''}, weight {p['perceptual_weight']:g}".replace("  ", " ")
@@ -149,12 +159,14 @@ def _stability_cells(p: dict) -> dict[str, Cell]:
         none = Cell(MISSING, "no GAN stage", missing=True)
         return {k: none for k in ("collapse", "spread", "drift", "stops")}
     gap = p["collapse_gap"]
-    collapse = Cell(MISSING, "no D(real)/D(fake) reports", missing=True) if not p["gan_reports"] else Cell(
-        f"{_pct(p['collapse_share'])} of {p['gan_reports']} reports (worst run {_pct(p['collapse_share_max'])})",
-        f"share of GAN-stage reports with D(real) − D(fake) > {gap:g}", warn=(p["collapse_share"] or 0) > 0)
+    collapse = Cell(MISSING, "no D reports", missing=True) if not p["gan_reports"] else Cell(
+        f"{pct(p['collapse_share'])} of {p['gan_reports']} reports (worst run {pct(p['collapse_share_max'])})",
+        f"share of GAN-stage reports with a D gap above {gap:g} (the history's d_gap; D(real) − D(fake) in older "
+        "histories)", warn=(p["collapse_share"] or 0) > 0)
     spread_sd = f" ± {_sig(p['adv_loss_std_sd'])}" if _finite(p["adv_loss_std_sd"]) else ""
     spread = Cell(_sig(p["adv_loss_std"]) + spread_sd,
-                  "std of the generator's adversarial loss over the last half of the GAN stage; mean ± std over runs")
+                  "std of the generator's adversarial loss over the last half of the GAN stage (unweighted where the "
+                  "history records it); mean ± std over runs")
     drift = Cell(f"{_num(p['psnr_drift'], 'psnr', sign=True)} ± {_num(p['psnr_drift_sd'], 'psnr')} dB"
                  if _finite(p["psnr_drift_sd"]) else (f"{_num(p['psnr_drift'], 'psnr', sign=True)} dB"
                                                       if _finite(p["psnr_drift"]) else MISSING),
@@ -162,7 +174,7 @@ def _stability_cells(p: dict) -> dict[str, Cell]:
                  missing=not _finite(p["psnr_drift"]))
     runs = (p["n_trials"] or 0) + (p["failed"] or 0)
     stops = Cell(f"{p['divergence_stops']} of {runs} runs", "runs stopped, or failed, because the GAN diverged "
-                 "(non-finite loss, or D(real) − D(fake) above the gap for several reports)",
+                 "(non-finite loss, or a D gap above the threshold for several reports)",
                  warn=bool(p["divergence_stops"]))
     return {"collapse": collapse, "spread": spread, "drift": drift, "stops": stops}
 
@@ -181,7 +193,23 @@ def _robustness(p: dict, versions: pl.DataFrame, dataset: str | None) -> Cell:
                 warn=warn)
 
 
-def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: list[str]) -> list[TableRow]:
+def _score_cell(match: pl.DataFrame, metric: str) -> Cell:
+    if match.height == 0:
+        return Cell(MISSING, "no scores", missing=True)
+    r = match.row(0, named=True)
+    bad = non_finite(r["mean"])
+    if bad:
+        return Cell("not computed", f"the mean over seeds is {bad}", missing=True)
+    if not _finite(r["mean"]):
+        return Cell(MISSING, "not computed (why: see Missing metrics)", missing=True)
+    title = f"mean ± std over {r['n_seeds']} seed(s) of the mean over {r['n_images']} images"
+    if non_finite(r["std"]):
+        title += f"; the std over seeds is {non_finite(r['std'])}, not shown"
+    return Cell(_mean_std(r["mean"], r["std"], metric), title)
+
+
+def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: list[str],
+                     metrics: list[str] | None = None) -> list[TableRow]:
     rows = list(profile.iter_rows(named=True))
     facts = [_facts_cells(p) for p in rows]
     stability = [_stability_cells(p) for p in rows]
@@ -194,19 +222,12 @@ def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: li
     table.append(TableRow("Metric tracking", CLAIMS["Metric tracking"], [f["Metric tracking"] for f in facts], "facts"))
     table.append(TableRow("Overall robustness", CLAIMS["Overall robustness"],
                           [_robustness(p, versions, datasets[0] if datasets else None) for p in rows], "facts"))
+    metrics = [m for m in (metrics if metrics is not None else METRIC_NAMES)
+               if versions.filter(pl.col("metric") == m).height]
     for dataset in datasets:
-        for metric in METRIC_NAMES:
-            cells = []
-            for p in rows:
-                match = versions.filter((pl.col("version") == p["version"]) & (pl.col("dataset") == dataset)
-                                        & (pl.col("metric") == metric))
-                if match.height == 0 or not _finite(match["mean"][0]):
-                    reason = match["missing"][0] if match.height else "no scores"
-                    cells.append(Cell(MISSING, reason, missing=True))
-                else:
-                    r = match.row(0, named=True)
-                    title = f"mean ± std over {r['n_seeds']} seed(s) of the mean over {r['n_images']} images"
-                    cells.append(Cell(_mean_std(r["mean"], r["std"], metric), title))
+        for metric in metrics:
+            cells = [_score_cell(versions.filter((pl.col("version") == p["version"]) & (pl.col("dataset") == dataset)
+                                                 & (pl.col("metric") == metric)), metric) for p in rows]
             arrow = "↑" if schema.HIGHER_IS_BETTER[metric] else "↓"
             table.append(TableRow(f"{dataset} {METRIC_NAMES[metric]} {arrow}", "", cells, "scores"))
     return table
@@ -215,51 +236,57 @@ def comparison_table(profile: pl.DataFrame, versions: pl.DataFrame, datasets: li
 # ---------------------------------------------------------------------------------- paired differences
 
 
-def _statement(r: dict) -> tuple[str, str]:
-    metric, a, b = r["metric"], r["a"], r["b"]
-    if not r["n"] or not _finite(r["mean_diff"]):
-        return f"not computed: {r['note'] or 'no data'}", "no-data"
-    name = METRIC_NAMES.get(metric, metric)
-    interval = f"[{_num(r['ci_low'], metric, sign=True)}, {_num(r['ci_high'], metric, sign=True)}]"
-    if not r["excludes_zero"]:
-        return (f"Not distinguishable from zero: the {r['ci_level']:.0%} interval {interval} contains 0, so this "
-                f"run cannot tell {a} from {b} on {name}.", "zero")
-    direction = "higher" if r["mean_diff"] > 0 else "lower"
-    better = a if r["verdict"] == "a better" else b
-    return (f"Distinguishable from zero: {a} scores {direction} than {b} on {name} (interval {interval} excludes 0); "
-            f"{better} is better ({'higher' if r['higher_is_better'] else 'lower'} is better).",
-            "a-better" if r["verdict"] == "a better" else "b-better")
 
 
-def _diff_cell(r: dict | None) -> DiffCell:
-    if r is None:
-        return DiffCell(MISSING, "not computed", "not computed", "no-data")
-    statement, verdict = _statement(r)
-    if verdict == "no-data":
-        return DiffCell(MISSING, "not computed", statement, verdict)
+
+
+
+
+
+
+
+
+def _details(r: dict, *, adjusted: bool) -> str:
+    if not adjusted:
+        return "P(improve), MDD: not recorded"
+    if not has_interval(r):
+        return ""
     unit = METRIC_UNITS.get(r["metric"], "")
-    estimate = (f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
-                f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}]")
-    short = {"a-better": f"distinguishable from zero: {r['a']} better",
-             "b-better": f"distinguishable from zero: {r['b']} better",
-             "zero": "not distinguishable from zero"}[verdict]
-    return DiffCell(estimate, short, statement, verdict)
+    improve = f"{r['p_improve']:.2f}" if _finite(r["p_improve"]) else MISSING
+    mdd = f"{_num(r['mdd'], r['metric'])}{unit}" if _finite(r["mdd"]) else MISSING
+    return f"P(improve) {improve} · MDD {mdd}"
 
 
-def diff_metrics(study: pl.DataFrame, versions: pl.DataFrame) -> tuple[list[str], list[str]]:
-    """(metrics with at least one difference, a note for each metric with none saying why)."""
+def _diff_cell(r: dict | None, *, adjusted: bool) -> DiffCell:
+    if r is None:
+        return DiffCell(MISSING, "not computed", "", "not computed", "no-data")
+    a = assess(r, adjusted=adjusted)
+    name = METRIC_NAMES.get(r["metric"], r["metric"])
+    if a.state == "no-data":
+        return DiffCell(MISSING, "not computed", "", f"{r['a']} − {r['b']} on {name}, {r['dataset']}: {a.short}",
+                        "no-data")
+    level = f"{r['ci_level']:.0%} " if _finite(r["ci_level"]) else ""
+    statement = f"{r['a']} − {r['b']} on {name}, {r['dataset']}: {estimate(r)}"
+    statement += f" ({level}raw interval, not adjusted); {a.short}" if has_interval(r) else f"; {a.short}"
+    flags = row_flags(r)
+    if flags:
+        statement += "; " + "; ".join(flags)
+    return DiffCell(estimate(r), a.short, _details(r, adjusted=adjusted), statement + ".", a.state)
+
+
+def diff_metrics(study: pl.DataFrame, metrics: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(metrics with at least one difference, a note for each recorded metric with none saying so)."""
     shown, notes = [], []
-    for metric in METRIC_NAMES:
+    for metric in (metrics if metrics is not None else METRIC_NAMES):
         part = study.filter(pl.col("metric") == metric)
         if part.height and part.filter(pl.col("n") > 0).height:
             shown.append(metric)
         elif part.height:
-            reasons = sorted(set(versions.filter(pl.col("metric") == metric)["missing"].drop_nulls().to_list()))
-            notes.append(f"{METRIC_NAMES[metric]}: no difference computed ({'; '.join(reasons) or 'no scores'}).")
+            notes.append(f"{METRIC_NAMES[metric]}: no difference computed (not measured: see Missing metrics).")
     return shown, notes
 
 
-def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None) -> list[DiffRow]:
+def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None, *, adjusted: bool = True) -> list[DiffRow]:
     """One row per (comparison, dataset), a cell per metric (`metrics`, default all)."""
     by_key: dict[tuple[str, str], dict[str, dict]] = {}
     for r in study.iter_rows(named=True):
@@ -268,192 +295,92 @@ def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None) -> list[Dif
     for (comparison, dataset), by_metric in by_key.items():
         first = next(iter(by_metric.values()))
         counted = max(by_metric.values(), key=lambda r: r["n"] or 0)
-        n = (f"{counted['n']} ({counted['n_seeds']} seeds × {counted['n_images']} images)" if counted["n"]
-             else "0")
-        cells = [_diff_cell(by_metric.get(m)) for m in (metrics if metrics is not None else METRIC_NAMES)]
-        rows.append(DiffRow(comparison, first["kind"], dataset, n, cells))
+        n = (f"{counted['n']} ({plural(counted['n_seeds'], 'seed')} × {counted['n_images']} images)"
+             if counted["n"] else "0")
+        flags = list(dict.fromkeys(f for r in by_metric.values() for f in row_flags(r)))
+        cells = [_diff_cell(by_metric.get(m), adjusted=adjusted)
+                 for m in (metrics if metrics is not None else METRIC_NAMES)]
+        rows.append(DiffRow(comparison, first["kind"], dataset, n, flags, cells))
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- planes
 
 
-def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str]) -> tuple[list[Plane], list[str]]:
+def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str],
+           perception: dict[str, str | None]) -> tuple[list[Plane], list[str]]:
+    """Per dataset, PSNR against its perception metric (LPIPS, else NIQE), a point per version."""
     order = profile["version"].to_list()
     stage = dict(zip(profile["version"], profile["stage"], strict=True))
     out, notes = [], []
     for i, dataset in enumerate(datasets):
+        metric = perception.get(dataset)
         part = versions.filter(pl.col("dataset") == dataset)
         by = {(r["version"], r["metric"]): r for r in part.iter_rows(named=True)}
         points = []
         for version in order:
-            lp, ps = by.get((version, "lpips")), by.get((version, "psnr"))
-            if lp and ps and _finite(lp["mean"]) and _finite(ps["mean"]):
-                points.append(figures.VersionPoint(version, lp["mean"], lp["std"], ps["mean"], ps["std"],
-                                                   ps["n_seeds"], stage.get(version) == schema.STAGE_BASELINE))
-        if points:
-            fig = figures.study_plane(points, dataset)
+            x, ps = by.get((version, metric)), by.get((version, "psnr"))
+            if x and ps and _finite(x["mean"]) and _finite(ps["mean"]):
+                points.append(figures.VersionPoint(
+                    version, x["mean"], x["std"], ps["mean"], ps["std"], ps["n_seeds"],
+                    stage.get(version) == schema.STAGE_BASELINE, stage.get(version) == schema.STAGE_PRETRAIN))
+        if metric and points:
+            fig = figures.study_plane(points, dataset, metric)
             out.append(Plane(f"study-plane-{i}", figures.figure_json(fig), dataset))
-            continue
-        reasons = sorted({r["missing"] for r in part.filter(pl.col("metric") == "lpips").iter_rows(named=True)
-                          if r["missing"]})
-        notes.append(f"{dataset}: the perception axis is unavailable: LPIPS was not computed "
-                     f"({'; '.join(reasons) or 'no LPIPS scores'}). PSNR and SSIM both measure distortion, so no "
-                     "perception–distortion plane is drawn for this dataset.")
+        else:
+            notes.append(f"{dataset}: no perception–distortion plane: no perception metric (LPIPS or NIQE) was "
+                         "measured on it (see Missing metrics); PSNR and SSIM both measure distortion.")
     return out, notes
 
 
 # ------------------------------------------------------------------------------------------- the prose
 
 
-def _diff_phrase(r: dict) -> str:
-    unit = METRIC_UNITS.get(r["metric"], "")
-    verdict = "not distinguishable from zero"
-    if r["excludes_zero"]:
-        verdict = f"distinguishable from zero ({r['a'] if r['verdict'] == 'a better' else r['b']} better)"
-    return (f"{r['a']} − {r['b']} {_num(r['mean_diff'], r['metric'], sign=True)}{unit} "
-            f"[{_num(r['ci_low'], r['metric'], sign=True)}, {_num(r['ci_high'], r['metric'], sign=True)}], {verdict}")
 
 
-def findings(study: pl.DataFrame, profile: pl.DataFrame, versions: pl.DataFrame, datasets: list[str]) -> list[str]:
-    """Sentences stating the measured findings and their intervals (first dataset in detail)."""
-    if not datasets:
-        return ["No scores: nothing to compare."]
-    primary = datasets[0]
-    out = []
-    with_data = study.filter(pl.col("n") > 0)
-    first = with_data.filter(pl.col("dataset") == primary)
-    if first.height:
-        n = first.row(0, named=True)
-        out.append(f"On {primary}, each difference is the mean of a − b over {n['n_images']} images × {n['n_seeds']} "
-                   f"seeds with a {n['ci_level']:.0%} bootstrap interval in brackets.")
-    for kind, lead in (("version step", "Consecutive versions"), ("GAN stage vs its pretraining",
-                                                                   "Each GAN stage against its own pretraining")):
-        for metric in ("psnr", "lpips"):
-            part = first.filter((pl.col("kind") == kind) & (pl.col("metric") == metric))
-            if part.height:
-                phrases = "; ".join(_diff_phrase(r) for r in part.iter_rows(named=True))
-                out.append(f"{lead}, {METRIC_NAMES[metric]}: {phrases}.")
-    if not first.filter(pl.col("metric") == "lpips").height and study.filter(pl.col("metric") == "lpips").height:
-        lpips = versions.filter((pl.col("metric") == "lpips") & (pl.col("dataset") == primary))
-        reasons = sorted(set(lpips["missing"].drop_nulls().to_list()))
-        out.append(f"No LPIPS difference on {primary}: LPIPS was not computed ({'; '.join(reasons) or 'no scores'}).")
-    others = with_data.filter(pl.col("dataset") != primary)
-    if others.height:
-        distinct = others.filter(pl.col("excludes_zero")).height
-        out.append(f"On the other dataset(s) ({', '.join(d for d in datasets if d != primary)}), {distinct} of "
-                   f"{others.height} differences are distinguishable from zero (table below).")
-    out += claims(study, primary)
-    gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
-    if gan.height:
-        shares = ", ".join(f"{r['version']} {_pct(r['collapse_share'])}" for r in gan.iter_rows(named=True))
-        gap = gan["collapse_gap"][0]
-        stops = [f"{r['version']} {r['divergence_stops']} of {(r['n_trials'] or 0) + (r['failed'] or 0)}"
-                 for r in gan.iter_rows(named=True) if r["divergence_stops"]]
-        drifts = ", ".join(f"{r['version']} {_num(r['psnr_drift'], 'psnr', sign=True)} dB"
-                           for r in gan.iter_rows(named=True) if _finite(r["psnr_drift"]))
-        out.append(f"GAN stability: share of GAN-stage reports with D(real) − D(fake) > {gap:g}: {shares}; "
-                   + (f"divergence stops: {', '.join(stops)}" if stops else "no divergence stops")
-                   + (f"; PSNR drift over the GAN stage: {drifts}." if drifts else "."))
-    return out
 
 
-def _direction(r: dict | None) -> str:
-    """What a difference says about a against b, in a word or three."""
-    if r is None or not r["n"] or not _finite(r["mean_diff"]):
-        return "not measured"
-    if not r["excludes_zero"]:
-        return "no distinguishable change"
-    return "better" if r["verdict"] == "a better" else "worse"
 
 
-def claims(study: pl.DataFrame, dataset: str) -> list[str]:
-    """The study's two claims put to this run's intervals: each version improves on the one before, and the
-    GAN stage trades PSNR for perceptual quality."""
-    rows = {(r["comparison"], r["metric"]): r for r in study.filter(pl.col("dataset") == dataset).iter_rows(named=True)}
-    out = []
-    for kind, question in (
-        ("version step", "Does each version improve on the one before, as the study reports?"),
-        ("GAN stage vs its pretraining", "Does the GAN stage trade PSNR for perceptual quality, as the study reports?"),
-    ):
-        pairs = list(dict.fromkeys((r["comparison"], r["a"], r["b"]) for r in study.filter(
-            (pl.col("kind") == kind) & (pl.col("dataset") == dataset)).iter_rows(named=True)))
-        if not pairs:
-            continue
-        found = [(a, b, _direction(rows.get((c, "psnr"))), _direction(rows.get((c, "lpips")))) for c, a, b in pairs]
-        no_lpips = all(lpips == "not measured" for *_, lpips in found)
-        parts = []
-        for a, b, psnr, lpips in found:
-            text = f"{a} against {b}: PSNR {psnr}" + ("" if no_lpips else f", LPIPS {lpips}")
-            if kind != "version step" and not no_lpips:
-                text += (" (the trade is measured)" if (psnr, lpips) == ("worse", "better")
-                         else " (only the PSNR side is measured)" if lpips == "not measured"
-                         else " (not the trade the study describes)")
-            parts.append(text)
-        tail = " LPIPS was not measured, so only the PSNR side of this is tested." if no_lpips else ""
-        out.append(f"{question} On {dataset}, " + "; ".join(parts) + "." + tail)
-    return out
 
 
-def untested(profile: pl.DataFrame, trials: pl.DataFrame, versions: pl.DataFrame) -> list[str]:
-    """What the original study claimed that this run could not test, and why."""
-    out = []
-    flagged = [r["version"] for r in profile.iter_rows(named=True) if UNTRAINED_VGG in json_list(r["flags"])]
-    if flagged:
-        out.append(f"Perceptual loss: {', '.join(flagged)} used untrained (random) VGG19 features (flag "
-                   f"{UNTRAINED_VGG}), because no ImageNet weights were available. The study's claim that a "
-                   "feature loss gives less smoothed, more realistic textures is not tested by this run.")
-    lpips = versions.filter(pl.col("metric") == "lpips")
-    if lpips.height and lpips["mean"].drop_nulls().len() == 0:
-        reasons = sorted(set(lpips["missing"].drop_nulls().to_list()))
-        out.append("Perceptual quality: LPIPS was not computed (" + ("; ".join(reasons) or "no scores") + "), so "
-                   "nothing here measures the perception side of the PSNR–perception trade-off; only the visual "
-                   "crops show it.")
-    missing = [v for v in STUDY_ORDER if v not in set(profile["version"].to_list())]
-    if missing:
-        out.append(f"Not run here: {', '.join(missing)}.")
-    single = [r for r in profile.iter_rows(named=True)
-              if r["stage"] != schema.STAGE_BASELINE and len(json_list(r["seeds"])) < 2]
-    shared = [r["version"] for r in single if r["stage"] == schema.STAGE_PRETRAIN]
-    if shared:
-        out.append(f"One pretraining run per generator, shared by every seed ({', '.join(shared)}): the intervals "
-                   "of the GAN stages against it include the GAN stage's seed-to-seed variation, not the "
-                   "pretraining's.")
-    single_gan = [r["version"] for r in single if r["stage"] != schema.STAGE_PRETRAIN]
-    if single_gan:
-        out.append(f"One seed only for {', '.join(single_gan)}: their intervals reflect image-to-image variation, "
-                   "not training-to-training variation.")
-    sizes = set()
-    for value in trials["config_json"].drop_nulls().to_list():
-        try:
-            name = json.loads(value).get("name", "")
-        except (json.JSONDecodeError, AttributeError):
-            continue
-        sizes.update(part for part in str(name).split("-") if part in CPU_SIZES)
-    if sizes:
-        out.append(f"Model size and training length: CPU-sized presets ({', '.join(sorted(sizes))}: fewer blocks and "
-                   "features, short runs). The study's observations concern full-size models trained for tens of "
-                   "epochs; this run tests the direction of the effects at a small scale only.")
-    gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
-    for column, what in (("patch_size", "patch size"), ("train_data", "training data")):
-        values = set(gan[column].drop_nulls().to_list())
-        if gan.height > 1 and len(values) == 1:
-            value = values.pop()
-            shown = f"{value}×{value}" if column == "patch_size" else value
-            out.append(f"The {what} is the same for every version here ({shown}), so the study's change of "
-                       f"{what} between versions is not tested.")
-    return out
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 # -------------------------------------------------------------------------------------------- entry point
 
 
 def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, profile: pl.DataFrame | None,
-                  trials: pl.DataFrame, datasets: list[str]) -> StudySection | None:
-    """The section's data, or None when the folder has no study tables (a plain sweep, an evaluate run)."""
+                  trials: pl.DataFrame, datasets: list[str], *, present: frozenset[str] | None = None,
+                  perception: dict[str, str | None] | None = None,
+                  metrics: list[str] | None = None) -> StudySection | None:
+    """The section's data, or None when the folder has no study tables (a plain sweep, an evaluate run).
+
+    `present`: the columns study.parquet really has (default: all of them); `perception`: each dataset's
+    perception metric (LPIPS, else NIQE, else None), the one the trial-level plane uses too; `metrics`: the
+    metrics the results folder recorded (default: every metric of the schema)."""
     if study is None:
         return None
+    present = frozenset(study.columns) if present is None else present
+    adjusted = "p_holm" in present and "verdict" in present
     notes = []
+    absent = [c for c in STUDY_CONTRACT if c not in present]
+    if absent:
+        notes.append(f"This study.parquet was written before adjusted verdicts: its columns {', '.join(absent)} are "
+                     "missing" + (", so its intervals are shown as computed then and no claim gets a verdict from it"
+                                  if not adjusted else "") + ". Recomputing the study tables with the current "
+                     "results.study (compute_study) writes them.")
     if versions is None or profile is None:
         notes.append("study_versions.parquet or study_profile.parquet is missing: only the paired differences "
                      "are shown.")
@@ -464,25 +391,28 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
     study_sets = study["dataset"].unique(maintain_order=True).to_list() + versions["dataset"].unique(
         maintain_order=True).to_list()
     datasets = [d for d in datasets if d in study_sets] + [d for d in dict.fromkeys(study_sets) if d not in datasets]
-    plane_list, plane_notes = planes(versions, profile, datasets)
-    shown, shown_notes = diff_metrics(study, versions)
-    method = "no paired comparison (fewer than two versions of the study)"
-    if study.height:
-        r = study.row(0, named=True)
-        method = (f"Paired differences a − b over (image, seed) pairs; {r['ci_level']:.0%} percentile bootstrap "
-                  f"interval, {r['n_resamples']:,} resamples (seed {r['bootstrap_seed']}), drawing seeds and "
-                  "images with replacement (two-level). A difference is distinguishable from zero when its "
-                  "interval excludes 0.")
+    perception = perception if perception is not None else {}
+    with_data = study.filter(pl.col("n") > 0)
+    one_seed = with_data.height > 0 and not any(has_interval(r) for r in with_data.iter_rows(named=True))
+    if one_seed:
+        notes.append("One training seed per version: no seed-level interval exists, so none is drawn and no "
+                     "comparison gets a verdict; the differences below are single measurements.")
+    plane_list, plane_notes = planes(versions, profile, datasets, perception)
+    shown, shown_notes = diff_metrics(study, metrics)
     return StudySection(
         versions=profile["version"].to_list(),
-        table=comparison_table(profile, versions, datasets),
-        diffs=diff_rows(study, shown),
+        table=comparison_table(profile, versions, datasets, metrics),
+        diffs=diff_rows(study, shown, adjusted=adjusted),
         diff_metrics=shown,
         diff_notes=shown_notes,
         planes=plane_list,
         plane_notes=plane_notes,
-        findings=findings(study, profile, versions, datasets),
-        untested=untested(profile, trials, versions),
-        method=method,
+        protocol=protocol(study, adjusted=adjusted, one_seed=one_seed),
+        variance=variance_line(study, present=present),
+        claims=claims(study, datasets, perception, adjusted=adjusted) if study.height else [],
+        findings=stability_finding(profile),
+        untested=untested(profile, trials, versions, perception=perception, present=present),
+        method=method(study, adjusted=adjusted),
         notes=notes,
+        adjusted=adjusted,
     )

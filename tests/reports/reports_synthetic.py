@@ -84,6 +84,7 @@ def write_synthetic_results(
     missing_lpips: bool = True,
     hostile_names: bool = False,
     *,
+    niqe: bool = True,
     history_steps: int = 100,
     images_per_dataset: int = 2,
     image_size: int = 48,
@@ -93,8 +94,9 @@ def write_synthetic_results(
 
     With `with_failed` the last trial failed (no scores, no images) and, when there are three or more
     trials, the one before it was stopped early. With `missing_lpips` LPIPS is null (with its reason) on
-    the last dataset. With `hostile_names` one trial label, one image name, one flag and the error carry
-    HTML/JS payloads that set `window.__xss` if they ever run.
+    the last dataset; without `niqe` there is no NIQE column at all (a folder from before NIQE). With
+    `hostile_names` one trial label, one image name, one flag and the error carry HTML/JS payloads that set
+    `window.__xss` if they ever run.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,7 @@ def write_synthetic_results(
                     "trial_id": trial["trial_id"], "dataset": dataset, "image": name, "scale": scale,
                     "psnr": 26.0 + 2 * quality + rng.normal(0, 0.3), "ssim": 0.78 + 0.05 * quality,
                     "lpips": None if lpips_missing else 0.40 - 0.25 * quality + rng.normal(0, 0.01),
+                    "niqe": 7.0 - 2 * quality + rng.normal(0, 0.05),
                 })
             scores.extend(rows)
             if not rows:
@@ -169,6 +172,7 @@ def write_synthetic_results(
                 "psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
                 "lpips": None if lpips_missing else float(np.mean([r["lpips"] for r in rows])),
                 "lpips_missing": LPIPS_REASON if lpips_missing else None,
+                "niqe": float(np.mean([r["niqe"] for r in rows])), "niqe_missing": None,
             })
         if not baseline:
             stop_at = history_steps // 2 if trial["status"] == "stopped" else None
@@ -179,9 +183,12 @@ def write_synthetic_results(
         if trial["status"] == "failed":
             history.extend(_history(trial["trial_id"], history_steps, rng, max(1, history_steps // 5)))
 
+    without = () if niqe else ("niqe", "niqe_missing")
     _frame(trials, schema.TRIAL_COLUMNS).write_parquet(folder / schema.TRIALS_FILE)
-    _frame(scores, schema.SCORE_COLUMNS).write_parquet(folder / schema.SCORES_FILE)
+    scores_frame = _frame(scores, schema.SCORE_COLUMNS)
+    scores_frame.drop([c for c in without if c in scores_frame.columns]).write_parquet(folder / schema.SCORES_FILE)
     summary_frame = _frame(summary, schema.SUMMARY_COLUMNS)
+    summary_frame = summary_frame.drop([c for c in without if c in summary_frame.columns])
     summary_frame.write_parquet(folder / schema.SUMMARY_FILE)
     (folder / schema.SUMMARY_JSON).write_text(json.dumps(summary_frame.to_dicts(), indent=1))
     if history_steps > 0:
@@ -197,13 +204,33 @@ def write_synthetic_results(
     return folder
 
 
-STUDY_PSNR = {"bicubic": 0.0, "v1": 0.3, "v2-pretrain": 1.6, "v2": 1.2, "v3": 0.9, "ragan": 1.0,
-              "esrgan-pretrain": 1.8, "esrgan": 1.1}  # dB above bicubic, per version
-STUDY_LPIPS = {"bicubic": 0.40, "v1": 0.36, "v2-pretrain": 0.33, "v2": 0.30, "v3": 0.24, "ragan": 0.23,
-               "esrgan-pretrain": 0.31, "esrgan": 0.20}
+# dB above bicubic, LPIPS and NIQE per version (a pretraining has the best PSNR, a GAN stage the best perception)
+STUDY_PSNR = {"bicubic": 0.0, "v1": 0.3, "srresnet-pretrain": 1.6, "v2": 1.2, "v3": 0.9, "ragan": 1.0,
+              "rrdb-pretrain": 1.8, "esrgan": 1.1}
+STUDY_LPIPS = {"bicubic": 0.40, "v1": 0.36, "srresnet-pretrain": 0.33, "v2": 0.30, "v3": 0.24, "ragan": 0.23,
+               "rrdb-pretrain": 0.31, "esrgan": 0.20}
+STUDY_NIQE = {"bicubic": 7.5, "v1": 7.0, "srresnet-pretrain": 6.6, "v2": 6.1, "v3": 5.2, "ragan": 5.0,
+              "rrdb-pretrain": 6.4, "esrgan": 4.6}
 HOSTILE_FLAG = "<img src=x onerror=window.__xss=5>"
 HOSTILE_REASON = "<script>window.__xss=6</script> LPIPS weights missing"
+NIQE_REASON = "NIQE parameters unavailable: no pyiqa cache and no niqe_pris_params.npz under the data root"
 STUDY_STOP = "discriminator collapse: D(real)-D(fake) > 0.98 for 3 reports (step 16)"
+VALIDATION = {"split": "held-out", "source": "train/T91", "images": ["t91_007.png", "t91_042.png"],
+              "rule": "content hash"}
+PRETRAIN_CACHE = {"srresnet-pretrain": "cache hit: <run>/trials/srresnet-pretrain"}
+FAMILY = {"esrgan": "rrdb"}  # generator family per preset (the others: srresnet)
+OLD_PRETRAIN_PRESET = {"srresnet": "v2", "rrdb": "esrgan"}  # what folders before the names called them
+# study.parquet's columns before verdicts were Holm-adjusted (an old-layout folder has exactly these)
+OLD_STUDY_COLUMNS = ("comparison", "kind", "dataset", "metric", "a", "b", "n", "n_seeds", "n_images", "mean_diff",
+                     "ci_low", "ci_high", "ci_level", "n_resamples", "bootstrap_seed", "higher_is_better",
+                     "excludes_zero", "verdict", "note")
+NEW_TRIAL_COLUMNS = ("g_updates", "images_seen", "selection")
+NEW_HISTORY_COLUMNS = ("loss_adv_raw", "d_gap")
+ADV_WEIGHT = 5e-3
+
+
+def _family(preset: str) -> str:
+    return FAMILY.get(preset, "srresnet")
 
 
 def _study_config(preset: str, stage: str, steps: int) -> dict:
@@ -211,11 +238,12 @@ def _study_config(preset: str, stage: str, steps: int) -> dict:
     gan = stage == "gan"
     perceptual = preset in ("v3", "ragan", "esrgan") and gan
     return {
-        "name": f"{preset}-tiny", "scale": 4,
-        "generator": {"arch": "rrdbnet" if preset == "esrgan" else "srresnet", "num_blocks": 2, "num_features": 16},
+        "name": f"{preset}-tiny" if gan else f"{preset}-tiny-pretrain", "scale": 4,
+        "generator": {"arch": "rrdbnet" if _family(preset) == "rrdb" else "srresnet", "num_blocks": 2,
+                      "num_features": 16},
         "loss": {"pixel_type": "mse" if preset == "v1" else "l1", "perceptual_weight": 1.0 if perceptual else 0.0,
                  "perceptual_layer": "conv5_4", "perceptual_weights": "untrained",
-                 "adv_type": "relativistic" if preset in ("ragan", "esrgan") else "vanilla", "adv_weight": 5e-3},
+                 "adv_type": "relativistic" if preset in ("ragan", "esrgan") else "vanilla", "adv_weight": ADV_WEIGHT},
         "data": {"patch_size": 96 if preset == "v1" else 128, "batch_size": 4,
                  "train_dirs": ["train/T91"] if preset == "v1" else ["train/T91", "train/BSD200"],
                  "degradation": "naive" if preset == "v1" else "matlab"},
@@ -237,8 +265,9 @@ def _study_history(trial_id: str, version: str, steps: int, rng: np.random.Gener
             collapsed = step > (stop_at or steps) - 2 * collapse
             d_real = 0.999 if collapsed else float(np.clip(0.7 + rng.normal(0, 0.05), 0, 1))
             d_fake = 0.01 if collapsed else float(np.clip(0.3 + rng.normal(0, 0.05), 0, 1))
-            row.update(d_real=d_real, d_fake=d_fake, loss_adv_g=0.7 + rng.normal(0, 0.05),
-                       loss_d_real=-np.log(d_real), loss_d_fake=-np.log(1 - d_fake))
+            raw = 0.7 + rng.normal(0, 0.05)
+            row.update(d_real=d_real, d_fake=d_fake, loss_adv_g=ADV_WEIGHT * raw, loss_adv_raw=raw,
+                       d_gap=d_real - d_fake, loss_d_real=-np.log(d_real), loss_d_fake=-np.log(1 - d_fake))
         row["loss_g"] = row["loss_pixel"]
         if step % 10 == 0:
             row["val_psnr"] = base + rng.normal(0, 0.05) + (0.0 if pretrain else -0.03 * step / steps)
@@ -255,21 +284,32 @@ def write_synthetic_study(
     images_per_dataset: int = 3,
     image_size: int = 48,
     missing_lpips: bool = False,
+    missing_niqe: bool = False,
     hostile: bool = False,
     steps: int = 40,
     compute: bool = True,
     shared_pretrain: bool = False,
+    equal_budget: bool = False,
+    selected_on_test: bool = False,
+    layout: str = "new",
     seed: int = 0,
 ) -> Path:
-    """A study's results folder: bicubic, per seed a shared SRResNet pretraining (preset v2) and an RRDB one
-    (preset esrgan), the GAN stages started from them (v1 single-stage), scores, histories, images and
-    stops.json (RaGAN's last seed stopped for a collapsed D); then, with `compute`, the study tables.
+    """A study's results folder: bicubic, per seed an SRResNet pretraining (`srresnet-pretrain`) and an RRDB
+    one (`rrdb-pretrain`), the GAN stages started from them (v1 single-stage, `steps` updates, unless
+    `equal_budget` gives it the two-stage versions' 2 x `steps`), scores (PSNR, SSIM, LPIPS, NIQE), histories,
+    images and stops.json (RaGAN's last seed stopped for a collapsed D); then, with `compute`, the study tables.
 
-    With `missing_lpips` LPIPS is null everywhere (with its reason); with `hostile` a flag and the LPIPS
-    reason carry HTML/JS payloads; with `shared_pretrain` one pretraining per generator (the first seed's)
-    starts the GAN stages of every seed, as `harness.study` runs it."""
+    With `missing_lpips` / `missing_niqe` that metric is null everywhere (with its reason); with `hostile` a
+    flag and the LPIPS reason carry HTML/JS payloads; with `shared_pretrain` one pretraining per generator
+    (the first seed's) starts the GAN stages of every seed; with `selected_on_test` every trial is flagged
+    `selected-on-test`. `layout="old"` writes the folder as the harness did before pretrainings had names and
+    verdicts were adjusted: pretrainings `pretrain-<hex>` with preset v2/esrgan, no g_updates, NIQE, d_gap or
+    loss_adv_raw columns, and study.parquet with only `OLD_STUDY_COLUMNS` (bootstrap verdicts)."""
     from results import study
 
+    if layout not in ("new", "old"):
+        raise ValueError(f"layout must be 'new' or 'old', got {layout!r}")
+    old = layout == "old"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -279,23 +319,33 @@ def write_synthetic_study(
         "steps": 0, "wall_s": 0.5, "device_hours": 0.5 / 3600, "flags": "[]"}]
     versions = {"bicubic": "bicubic"}
     stops = {}
+    flags_all = ["selected-on-test"] if selected_on_test else []
+    pretraining_id: dict[tuple[str, int], str] = {}
     for s in seeds:
         pre_seed = seeds[0] if shared_pretrain else s
-        for family, pretrain_preset in (("srresnet", "v2"), ("rrdb", "esrgan")):
-            users = [p for p in presets if (p == "esrgan") == (family == "rrdb") and p != "v1"]
+        for family in ("srresnet", "rrdb"):
+            users = [p for p in presets if _family(p) == family and p != "v1"]
             if not users or pre_seed != s:
                 continue
-            trial_id = f"pre_{family}_s{s}"
-            versions[trial_id] = f"{pretrain_preset}-pretrain"
-            trials.append(_study_trial(trial_id, pretrain_preset, s, "pretrain", None, steps, rng, ()))
+            name = f"{family}-pretrain"
+            trial_id = name if shared_pretrain else f"{name}-seed{s}"
+            if old:
+                trial_id = f"pretrain-{family[:4]}{s:08x}"  # 12 characters after the dash, like a pretrain_key
+            pretraining_id[family, s] = trial_id
+            versions[trial_id] = name
+            row = _study_trial(trial_id, OLD_PRETRAIN_PRESET[family] if old else name, s, "pretrain", None, steps,
+                               rng, flags_all, g_updates=steps, old=old)
+            trials.append(row)
         for preset in presets:
             trial_id = f"{preset}_s{s}"
             versions[trial_id] = preset
-            init_from = None if preset == "v1" else f"pre_{'rrdb' if preset == 'esrgan' else 'srresnet'}_s{pre_seed}"
+            init_from = None if preset == "v1" else pretraining_id[_family(preset), pre_seed]
             flags = ["untrained-perceptual-vgg19"] if preset in ("v3", "ragan", "esrgan") else []
             if hostile and preset == "v3":
                 flags.append(HOSTILE_FLAG)
-            row = _study_trial(trial_id, preset, s, "gan", init_from, steps, rng, flags)
+            updates = 2 * steps if preset != "v1" or equal_budget else steps
+            row = _study_trial(trial_id, preset, s, "gan", init_from, updates if preset == "v1" else steps, rng,
+                               flags + flags_all, g_updates=updates, old=old)
             if preset == "ragan" and s == seeds[-1]:
                 row.update(status="stopped", stop_reason=STUDY_STOP, steps=steps // 2)
                 stops[trial_id] = STUDY_STOP
@@ -325,47 +375,100 @@ def write_synthetic_study(
                 psnr = 26.0 + gain + image_effect[dataset, name] + seed_effect + rng.normal(0, 0.08)
                 rows.append({"trial_id": trial_id, "dataset": dataset, "image": name, "scale": scale, "psnr": psnr,
                              "ssim": 0.75 + 0.02 * gain + rng.normal(0, 0.003),
-                             "lpips": None if missing_lpips else STUDY_LPIPS[version] + rng.normal(0, 0.01)})
+                             "lpips": None if missing_lpips else STUDY_LPIPS[version] + rng.normal(0, 0.01),
+                             "niqe": None if missing_niqe else STUDY_NIQE[version] + rng.normal(0, 0.05)})
             scores += rows
             summary.append({"trial_id": trial_id, "dataset": dataset, "scale": scale, "num_images": len(rows),
                             "psnr": float(np.mean([r["psnr"] for r in rows])),
                             "ssim": float(np.mean([r["ssim"] for r in rows])),
                             "lpips": None if missing_lpips else float(np.mean([r["lpips"] for r in rows])),
-                            "lpips_missing": reason if missing_lpips else None})
+                            "lpips_missing": reason if missing_lpips else None,
+                            "niqe": None if missing_niqe else float(np.mean([r["niqe"] for r in rows])),
+                            "niqe_missing": NIQE_REASON if missing_niqe else None})
         if trial["stage"] != "baseline":
             stopped = trial["status"] == "stopped"
             history += _study_history(trial_id, version, steps, rng, collapse=3 if stopped else 0,
                                       stop_at=steps // 2 if stopped else None)
 
-    _frame(trials, schema.TRIAL_COLUMNS).write_parquet(folder / schema.TRIALS_FILE)
-    _frame(scores, schema.SCORE_COLUMNS).write_parquet(folder / schema.SCORES_FILE)
-    summary_frame = _frame(summary, schema.SUMMARY_COLUMNS)
-    summary_frame.write_parquet(folder / schema.SUMMARY_FILE)
-    (folder / schema.SUMMARY_JSON).write_text(json.dumps(summary_frame.to_dicts(), indent=1))
-    _frame(history, schema.HISTORY_COLUMNS).write_parquet(folder / schema.HISTORY_FILE)
+    _write_tables(folder, trials, scores, summary, history, old=old)
     (folder / schema.STOPS_FILE).write_text(json.dumps(stops, indent=1))
     run = {
-        "kind": "study", "command": "python -m harness.study --size smoke (synthetic)",
+        "kind": "study", "command": "python -m harness.study --size tiny (synthetic)",
         "git_commit": "0123456789abcdef",
         "hostname": "synthetic-host", "hardware": "CPU: 2 cores (x86_64)", "started_at": "2025-01-01T00:00:00Z",
         "finished_at": "2025-01-01T00:10:00Z", "wall_s": 600.0, "scale": scale, "datasets": list(datasets),
         "protocol": {"psnr": "Y (BT.601, 16-235), crop=scale, float64, 8-bit"},
     }
+    if not old:
+        run.update(validation=VALIDATION, overhead=0.12, pretrain_cache=PRETRAIN_CACHE)
     (folder / schema.RUN_FILE).write_text(json.dumps(run, indent=2))
     if compute:
-        study.compute_study(folder, n_resamples=500)
+        study.compute_study(folder)
+        if old:
+            to_old_layout(folder)
     return folder
 
 
 def _study_trial(trial_id: str, preset: str, seed: int, stage: str, init_from: str | None, steps: int,
-                 rng: np.random.Generator, flags: Sequence[str]) -> dict:
-    label = f"{preset}{'-pretrain' if stage == 'pretrain' else ''} seed {seed}"
+                 rng: np.random.Generator, flags: Sequence[str], *, g_updates: int, old: bool) -> dict:
+    pretraining = stage == "pretrain"
+    label = f"{preset}{'' if preset.endswith('-pretrain') or not pretraining else '-pretrain'} seed {seed}"
     row = {name: None for name in schema.TRIAL_COLUMNS}
     row.update(trial_id=trial_id, label=label, preset=preset, seed=seed, status="ok", stage=stage, init_from=init_from,
                steps=steps, wall_s=float(rng.uniform(20, 40)), device_hours=float(rng.uniform(20, 40)) / 3600,
-               flags=json.dumps(list(flags)), config_json=json.dumps(_study_config(preset, stage, steps)),
-               pixel_weight=1.0, adv_weight=5e-3 if stage == "gan" else None)
+               flags=json.dumps(list(flags)), config_json=json.dumps(_study_config(
+                   OLD_PRETRAIN_PRESET.get(preset.removesuffix("-pretrain"), preset) if pretraining else preset,
+                   stage, steps)),
+               pixel_weight=1.0)
+    if old:  # the old rows: a pretraining showed its preset's weights, and there was no budget record
+        row.update(adv_weight=ADV_WEIGHT, perceptual_weight=1.0 if preset != "v1" else 0.0)
+    else:
+        row.update(adv_weight=None if pretraining else ADV_WEIGHT, g_updates=g_updates, images_seen=4 * g_updates,
+                   selection="final", perceptual_weight=None if pretraining else
+                   (1.0 if preset in ("v3", "ragan", "esrgan") else 0.0))
     return row
+
+
+def _write_tables(folder: Path, trials: list[dict], scores: list[dict], summary: list[dict], history: list[dict], *,
+                  old: bool) -> None:
+    frames = {
+        schema.TRIALS_FILE: _frame(trials, schema.TRIAL_COLUMNS),
+        schema.SCORES_FILE: _frame(scores, schema.SCORE_COLUMNS),
+        schema.SUMMARY_FILE: _frame(summary, schema.SUMMARY_COLUMNS),
+        schema.HISTORY_FILE: _frame(history, schema.HISTORY_COLUMNS),
+    }
+    for name, extra in ((schema.SCORES_FILE, {"niqe": pl.Float64}), (schema.SUMMARY_FILE,
+                        {"niqe": pl.Float64, "niqe_missing": pl.Utf8}),
+                        (schema.HISTORY_FILE, {c: pl.Float64 for c in NEW_HISTORY_COLUMNS})):
+        rows = {schema.SCORES_FILE: scores, schema.SUMMARY_FILE: summary, schema.HISTORY_FILE: history}[name]
+        for column, kind in extra.items():  # columns the schema may not list yet: written from the rows
+            if column not in frames[name].columns:
+                frames[name] = frames[name].with_columns(pl.Series(column, [r.get(column) for r in rows], dtype=kind))
+    if old:  # a folder from before these columns existed lacks them entirely
+        dropped = {schema.TRIALS_FILE: NEW_TRIAL_COLUMNS, schema.SCORES_FILE: ("niqe",),
+                   schema.SUMMARY_FILE: ("niqe", "niqe_missing"), schema.HISTORY_FILE: NEW_HISTORY_COLUMNS}
+        frames = {name: frame.drop([c for c in dropped[name] if c in frame.columns]) for name, frame in frames.items()}
+    for name, frame in frames.items():
+        frame.write_parquet(folder / name)
+    (folder / schema.SUMMARY_JSON).write_text(json.dumps(frames[schema.SUMMARY_FILE].to_dicts(), indent=1))
+
+
+# ------------------------------------------------------------------------------- study tables, either layout
+
+
+def to_old_layout(folder: Path) -> None:
+    """Rewrite study.parquet as `results.study` wrote it before verdicts were Holm-adjusted: only
+    `OLD_STUDY_COLUMNS`, verdicts from the raw interval in the old words, the bootstrap's settings."""
+    path = folder / schema.STUDY_FILE
+    study = pl.read_parquet(path)
+    old = study.with_columns(
+        pl.when(pl.col("n") == 0).then(pl.lit("no data"))
+        .when(~pl.col("excludes_zero").fill_null(False)).then(pl.lit("not distinguishable from zero"))
+        .when((pl.col("ci_low") > 0) == pl.col("higher_is_better")).then(pl.lit("a better"))
+        .otherwise(pl.lit("b better")).alias("verdict"),
+        *[pl.lit(value, dtype=pl.Int64).alias(name) for name, value in (("n_resamples", 500), ("bootstrap_seed", 0))
+          if name not in study.columns])
+    old.select(OLD_STUDY_COLUMNS).write_parquet(path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

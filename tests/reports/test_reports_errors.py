@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,45 @@ def test_stops_json_is_not_needed_by_the_report(study_results: Path, tmp_path: P
     folder = _copy(study_results, tmp_path)
     (folder / schema.STOPS_FILE).write_text(json.dumps(["not", "a", "mapping"]))
     assert _cli(folder).returncode == 0  # the study read it when computing; the report reads the study tables
+
+
+@pytest.mark.parametrize(("name", "key"), [(schema.TRIALS_FILE, "trial_id"),
+                                           (schema.SCORES_FILE, "trial_id/dataset/image"),
+                                           (schema.SUMMARY_FILE, "trial_id/dataset"),
+                                           (schema.STUDY_FILE, "comparison/dataset/metric")])
+def test_a_table_that_lists_a_key_twice_names_the_file(study_results: Path, tmp_path: Path, name: str,
+                                                       key: str) -> None:
+    """A trial (or an image, a comparison) listed twice would be counted twice: an error, not a report."""
+    folder = _copy(study_results, tmp_path)
+    path = folder / name
+    frame = pl.read_parquet(path)
+    pl.concat([frame, frame.head(1)]).write_parquet(path)
+    _assert_clear_error(_cli(folder), path, f"duplicate {key}")
+
+
+def test_a_summary_that_disagrees_with_the_scores_is_recomputed_and_said(results_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(results_dir, tmp_path)
+    scores = pl.read_parquet(folder / schema.SCORES_FILE)
+    summary = pl.read_parquet(folder / schema.SUMMARY_FILE)
+    target = (pl.col("trial_id") == "trial_001") & (pl.col("dataset") == "Set5")
+    wrong = summary.with_columns(pl.when(target).then(pl.col("psnr") + 3.0).otherwise(pl.col("psnr")).alias("psnr"))
+    wrong = wrong.filter(~((pl.col("trial_id") == "trial_000") & (pl.col("dataset") == "Set14")))  # a row lost
+    wrong.write_parquet(folder / schema.SUMMARY_FILE)
+    page = build.build_report(folder).read_text()
+    box = page[page.index('id="problems-found"'):page.index("</div>", page.index('id="problems-found"'))]
+    assert str(folder / schema.SUMMARY_FILE) in box and str(folder / schema.SCORES_FILE) in box
+    assert "on 2 (trial, dataset) row(s)" in box and "trial_001/Set5 psnr" in box
+    assert "trial_000/Set14: no summary row" in box
+    # the table shows the means of the per-image scores, for both rows
+    for trial, dataset in (("trial_001", "Set5"), ("trial_000", "Set14")):
+        mean = scores.filter((pl.col("trial_id") == trial) & (pl.col("dataset") == dataset))["psnr"].mean()
+        row = re.search(rf'<tr class="trial-row[^"]*">\s*<td class="text">[^<]*#{int(trial[-1])}</td>(.*?)</tr>',
+                        page, re.S)
+        assert row and f">{mean:.2f}<" in row.group(1)
+    wrong_value = wrong.filter(target)["psnr"][0]
+    assert f">{wrong_value:.2f}<" not in page.split('id="summary-table"')[1].split("</table>")[0]
+
+
+def test_a_summary_that_agrees_says_nothing(results_dir: Path, tmp_path: Path) -> None:
+    page = build.build_report(results_dir, tmp_path / "report").read_text()
+    assert 'id="problems-found"' not in page
