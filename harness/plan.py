@@ -337,7 +337,8 @@ class SweepPlan:
         gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else _steps(cfg) for _, cfg in self.trials)
         return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
 
-    def describe(self, *, concurrency: int) -> str:
+    def describe(self, *, concurrency: int, cache_dir: Path | None = None) -> str:
+        """The plan and its cost; step times are cached in `cache_dir` (default: the sweep folder)."""
         shared, alone = self.step_counts()
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
                  f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({', '.join(self.request.presets)})"]
@@ -350,7 +351,7 @@ class SweepPlan:
         stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.request.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
-                                cache_dir=Path(self.settings.out), cpus=self.settings.cpus_per_worker))
+                                cache_dir=Path(cache_dir or self.settings.out), cpus=self.settings.cpus_per_worker))
         return "\n".join(lines)
 
 
@@ -377,15 +378,17 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
         torch.set_num_threads(threads)
 
 
-def run_plan(spec: RunSpec) -> str:
-    """What `harness.train` is about to run, and its cost."""
+def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
+    """What `harness.train` is about to run, and its cost (step times cached in `cache_dir`, default the results
+    root)."""
     t = spec.cfg.train
     head = (f"plan: {spec.cfg.name} x{spec.cfg.scale}, stage {t.stage}"
             + (f" from {t.init_from}" if t.init_from else "")
             + f": {t.warmup_steps} pixel-loss + {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
               f"{spec.workers} worker(s)")
     return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
-                                    cpus=spec.cpus_per_worker, workers=spec.workers, cache_dir=spec.run_dir.parent)
+                                    cpus=spec.cpus_per_worker, workers=spec.workers,
+                                    cache_dir=cache_dir or spec.run_dir.parent)
 
 
 def _steps(cfg: ExperimentConfig) -> int:

@@ -16,6 +16,8 @@ from srgan.versions import gan_stage, preset, pretrain_stage, sized_name, with_p
 
 log = logging.getLogger(__name__)
 
+FAILED_FILE = "FAILED"  # written by harness.train when a run failed or diverged: the reason
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -103,16 +105,41 @@ def validate_run(spec: RunSpec) -> RunSpec:
     # headers only: fails (naming the folders and the patch size) when no image can give one patch
     scan_training_images(folders, min_size=spec.cfg.data.patch_size, decode=False,
                          exclude=training_exclusions(spec.cfg, folders, spec.data_root))
+    check_init_source(spec.cfg)  # a GAN stage's pretrained generator, before any worker loads it
     if (spec.run_dir / "config.json").exists():
         try:
             before = to_dict(load_config(spec.run_dir))
         except CheckpointError as err:
             raise ValueError(f"{spec.run_dir} holds an unreadable run ({err}); choose another --name") from None
         differing = differing_keys(before, to_dict(spec.cfg))
-        if differing:
+        if differing and not never_trained(spec.run_dir):
             raise ValueError(f"{spec.run_dir} already holds a different run (differs in: {', '.join(differing)}); "
                              "choose another --name, or repeat that run's own settings to resume it")
     return spec
+
+
+def check_init_source(cfg: ExperimentConfig) -> Path | None:
+    """The generator weights a GAN stage starts from (`train.init_from`), checked in the driver before Ray starts:
+    the source exists (a run folder, a checkpoint folder or a weights file: `resolve_init_source`), its file reads
+    (a safetensors header, which its format checks against the file's size, so a cut-off file is refused without
+    reading the weights), and its generator and scale match the config's, every key and shape. Raises a
+    `CheckpointError` (a ValueError) naming the file and the problem. None when the config has no init source."""
+    from srgan.checkpoint import load_init_generator, resolve_init_source
+
+    if not cfg.train.init_from:
+        return None
+    load_init_generator(cfg.train.init_from, cfg, header_only=True)
+    return resolve_init_source(cfg.train.init_from)
+
+
+def never_trained(run_dir: Path) -> bool:
+    """A run folder whose run failed before its first step (no history row, no checkpoint): `--name` may reuse it
+    for another config instead of being refused as "a different run"."""
+    from harness.worker import HISTORY_JSONL
+
+    history = run_dir / HISTORY_JSONL
+    trained = history.is_file() and history.stat().st_size > 0
+    return not trained and not any(run_dir.glob("checkpoint_*"))
 
 
 def prepare_run(spec: RunSpec) -> RunSpec:
@@ -125,6 +152,7 @@ def prepare_run(spec: RunSpec) -> RunSpec:
 
     validate_run(spec)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / FAILED_FILE).unlink(missing_ok=True)  # a folder reused after a run that failed before it trained
     save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_of(spec), git_commit=git_commit(),
                 workers=spec.workers, stage=spec.cfg.train.stage, init_from=spec.cfg.train.init_from or None,
                 departures=departures(spec.cfg), validation=validation.record(spec.cfg, spec.data_root))

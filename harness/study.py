@@ -30,6 +30,7 @@ import math
 import sys
 from pathlib import Path
 
+from benchmarks.datasets import parse_datasets
 from harness import sweep
 from harness.plan import SweepRequest
 from srgan.versions import PRESETS
@@ -69,7 +70,7 @@ def study_request(args: argparse.Namespace) -> SweepRequest:
         seeds=tuple(range(args.seeds)), pretrain_seed=args.pretrain_seed or PRETRAIN_SEED[args.size],
         equal_g_updates=True, selection=args.select, allow_selection_on_test=args.allow_selection_on_test,
         scheduler="none",
-        datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()), save_images=("set5",),
+        datasets=tuple(parse_datasets(args.datasets)), save_images=("set5",),
         workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker,
         max_concurrent=args.max_concurrent, fetch=args.fetch, address=args.address, data_root=args.data_root,
         vgg_fallback=args.vgg_fallback, kind="study")
@@ -88,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as err:  # results.io.ResultsError is a ValueError
             print(f"error: {err}", file=sys.stderr)
             return 2
-    launch = sweep.Launch(study_request(args), entry="harness.study", argv=argv, out=args.out, resume=args.resume,
+    try:
+        request = study_request(args)
+    except ValueError as err:  # e.g. --datasets naming no set: refused before anything runs
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    launch = sweep.Launch(request, entry="harness.study", argv=argv, out=args.out, resume=args.resume,
                           dry_run=args.dry_run)
     return sweep.run_cli(launch, no_report=args.no_report)
 

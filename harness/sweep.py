@@ -19,6 +19,7 @@ reports reach Tune through `TuneReportCallback`; ASHA stops weak GAN trials on v
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
@@ -27,9 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import local_ray, packing, plan, resources
+from benchmarks.datasets import parse_datasets
+from harness import local_ray, lock, packing, plan, recovery, resources
+from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
-from harness.storage import default_storage
+from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
 from results import io, schema
 from srgan.config import ConfigError, add_override_argument, parse_set_args
 from srgan.losses import WeightsUnavailable
@@ -38,18 +41,25 @@ from srgan.versions import PRESETS, SIZES, check_size
 log = logging.getLogger(__name__)
 
 
-def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Tune function trial: one Ray Train run, a shared pretraining (`params["run_name"]`) or a GAN trial."""
+def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[str, str] | None = None) -> None:
+    """Tune function trial: one Ray Train run, a shared pretraining (`params["run_name"]`) or a GAN trial.
+
+    A GAN trial's folder is named by its Tune trial id, except in a stage run again on its trial folders after
+    its Tune state was lost (`harness.recovery`): there `folders` (parameters -> folder) names the folder an
+    earlier trial of these parameters ran in, and Ray Train resumes from its last checkpoint."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     s = plan.SweepSettings(**settings)
-    name = params.get("run_name") or tune.get_context().get_trial_id()
+    trial_id = tune.get_context().get_trial_id()
+    name = (params.get("run_name") or recovery.folders_by_trial_id(Path(s.out)).get(trial_id)
+            or (folders or {}).get(recovery.params_key(params)) or trial_id)
     run_dir = Path(s.out) / schema.TRIALS_DIR / name
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "starts.log").open("a") as fh:  # lets tests (and people) see restarts
         fh.write(f"{time.time():.0f}\n")
     (run_dir / "label.txt").write_text(plan.trial_label(params))
+    recovery.record_trial(run_dir, params, trial_id)  # what a resume without Tune's state finds the trial by
     cfg = plan.run_config(s, params)  # raises WeightsUnavailable here (a failed trial) unless opted in
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=run_dir, data_root=Path(s.data_root), workers=s.workers,
                                cpus_per_worker=s.cpus_per_worker, gpus_per_worker=s.gpus_per_worker))
@@ -68,9 +78,11 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
 
     space = dict(space)
     num_samples = space.pop("_num_samples", 1)
+    restorable = resuming and recovery.prepare_restore(out / tune_dir)  # damaged states named and set aside
+    folders = recovery.folders_by_params(out) if resuming and not restorable else None
     held = packing.trial_resources(settings.workers, settings.cpus_per_worker, settings.gpus_per_worker)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings)), held)
-    if resuming and tune.Tuner.can_restore(str(out / tune_dir)):
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings), folders=folders), held)
+    if restorable and tune.Tuner.can_restore(str(out / tune_dir)):
         tuner = tune.Tuner.restore(str(out / tune_dir), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)
     else:
@@ -115,11 +127,15 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
 def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
     """Score the pretrainings, the GAN trials and bicubic; a sweep whose every trial failed is an error."""
     from harness import validation
-    from harness.collect import Scoring, collect_results, tune_outcomes
+    from harness.collect import Scoring, collect_results, plan_problems, tune_outcomes
 
     outcomes = tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN) \
         if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
+    problems = plan_problems(sweep, outcomes, out)
+    if problems:  # never a quiet success: the tables are left as they were
+        raise SweepError(f"what the {sweep.request.kind} ran does not match its plan; nothing was scored or written:"
+                         + "".join(f"\n  - {p}" for p in problems), code=1)
     r = sweep.request
     scoring = Scoring(datasets=list(r.datasets), scale=r.scale, data_root=Path(sweep.settings.data_root),
                       images_dir=out / schema.IMAGES_DIR, save_images=list(r.save_images), metric=r.metric,
@@ -254,7 +270,7 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
         mode=args.mode, grace=args.grace,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
-        datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
+        datasets=tuple(parse_datasets(args.datasets)),
         save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
         data_root=args.data_root, vgg_fallback=args.vgg_fallback)
 
@@ -308,22 +324,47 @@ class Launch:
         return f"python -m {self.entry} " + " ".join(self.argv)
 
 
-def open_folder(launch: Launch) -> tuple[Path, Launch, bool]:
-    """The sweep folder: a new (or empty) `--out`, or `--resume DIR` with the interrupted sweep's own request."""
+def open_folder(launch: Launch) -> tuple[Path, Launch, bool, FolderLock | None]:
+    """The sweep folder: a new (or empty) `--out`, or `--resume DIR` with the interrupted sweep's own request.
+
+    A real run claims the folder first (`harness.lock`: an O_EXCL lock file), then looks inside: of two runs
+    started on one folder, the second is refused at once, naming the first. A dry run claims nothing and writes
+    nothing. Returns (folder, launch, resuming, the claim to release when the run ends)."""
+    kind = launch.request.kind
     if launch.resume is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kind = launch.request.kind
-        out = Path(launch.out).resolve() if launch.out else default_storage("") / f"{kind}-{stamp}"
-        if out.exists() and (not out.is_dir() or any(p.name != "step_times.json" for p in out.iterdir())):
-            raise SweepError(f"{out} is not empty (a finished or running {kind} would be overwritten): give a new "
-                             f"--out folder, or --resume {out} to continue the {kind} it holds")
-        return out, launch, False
-    out = Path(launch.resume).resolve()
+        if launch.out:
+            out = Path(launch.out).expanduser().resolve()
+            try:
+                check_folder_path(out, what="--out")
+            except ValueError as err:
+                raise SweepError(str(err)) from None
+            if out.exists() and not out.is_dir():
+                raise SweepError(f"--out {out} is a file: give a new or empty folder for the {kind}'s results")
+        else:
+            try:
+                out = default_storage("") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+            except ValueError as err:
+                raise SweepError(str(err)) from None
+        try:
+            outside_data_root(out, data_root(launch.request.data_root), what="--out")
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+        claimed = None if launch.dry_run else _claim(out, launch, resuming=False)
+        try:
+            _check_empty(out, kind, claimed)
+        except SweepError:
+            if claimed is not None:
+                claimed.release()
+            raise
+        return out, launch, False, claimed
+    out = Path(launch.resume).expanduser().resolve()
+    if not out.is_dir():
+        raise SweepError(f"--resume {out}: {'not a folder' if out.exists() else 'no such folder'}; not a sweep folder "
+                         "to resume")
     try:
         state = io.read_json(out / schema.SWEEP_STATE)
         resumed = Launch(plan.SweepRequest.from_record(state["request"]), entry=state.get("entry", "harness.sweep"),
-                         argv=list(state["argv"]), out=str(out))
-        return out, resumed, True
+                         argv=list(state["argv"]), out=str(out), resume=str(out), dry_run=launch.dry_run)
     except io.ResultsError as err:
         raise SweepError(f"{err}: not a sweep folder to resume") from None
     except KeyError as err:
@@ -331,6 +372,40 @@ def open_folder(launch: Launch) -> tuple[Path, Launch, bool]:
                          "sweep.json kept its request cannot be resumed)") from None
     except (TypeError, ValueError, AttributeError) as err:
         raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state ({err})") from None
+    if launch.dry_run:
+        return out, resumed, True, None
+    return out, resumed, True, _claim(out, resumed, resuming=True)
+
+
+def _claim(out: Path, launch: Launch, *, resuming: bool) -> FolderLock:
+    """Claim the folder for this run. `--resume` takes over a stale lock (its run is gone); a new run takes over
+    a stale lock only in a folder that holds nothing else (a run that died before it wrote anything)."""
+    hint = f"python -m {launch.entry} --resume {out}" if (out / schema.SWEEP_STATE).is_file() else ""
+    try:
+        return lock.claim(out, command=launch.command, take_over_stale=resuming, resume_hint=hint)
+    except lock.FolderLocked as err:
+        if err.stale and not resuming and not _holds_results(out):
+            return lock.claim(out, command=launch.command, take_over_stale=True)
+        raise SweepError(str(err)) from None
+    except OSError as err:
+        raise SweepError(f"{out}: cannot claim the folder ({err.strerror or err})") from None
+
+
+def _holds_results(out: Path) -> bool:
+    """Anything in `out` beyond its lock and a dry run's step-time cache (which a new run may reuse)."""
+    return out.is_dir() and any(p.name not in (lock.LOCK_FILE, "step_times.json") for p in out.iterdir())
+
+
+def _check_empty(out: Path, kind: str, claimed: FolderLock | None) -> None:
+    if claimed is None and (out / lock.LOCK_FILE).exists():  # a dry run: say who uses the folder, take nothing
+        holder = lock.read_holder(out / lock.LOCK_FILE)
+        raise SweepError(f"{out} is in use by another run ({holder.describe() if holder else 'unreadable lock'})")
+    if not _holds_results(out):
+        return
+    if (out / schema.SWEEP_STATE).is_file():
+        raise SweepError(f"{out} already holds a {kind} ({schema.SWEEP_STATE}; it would be overwritten): give a new "
+                         f"--out folder, or continue that {kind} with --resume {out}")
+    raise SweepError(f"{out} is not empty and holds no {kind} to resume: give a new or empty --out folder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,9 +439,20 @@ def run_cli(launch: Launch, *, no_report: bool) -> int:
 
 
 def run_sweep(launch: Launch) -> Path | None:
-    """The sweep's steps: open the folder, plan (checked before Ray starts), print the cost, pretrain, run the
-    GAN trials, score (and, for a study, the study tables). Returns the results folder (None after a dry run)."""
-    out, launch, resuming = open_folder(launch)
+    """The sweep's steps: open (and claim) the folder, plan (checked before Ray starts), print the cost, pretrain,
+    run the GAN trials, check what ran against the plan, score (and, for a study, the study tables). Returns the
+    results folder (None after a dry run). The folder's claim is released however the run ends."""
+    out, launch, resuming, claimed = open_folder(launch)
+    with claimed or contextlib.nullcontext():
+        try:
+            return _run_in(out, launch, resuming)
+        except KeyboardInterrupt:  # outside Tune's own handling (it saves its state and returns): planning, scoring
+            then = (f"continue it with: python -m {launch.entry} --resume {out}"
+                    if (out / schema.SWEEP_STATE).is_file() and not launch.dry_run else "nothing was started")
+            raise SweepError(f"{launch.request.kind} interrupted; {then}", code=130) from None
+
+
+def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
     request = launch.request
     try:
         sweep = plan.plan_sweep(request, out)
@@ -375,7 +461,8 @@ def run_sweep(launch: Launch) -> Path | None:
     if not request.address:
         concurrent, account = packing.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)
-        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {account}", flush=True)
+        with dry_run_cache(out) if launch.dry_run else contextlib.nullcontext() as times:  # a dry run writes nothing
+            print(f"{sweep.describe(concurrency=concurrent, cache_dir=times)}\n  resources: {account}", flush=True)
     if launch.dry_run:
         return None
     start_folder(out, launch, resuming)
@@ -392,7 +479,11 @@ def run_sweep(launch: Launch) -> Path | None:
         # Ctrl-C: Tune saved its state and returned early; score nothing half-done
         raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",
                          code=130)
-    score_sweep(sweep, out, command=launch.command)
+    try:
+        score_sweep(sweep, out, command=launch.command)
+    except recovery.DamagedState as err:  # e.g. a disk that filled up as Tune wrote its state
+        raise SweepError(f"{err}\nnothing was scored or written; once fixed (space freed), continue with: "
+                         f"python -m {launch.entry} --resume {out}", code=1) from None
     if request.kind == "study":
         from results.study import compute_study
 

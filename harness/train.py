@@ -36,9 +36,9 @@ from typing import Any
 import torch
 
 from harness import worker
-from harness.runs import RunSpec, prepare_run, resolve_config, validate_run
+from harness.runs import FAILED_FILE, RunSpec, prepare_run, resolve_config, validate_run
 from harness.session import RayTrainSession, Session, TuneTrialSession
-from harness.storage import data_root, default_storage, resolve_train_dirs, run_folder
+from harness.storage import data_root, default_storage, dry_run_cache, outside_data_root, resolve_train_dirs, run_folder
 from srgan.checkpoint import resume
 from srgan.config import ConfigError, ExperimentConfig, add_override_argument, from_dict, to_dict
 from srgan.engine import GanEngine, NonFiniteLoss
@@ -230,13 +230,16 @@ def make_spec(args: argparse.Namespace) -> RunSpec:
     stage = args.stage or ("gan" if args.init_from else "single")
     if stage == "gan" and not args.init_from:
         raise ValueError("--stage gan needs --init-from (the pretrained generator to start from)")
+    if stage != "gan" and args.init_from:
+        raise ValueError(f"--init-from starts a GAN stage; --stage {stage} would ignore it")
     cfg = resolve_config(version, size=size, scale=args.scale, data_root=data_root(args.data_root),
                          overrides=parse_set_args(args.overrides), stage=stage,
                          init_from=Path(args.init_from).resolve() if stage == "gan" else None,
                          vgg_fallback=args.vgg_fallback)
-    storage = Path(args.storage) if args.storage else default_storage("train")
+    storage = Path(args.storage).expanduser() if args.storage else default_storage("train")
     name = args.name or f"{cfg.name}-x{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return RunSpec(cfg=cfg, run_dir=run_folder(storage, name), data_root=data_root(args.data_root),
+    run_dir = outside_data_root(run_folder(storage, name), data_root(args.data_root), what="the run folder")
+    return RunSpec(cfg=cfg, run_dir=run_dir, data_root=data_root(args.data_root),
                    workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                    gpus_per_worker=args.gpus_per_worker, sync_bn=args.sync_bn, max_failures=args.max_failures)
 
@@ -250,22 +253,32 @@ def main(argv: list[str] | None = None) -> int:
         spec = make_spec(args)
         if not args.address:
             resources.check_run(spec, resources.local_resources())
-        validate_run(spec)
-        print(plan.run_plan(spec), flush=True)
-        if args.dry_run:
+        validate_run(spec)  # data, validation set, the init source (before Ray, before the plan), the run folder
+        if args.dry_run:  # writes nothing: step times cached in a throwaway copy of the results root's cache
+            with dry_run_cache(spec.run_dir.parent) as cache:
+                print(plan.run_plan(spec, cache_dir=cache), flush=True)
             return 0
+        print(plan.run_plan(spec), flush=True)
         prepare_run(spec)
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    local_ray.init_ray(args.address)
-    if args.address:
-        try:
-            resources.check_run(spec, resources.cluster_resources())
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    return finish(spec, run_and_time(spec))
+    except KeyboardInterrupt:
+        print("interrupted before the run started; nothing was trained", file=sys.stderr)
+        return 130
+    try:
+        local_ray.init_ray(args.address)
+        if args.address:
+            try:
+                resources.check_run(spec, resources.cluster_resources())
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        return finish(spec, run_and_time(spec))
+    except KeyboardInterrupt:
+        print(f"interrupted; continue from its last checkpoint with the same command (--name {spec.run_dir.name})",
+              file=sys.stderr)
+        return 130
 
 
 def run_and_time(spec: RunSpec) -> tuple[Any, float, str | None]:
@@ -287,8 +300,12 @@ def finish(spec: RunSpec, outcome: tuple[Any, float, str | None]) -> int:
     diverged = next((r for r in history if r.get("diverged_reason")), None)
     if failure or diverged:
         reason = f"diverged: {diverged['diverged_reason']}" if diverged else f"training failed: {failure}"
-        (spec.run_dir / "FAILED").write_text(reason + "\n")
-        print(f"error: {reason} (recorded in {spec.run_dir / worker.HISTORY_JSONL})", file=sys.stderr)
+        (spec.run_dir / FAILED_FILE).write_text(reason + "\n")
+        if history:
+            print(f"error: {reason} (recorded in {spec.run_dir / worker.HISTORY_JSONL})", file=sys.stderr)
+        else:
+            print(f"error: {reason} (before its first step; --name {spec.run_dir.name} may be used again, for "
+                  "this run or another)", file=sys.stderr)
         return 1
     print(f"checkpoint: {result.checkpoint.path if result.checkpoint else 'none'}")
     last = next((r for r in reversed(history) if "val_psnr" in r), {})

@@ -105,6 +105,21 @@ def _read_safetensors(weights: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights}: not a valid safetensors file ({err})") from None
 
 
+def _read_safetensors_header(weights: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's keys and shapes as meta tensors: only its header is read, and the format refuses a
+    header whose tensors the file does not fully hold (a cut-off file)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            keys = list(fh.keys())  # noqa: SIM118 (a safetensors handle is not iterable)
+            return {key: torch.empty(fh.get_slice(key).get_shape(), device="meta") for key in keys}
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing") from None
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{weights}: not a valid safetensors file ({err})") from None
+
+
 def _check_fit(state: dict[str, torch.Tensor], cfg: ExperimentConfig, weights: Path) -> None:
     """Every key and shape of `cfg`'s generator, compared with `state` without allocating the network."""
     with torch.device("meta"):
@@ -195,9 +210,13 @@ def _differences(a: Any, b: Any, prefix: str) -> list[str]:
     return [f"{prefix}.{k}: source {da.get(k)!r}, config {db.get(k)!r}" for k in differing_keys(da, db)]
 
 
-def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+def load_init_generator(source: str | Path, cfg: ExperimentConfig, *,
+                        header_only: bool = False) -> dict[str, torch.Tensor]:
     """The generator state dict at `source` (see `resolve_init_source`), checked against `cfg`'s generator:
-    the source's generator config and scale when it has a config.json, and always every key and shape."""
+    the source's generator config and scale when it has a config.json, and always every key and shape.
+
+    `header_only`: a safetensors source is checked from its header alone (the tensors returned are on the meta
+    device), for a driver that checks the source before any worker loads it."""
     weights = resolve_init_source(source)
     if weights.suffix in WEIGHT_SUFFIXES:
         state, src_generator = read_generator(weights)
@@ -205,7 +224,7 @@ def load_init_generator(source: str | Path, cfg: ExperimentConfig) -> dict[str, 
         if cfg.scale != OFFICIAL_SCALE:
             diffs.append(f"scale: source {OFFICIAL_SCALE}, config {cfg.scale}")
     elif weights.suffix == ".safetensors":
-        state = _read_safetensors(weights)
+        state = _read_safetensors_header(weights) if header_only else _read_safetensors(weights)
         diffs = []
         if (weights.parent / CONFIG_FILE).is_file():
             src = load_config(weights.parent)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import sweep, train
+from harness import plan, study, sweep, train
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +103,136 @@ def test_sweep_unknown_dataset(capsys, data_root: Path, tmp_path: Path) -> None:
 def test_resume_of_a_folder_that_is_no_sweep(capsys, tmp_path: Path) -> None:
     err = _run(sweep.main, ["--resume", str(tmp_path)], capsys)
     assert "not a sweep folder" in err
+
+
+# ------------------------------------------------------------------------ issue 18: checks before anything runs
+
+
+def _refused(main, argv: list[str], capsys) -> tuple[str, str]:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def _cut_off(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _gan_args(init: Path, data_root: Path, storage: Path, *extra: str) -> list[str]:
+    return ["--preset", "v3-tiny", "--init-from", str(init), "--vgg-fallback", "untrained", "--storage", str(storage),
+            "--name", "gan", "--data-root", str(data_root), *extra]
+
+
+def test_init_from_missing_is_refused_before_the_plan(capsys, data_root: Path, tmp_path: Path) -> None:
+    """18.4: a missing --init-from passed --dry-run and failed in the worker ~38 s later."""
+    out, err = _refused(train.main, _gan_args(tmp_path / "nowhere", data_root, tmp_path / "runs", "--dry-run"), capsys)
+    assert str(tmp_path / "nowhere") in err and "not found" in err
+    assert "plan:" not in out  # refused before the dry run's plan
+    assert not (tmp_path / "runs").exists()
+
+
+def test_init_from_checked_in_the_driver(capsys, data_root: Path, tmp_path: Path, make_checkpoint) -> None:
+    """An intact source of the right network passes the dry run; the same file cut off, a source of another scale
+    and one of another generator are refused naming the file and what differs. Nothing is written."""
+    good = make_checkpoint(scale=4, name="good")
+    assert train.main(_gan_args(good, data_root, tmp_path / "runs", "--dry-run")) == 0
+    assert f"from {good}" in capsys.readouterr().out
+    cut = make_checkpoint(scale=4, name="cut")
+    _cut_off(cut / "generator.safetensors")
+    _, err = _refused(train.main, _gan_args(cut, data_root, tmp_path / "runs", "--dry-run"), capsys)
+    assert str(cut / "generator.safetensors") in err and "not a valid safetensors file" in err
+    x2 = make_checkpoint(scale=2, name="x2")
+    _, err = _refused(train.main, _gan_args(x2, data_root, tmp_path / "runs", "--dry-run"), capsys)
+    assert "scale: source 2, config 4" in err
+    # an RRDB network cannot start from an SRResNet checkpoint
+    _, err = _refused(train.main, ["--preset", "esrgan-tiny", "--init-from", str(good), "--vgg-fallback", "untrained",
+                                   "--storage", str(tmp_path / "runs"), "--data-root", str(data_root), "--dry-run"],
+                      capsys)
+    assert str(good) in err and "generator.arch" in err
+    # without --dry-run too: refused before any folder is made or Ray starts
+    _, err = _refused(train.main, _gan_args(cut, data_root, tmp_path / "runs"), capsys)
+    assert "not a valid safetensors file" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_init_from_outside_a_gan_stage(capsys, data_root: Path, tmp_path: Path, make_checkpoint) -> None:
+    _, err = _refused(train.main, _gan_args(make_checkpoint(), data_root, tmp_path, "--stage", "pretrain"), capsys)
+    assert "--init-from" in err and "--stage pretrain" in err
+
+
+@pytest.mark.parametrize("main", [sweep.main, study.main])
+@pytest.mark.parametrize("datasets", [",", " , ", ""])
+def test_datasets_naming_nothing_are_refused(capsys, data_root: Path, tmp_path: Path, main, datasets) -> None:
+    """18.5: `--datasets ,` trained the whole study, scored nothing and exited 0."""
+    _, err = _refused(main, ["--datasets", datasets, "--data-root", str(data_root), "--out", str(tmp_path / "s")],
+                      capsys)
+    assert "--datasets" in err and "names no dataset" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_datasets_are_normalised_and_deduplicated(data_root: Path) -> None:
+    """18.5: "set5,Set5, set5" scored set5 three times and listed set5 and Set5 apart."""
+    args = sweep.build_parser().parse_args(["--datasets", "set5,Set5, set5,SET14"])
+    assert sweep.request_from_args(args).datasets == ("set5", "set14")
+    args = study.build_parser().parse_args(["--datasets", "set5,Set5, set5"])
+    assert study.study_request(args).datasets == ("set5",)
+
+
+@pytest.mark.parametrize("entry", ["train", "sweep", "study"])
+def test_results_root_that_is_a_file(capsys, monkeypatch, data_root: Path, tmp_path: Path, entry: str) -> None:
+    """18.9: ENHANCE_RESULTS pointing at a file gave a traceback, even with --dry-run."""
+    target = tmp_path / "results-file"
+    target.write_text("x")
+    monkeypatch.setenv("ENHANCE_RESULTS", str(target))
+    main = {"train": train.main, "sweep": sweep.main, "study": study.main}[entry]
+    argv = ["--preset", "v1-tiny"] if entry == "train" else ["--presets", "v1"] if entry == "sweep" else []
+    _, err = _refused(main, [*argv, "--data-root", str(data_root), "--dry-run"], capsys)
+    assert "ENHANCE_RESULTS" in err and str(target) in err and "is a file" in err
+    assert target.read_text() == "x"
+
+
+def test_a_name_too_long_for_the_file_system(capsys, data_root: Path, tmp_path: Path) -> None:
+    """18.9: a 300-character --name gave a traceback, even with --dry-run."""
+    _, err = _refused(train.main, ["--preset", "v1-tiny", "--name", "n" * 300, "--storage", str(tmp_path),
+                                   "--data-root", str(data_root), "--dry-run"], capsys)
+    assert "--name" in err and "300 bytes" in err
+    _, err = _refused(sweep.main, ["--presets", "v1", "--out", str(tmp_path / ("o" * 300)), "--data-root",
+                                   str(data_root), "--dry-run"], capsys)
+    assert "--out" in err and "300 bytes" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_inside_the_data_root_are_refused(capsys, data_root: Path) -> None:
+    """18.9: --out inside the data root was accepted (results mixed with the data a training scan reads)."""
+    inside = data_root / "train" / "results"
+    _, err = _refused(sweep.main, ["--presets", "v1", "--out", str(inside), "--data-root", str(data_root)], capsys)
+    assert "inside the data root" in err and str(inside.resolve()) in err
+    _, err = _refused(study.main, ["--size", "tiny", "--out", str(data_root), "--data-root", str(data_root)], capsys)
+    assert "inside the data root" in err
+    _, err = _refused(train.main, ["--preset", "v1-tiny", "--storage", str(data_root), "--data-root", str(data_root)],
+                      capsys)
+    assert "inside the data root" in err
+    assert not inside.exists()
+
+
+def test_a_dry_run_writes_nothing(capsys, data_root: Path, tmp_path: Path) -> None:
+    """18.9: --dry-run wrote step_times.json into --out. It still reads a cache that is there."""
+    out = tmp_path / "sweep"
+    assert sweep.main(["--presets", "v1", "--grid", "none", "--steps", "4", "--datasets", "set5", "--out", str(out),
+                       "--data-root", str(data_root), "--dry-run"]) == 0
+    assert "(measured)" in capsys.readouterr().out
+    assert not out.exists()
+    storage = tmp_path / "train"
+    assert train.main(["--preset", "v1-tiny", "--storage", str(storage), "--data-root", str(data_root),
+                       "--dry-run"]) == 0
+    assert "cost estimate" in capsys.readouterr().out
+    assert not storage.exists()
+    # a cache a real launch left in the results root is used, and left as it was
+    argv = ["--preset", "v1-tiny", "--storage", str(storage), "--data-root", str(data_root)]
+    plan.run_plan(train.make_spec(train.build_parser().parse_args(argv)))
+    cache = storage / "step_times.json"
+    before = cache.read_bytes()
+    assert train.main([*argv, "--dry-run"]) == 0
+    assert "(cached)" in capsys.readouterr().out
+    assert cache.read_bytes() == before and [p.name for p in storage.iterdir()] == ["step_times.json"]

@@ -25,12 +25,29 @@ def _run(main, argv: list[str], capsys) -> tuple[int, str]:
 
 
 def test_sweep_refuses_a_folder_that_holds_results(capsys, data_root: Path, tmp_path: Path) -> None:
+    """A folder holding a sweep (its sweep.json) is refused, with --resume suggested; a folder holding anything
+    else is refused without suggesting a --resume that would fail (issue 18.9). Neither is touched, and the
+    folder's claim (harness.lock) is given back."""
     out = tmp_path / "finished"
     out.mkdir()
     (out / "trials.parquet").write_bytes(b"a finished sweep's table")
     code, err = _run(sweep.main, ["--presets", "v1", "--data-root", str(data_root), "--out", str(out)], capsys)
-    assert code == 2 and str(out) in err and "--out" in err and f"--resume {out}" in err
-    assert (out / "trials.parquet").read_bytes() == b"a finished sweep's table"  # untouched
+    assert code == 2 and str(out) in err and "--out" in err and "--resume" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["trials.parquet"]  # untouched, no lock left behind
+    (out / "sweep.json").write_text("{}")
+    code, err = _run(sweep.main, ["--presets", "v1", "--data-root", str(data_root), "--out", str(out)], capsys)
+    assert code == 2 and f"--resume {out}" in err
+    assert (out / "trials.parquet").read_bytes() == b"a finished sweep's table"
+    assert not (out / ".lock").exists()
+
+
+def test_sweep_out_that_is_a_file_suggests_a_folder(capsys, data_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "results.txt"
+    target.write_text("not a folder")
+    code, err = _run(sweep.main, ["--presets", "v1", "--data-root", str(data_root), "--out", str(target)], capsys)
+    assert code == 2 and str(target) in err and "is a file" in err and "folder" in err
+    assert "--resume" not in err  # --resume FILE cannot work
+    assert target.read_text() == "not a folder"
 
 
 def test_sweep_resume_of_a_corrupt_state_names_the_file(capsys, tmp_path: Path) -> None:
@@ -62,6 +79,7 @@ def test_a_run_folder_is_resumed_only_by_the_same_config(data_root: Path, tmp_pa
     prepare_run(RunSpec(cfg=v2, run_dir=run_dir, data_root=data_root))
     before = (run_dir / "config.json").read_text()
     prepare_run(RunSpec(cfg=v2, run_dir=run_dir, data_root=data_root))  # the same run: resumable
+    (run_dir / "history.jsonl").write_text(json.dumps({"step": 1, "phase": "warmup"}) + "\n")  # it trained
     v1 = tiny_config(data_root, name="v1-tiny")
     with pytest.raises(ValueError) as err:
         prepare_run(RunSpec(cfg=v1, run_dir=run_dir, data_root=data_root))
@@ -69,6 +87,46 @@ def test_a_run_folder_is_resumed_only_by_the_same_config(data_root: Path, tmp_pa
     assert "already holds a different run" in message and "name" in message and "generator.output" in message
     assert json.loads((run_dir / "config.json").read_text())["config"]["name"] == "v2-tiny"
     assert json.loads(before)["config"] == json.loads((run_dir / "config.json").read_text())["config"]
+
+
+def test_a_run_that_failed_before_its_first_step_leaves_a_reusable_folder(data_root: Path, tmp_path: Path) -> None:
+    """18.4: a run that failed in its worker before training a step (config.json written, FAILED, no history and
+    no checkpoint) blocked `--name` as "a different run". Such a folder takes the next config; one that trained
+    (a checkpoint) is still refused."""
+    run_dir = tmp_path / "run"
+    prepare_run(RunSpec(cfg=tiny_config(data_root, name="v2-tiny"), run_dir=run_dir, data_root=data_root))
+    (run_dir / "FAILED").write_text("training failed: before its first step\n")
+    v1 = tiny_config(data_root, name="v1-tiny")
+    prepare_run(RunSpec(cfg=v1, run_dir=run_dir, data_root=data_root))
+    assert json.loads((run_dir / "config.json").read_text())["config"]["name"] == "v1-tiny"
+    assert not (run_dir / "FAILED").exists()  # the reason of the old run no longer describes the folder
+    (run_dir / "checkpoint_0000002").mkdir()
+    with pytest.raises(ValueError, match="already holds a different run"):
+        prepare_run(RunSpec(cfg=tiny_config(data_root, name="v2-tiny"), run_dir=run_dir, data_root=data_root))
+
+
+def test_an_interrupted_study_names_its_own_resume(capsys, monkeypatch, data_root: Path, tmp_path: Path) -> None:
+    """18.6: Ctrl-C on a study printed `python -m harness.sweep --resume DIR`, which then finished no study. The
+    message names the study's command, whichever entry point resumes it, and `harness.sweep --resume` of a study
+    folder resumes the study (its entry and kind come from sweep.json). Tune returning early after Ctrl-C is
+    simulated (no Ray starts); the real interrupt is in test_harness_resume_damage.py."""
+    from harness import study
+
+    monkeypatch.setattr(sweep.local_ray, "init_ray", lambda address=None: None)
+    monkeypatch.setattr(sweep, "run_stages", lambda *args, **kwargs: False)
+    out = tmp_path / "study"
+    argv = ["--size", "tiny", "--seeds", "1", "--datasets", "set5", "--vgg-fallback", "untrained", "--out", str(out),
+            "--data-root", str(data_root), "--no-report"]
+    code, err = _run(study.main, argv, capsys)
+    assert code == 130 and f"continue it with: python -m harness.study --resume {out}" in err
+    assert not (out / ".lock").exists()  # the claim is given back on the way out
+    code, err = _run(sweep.main, ["--resume", str(out)], capsys)
+    assert code == 130 and f"python -m harness.study --resume {out}" in err
+    _, resumed, resuming, claim = sweep.open_folder(sweep.Launch(sweep.plan.SweepRequest(), entry="harness.sweep",
+                                                                 argv=["--resume", str(out)], resume=str(out)))
+    claim.release()
+    assert resuming and resumed.entry == "harness.study" and resumed.request.kind == "study"
+    assert resumed.request == study.study_request(study.build_parser().parse_args(argv))
 
 
 @pytest.mark.slow

@@ -106,6 +106,6 @@ def test_dry_run_prints_the_cost_and_starts_nothing(data_root: Path, tmp_path: P
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cost estimate" in done.stdout and "device-hours" in done.stdout and "s/step" in done.stdout
     assert "2 shared pretraining(s), 15 GAN trial(s)" in done.stdout
-    # only the measured step times are kept (so the real run reuses them); no trial, no Tune state, no Ray
-    assert sorted(p.name for p in out.iterdir()) == ["step_times.json"]
+    # a dry run writes nothing (issue 18.9): no step-time cache, no trial, no Tune state, no Ray
+    assert not out.exists()
     assert "sweep folder" not in done.stdout

@@ -1,0 +1,164 @@
+"""Resuming a sweep whose Ray Tune state is damaged, and finding a trial's folder by its parameters.
+
+Tune keeps an experiment's state in `experiment_state-<session>.json` (one per driver session, the newest read
+on restore) beside the search algorithm's `basic-variant-state-<session>.json`. A disk that fills up while Tune
+writes them leaves a cut-off file; Tune then fails to restore, logs it and *starts the experiment afresh*,
+whose new state holds none of the finished trials. A resume built on that loses results and exits 0 (issue
+18.1). So, before Tune restores a stage:
+
+- every state file that does not parse as Tune's state is *named* and set aside (renamed `<name>.damaged`,
+  nothing deleted), with the other files of its session, so Tune restores from the newest intact session;
+- a stage with no intact state left is moved aside whole (`<stage>.damaged-<time>`) and run again from its
+  trial folders: pretrainings are named for what they are, and a GAN trial finds its folder by the parameters
+  it recorded there (`PARAMS_FILE`); Ray Train then resumes each run from its own latest checkpoint, so
+  finished work is not trained again.
+
+What the sweep then collects is checked against its plan (`harness.collect.plan_problems`), so anything this
+cannot recover is an error naming the trial, never a quiet success.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from results import schema
+
+log = logging.getLogger(__name__)
+
+STATE_GLOB = "experiment_state-*.json"
+DAMAGED = ".damaged"
+PARAMS_FILE = "params.json"  # in every trial folder: the Tune parameters of the trial that ran there
+TRIAL_IDS_FILE = "tune_trials.txt"  # ... and the Tune trial ids that ran there, one a line
+_SESSION = re.compile(r"^experiment_state-(?P<session>.+)\.json$")
+
+
+class DamagedState(Exception):
+    """A Tune state that cannot be used, named with what is wrong with it."""
+
+
+def state_problem(path: Path) -> str | None:
+    """What is wrong with a Tune experiment-state file, or None when it reads as one."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        return f"cut off or not JSON ({err})"
+    if not isinstance(data, dict) or not isinstance(data.get("trial_data"), list) or "runner_data" not in data:
+        return "not a Tune experiment state (no trial_data / runner_data)"
+    return None
+
+
+def damaged_states(tune_dir: Path) -> dict[Path, str]:
+    """The damaged experiment-state files of a Tune folder, with what is wrong with each."""
+    found = {p: state_problem(p) for p in sorted(Path(tune_dir).glob(STATE_GLOB))}
+    return {p: why for p, why in found.items() if why is not None}
+
+
+def intact_states(tune_dir: Path) -> list[Path]:
+    """The experiment-state files that read as Tune's state, oldest first (Tune restores the last)."""
+    return [p for p in sorted(Path(tune_dir).glob(STATE_GLOB)) if state_problem(p) is None]
+
+
+def set_aside_damaged(tune_dir: Path) -> list[str]:
+    """Rename every damaged state file of `tune_dir`, and its session's other files, to `<name>.damaged`, so that
+    Tune restores from the newest intact session. Returns one line per damaged file (logged as well)."""
+    said = []
+    for path, why in damaged_states(tune_dir).items():
+        match = _SESSION.match(path.name)
+        session = match["session"] if match else None
+        siblings = [p for p in path.parent.glob(f"*-{session}.json") if p != path] if session else []
+        for p in (path, *siblings):
+            p.rename(p.with_name(p.name + DAMAGED))
+        line = f"{path}: damaged Tune experiment state, {why}; set aside as {path.name + DAMAGED}"
+        if siblings:
+            line += f" (with {', '.join(p.name for p in siblings)})"
+        log.warning(line)
+        said.append(line)
+    return said
+
+
+def prepare_restore(tune_dir: Path) -> bool:
+    """Make a stage's Tune folder restorable; True when Tune can restore it. Damaged states are set aside
+    (`set_aside_damaged`); a folder left with no intact state is moved aside whole (`<stage>.damaged-<time>`),
+    and the stage then runs afresh on its trial folders (see the module docstring)."""
+    tune_dir = Path(tune_dir)
+    if not tune_dir.is_dir():
+        return False
+    said = set_aside_damaged(tune_dir)
+    intact = intact_states(tune_dir)
+    if intact:
+        if said:
+            log.warning("%s: resuming from the newest intact state, %s", tune_dir, intact[-1].name)
+        return True
+    if said:
+        aside = tune_dir.with_name(f"{tune_dir.name}{DAMAGED}-{time.strftime('%Y%m%d-%H%M%S')}")
+        tune_dir.rename(aside)
+        log.warning("%s: no intact Tune state left; moved aside to %s. The stage runs again on its trial folders "
+                    "(finished runs resume from their last checkpoint and train no further)", tune_dir, aside.name)
+    return False
+
+
+def check_readable(tune_dir: Path) -> None:
+    """Raise `DamagedState` naming the newest state file of `tune_dir` when it cannot be read (e.g. a disk that
+    filled up as Tune wrote it); the sweep then stops before it collects anything."""
+    states = sorted(Path(tune_dir).glob(STATE_GLOB))
+    if states and (why := state_problem(states[-1])) is not None:
+        raise DamagedState(f"{states[-1]}: damaged Tune experiment state, {why}")
+
+
+# ------------------------------------------------------------------------------------------ trial folders
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """A trial's parameters as one comparable string."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def record_trial(run_dir: Path, params: dict[str, Any], trial_id: str) -> None:
+    """What a trial folder holds: the parameters of its trial, and every Tune trial id that ran in it (more than
+    one after a stage was run again on its folders)."""
+    (Path(run_dir) / PARAMS_FILE).write_text(json.dumps(params, sort_keys=True, default=str))
+    with (Path(run_dir) / TRIAL_IDS_FILE).open("a") as fh:
+        fh.write(trial_id + "\n")
+
+
+def read_params(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(run_dir) / PARAMS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _folders(out: Path) -> list[Path]:
+    trials = Path(out) / schema.TRIALS_DIR
+    return sorted(p for p in trials.iterdir() if p.is_dir()) if trials.is_dir() else []
+
+
+def folders_by_params(out: Path) -> dict[str, str]:
+    """GAN trial folders of a sweep by their parameters (`params_key`), where exactly one folder holds those
+    parameters (repeats of one grid point are ambiguous: they are left out and train again)."""
+    seen: dict[str, list[str]] = {}
+    for folder in _folders(out):
+        params = read_params(folder)
+        if params is not None and not params.get("run_name"):
+            seen.setdefault(params_key(params), []).append(folder.name)
+    return {key: names[0] for key, names in seen.items() if len(names) == 1}
+
+
+def folders_by_trial_id(out: Path) -> dict[str, str]:
+    """Tune trial id -> the folder it ran in, for every id a trial folder records."""
+    found = {}
+    for folder in _folders(out):
+        try:
+            ids = (folder / TRIAL_IDS_FILE).read_text().split()
+        except OSError:
+            continue
+        found.update({trial_id: folder.name for trial_id in ids})
+    return found
