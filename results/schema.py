@@ -171,7 +171,7 @@ HISTORY_COLUMNS = {
 
 
 # The study tables (`results.study.compute_study`), beside the others in a study's results folder.
-# `version` is a preset ("v3"), "<preset>-pretrain" for a pretraining, or a baseline's preset ("bicubic").
+# `version` is a preset ("v3"), a pretraining's ("srresnet-pretrain", "rrdb-pretrain"), or a baseline's ("bicubic").
 STUDY_FILE = "study.parquet"  # STUDY_COLUMNS: one row per (comparison, dataset, metric)
 STUDY_JSON = "study.json"
 STUDY_VERSIONS_FILE = "study_versions.parquet"  # STUDY_VERSION_COLUMNS: per (version, dataset, metric)
@@ -180,25 +180,38 @@ STUDY_PROFILE_FILE = "study_profile.parquet"  # STUDY_PROFILE_COLUMNS: per versi
 STUDY_PROFILE_JSON = "study_profile.json"
 
 STUDY_COLUMNS = {
-    "comparison": "str",  # "v3 - v2", "v3 - v3-pretrain"
+    "comparison": "str",  # "v3 - v2", "v3 - srresnet-pretrain"
     "kind": "str",  # "version step" | "GAN stage vs its pretraining"
     "dataset": "str",
     "metric": "str",
     "a": "str",
     "b": "str",
-    "n": "i64",  # (image, seed) pairs
+    "n": "i64",  # (seed, image) pairs used
     "n_seeds": "i64",
     "n_images": "i64",
     "mean_diff": "f64",  # mean of a - b over the pairs; null when there is no data (see note)
-    "ci_low": "f64",
+    "ci_low": "f64",  # t interval (`method`); null with one seed (no seed-level interval) or no data
     "ci_high": "f64",
     "ci_level": "f64",  # 0.95
-    "n_resamples": "i64",
-    "bootstrap_seed": "i64",
+    "method": "str",  # how the interval was made (results.stats: seed x image random effects, Satterthwaite t)
+    "df": "f64",  # its Satterthwaite degrees of freedom
+    "p_value": "f64",  # two-sided t test of mean_diff = 0
+    "p_holm": "f64",  # p_value Holm-adjusted over the metric's family (every comparison, every dataset)
+    "distinguishable": "bool",  # p_holm < 0.05; null without a test
+    "verdict": "str",  # from p_holm: "a better" | "b better" | "not distinguishable" | "one seed" | "no data"
+    "excludes_zero": "bool",  # the raw (unadjusted) interval lies entirely on one side of 0
+    "p_improve": "f64",  # P(a random seed of a beats one of b on the dataset mean), ties 1/2 (Agarwal et al. 2021)
+    "mdd": "f64",  # the smallest true difference this design detects with 80 % power (alpha 0.05, two-sided)
+    "sd_seed": "f64",  # the variance components' standard deviations (ANOVA estimates, negative ones set to 0)
+    "sd_image": "f64",
+    "sd_resid": "f64",
+    "budget": "str",  # "unequal-budget" (g_updates differ > 1 %) | "unknown" (g_updates missing) | null (equal)
+    "g_updates_a": "i64",  # generator updates behind each side's scored weights (the largest of its trials)
+    "g_updates_b": "i64",
+    "selection": "str",  # "selected-on-test" when a trial on either side was selected on a scored set, else null
+    "variance_sources": "str",  # one line: the sources of variation the interval includes
     "higher_is_better": "bool",  # the metric's direction
-    "excludes_zero": "bool",  # the interval lies entirely on one side of 0; null when there is no data
-    "verdict": "str",  # "a better" | "b better" | "not distinguishable from zero" | "no data"
-    "note": "str",  # why the row has no data, or what b is
+    "note": "str",  # why the row has no data or no interval, what was left out, what b is
 }
 
 STUDY_VERSION_COLUMNS = {
@@ -240,13 +253,15 @@ STUDY_PROFILE_COLUMNS = {
     "val_points": "f64",  # validations recorded per trial (mean)
     "logged": "str",  # history columns with data, comma-separated
     "flags": "str",  # JSON list, the union over the version's trials
-    "gan_reports": "i64",  # GAN-stage history rows with D(real) and D(fake)
-    "collapse_reports": "i64",  # of which D(real) - D(fake) > collapse_gap
+    "gan_reports": "i64",  # GAN-stage history rows with the discriminator's gap (d_gap, or D(real) and D(fake))
+    "collapse_reports": "i64",  # of which the gap > collapse_gap
     "collapse_share": "f64",  # collapse_reports / gan_reports
     "collapse_share_max": "f64",  # the worst trial's share
     "collapse_gap": "f64",
-    "adv_loss_std": "f64",  # std of loss_adv_g over the last half of the GAN stage, mean over trials
+    "collapse_source": "str",  # "d_gap" | "d_real - d_fake (older history; ...)": what the gap was
+    "adv_loss_std": "f64",  # std of the unweighted adversarial G loss over the GAN stage's last half, mean over trials
     "adv_loss_std_sd": "f64",  # its std over trials
+    "adv_loss_source": "str",  # "loss_adv_raw" | "loss_adv_g / adv_weight (older history)"
     "psnr_drift": "f64",  # val PSNR at the end of the GAN stage minus at its start, mean over trials
     "psnr_drift_sd": "f64",
     "drift_from": "str",  # what "its start" was

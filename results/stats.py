@@ -280,10 +280,11 @@ def anova_components(diff: np.ndarray) -> Components:
         return Components(None, var_images, None)
     if I == 1:
         return Components(float(diff[:, 0].var(ddof=1)), None, None)
-    ms_seed = I * float(((seed_means - grand) ** 2).sum()) / (S - 1)
-    ms_image = S * float(((image_means - grand) ** 2).sum()) / (I - 1)
-    resid = diff - seed_means[:, None] - image_means[None, :] + grand
-    ms_resid = float((resid ** 2).sum()) / ((S - 1) * (I - 1))
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float range: the caller sees inf / NaN
+        ms_seed = I * float(((seed_means - grand) ** 2).sum()) / (S - 1)
+        ms_image = S * float(((image_means - grand) ** 2).sum()) / (I - 1)
+        resid = diff - seed_means[:, None] - image_means[None, :] + grand
+        ms_resid = float((resid ** 2).sum()) / ((S - 1) * (I - 1))
     return Components(max(0.0, (ms_seed - ms_resid) / I), max(0.0, (ms_image - ms_resid) / S), ms_resid)
 
 
@@ -364,6 +365,9 @@ def seed_image_t(a: np.ndarray | Sequence, b: np.ndarray | Sequence, *, ci: floa
               "method": METHOD_ONE_IMAGE if I == 1 else METHOD}
     if design is None:
         return SeedImageT(ci_low=None, ci_high=None, df=None, p_value=None, se=None, **common)
+    if not (math.isfinite(mean) and math.isfinite(design.variance) and (design.df is None or math.isfinite(design.df))):
+        # values near the float range overflowed: the statistics are NaN, never a number (the study says why)
+        return SeedImageT(ci_low=math.nan, ci_high=math.nan, df=math.nan, p_value=math.nan, se=math.nan, **common)
     se = math.sqrt(design.variance)
     if design.df is None:  # no variation at all between the pairs: a zero-width interval
         return SeedImageT(ci_low=mean, ci_high=mean, df=None, p_value=1.0 if mean == 0 else 0.0, se=0.0, **common)

@@ -3,11 +3,22 @@
 It answers the original study's comparison (v1 -> v2 -> v3, then RaGAN and ESRGAN) with measured values:
 
 - paired differences between consecutive versions (v2 - v1, v3 - v2, ragan - v3, esrgan - ragan) and between
-  each GAN stage and the pretraining it started from (`v3 - v3-pretrain`), over (image, seed) pairs, with a
-  two-level bootstrap confidence interval (`paired_bootstrap`);
+  each GAN stage and the pretraining it started from (`v3 - srresnet-pretrain`), over (seed, image) pairs
+  (`study.parquet`). The interval is a t interval from a two-way crossed random-effects model of the differences
+  (training seed x image, ANOVA estimates, Satterthwaite degrees of freedom: `results.stats`, which cites its
+  sources), so it covers seed-to-seed and image-to-image variation and keeps its coverage at 3 seeds. Each
+  comparison has a two-sided t test; the verdict uses its p-value Holm-adjusted over the study's family for
+  that metric (every comparison on every dataset). Each row also gives the minimum difference the study could
+  detect (`mdd`, 80 % power at alpha 0.05), the probability of improvement over seeds, the estimated variance
+  components, whether the two sides had equal training budgets and what sources of variation the interval
+  includes;
 - per-version means and standard deviations over seeds (`study_versions.parquet`);
 - per-version configuration facts and GAN stability measured from the training history
   (`study_profile.parquet`).
+
+Power for the next study (`harness.study --dry-run --variance-from DIR`): `variance_components_of(DIR)` gives
+the components each comparison measured, `results.stats.mdd` / `seeds_needed` turn them into a minimum
+detectable difference or a seed count, and `plan(DIR, ...)` does both for every comparison.
 
 Table layouts are in `results.schema` (STUDY_*). Torch-free: numpy and polars only.
 """
@@ -17,131 +28,42 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from results import io, schema
-from results.rows import json_list
+from results import io, schema, stats
+from results.rows import SIZE_SUFFIXES, json_list
 
 log = logging.getLogger(__name__)
 
-# D(real) - D(fake) above this means a collapsed discriminator (G gets no useful gradient); defined in
-# results.schema, where the divergence stopper (harness/stopper.py) reads it too, so both measure the same thing.
+# D(real) - D(fake) (`d_gap` in new histories) above this means a collapsed discriminator (G gets no useful
+# gradient); defined in results.schema, where the divergence stopper reads it too, so both measure the same thing.
 COLLAPSE_GAP = schema.COLLAPSE_GAP
 # stops.json reasons (and trials' stop_reason) that are divergence stops, as the stopper writes them
 DIVERGENCE_PREFIXES = ("diverged", "discriminator collapse")
 # The study's progression; consecutive pairs are compared (when both are present).
 STUDY_ORDER = ("v1", "v2", "v3", "ragan", "esrgan")
-PRETRAIN_SUFFIX = "-pretrain"
+# A pretraining's study version is named for its generator family (config generator.arch -> family), for results
+# folders written before pretrainings had their own preset ("v2" / "esrgan" there).
+PRETRAIN_FAMILIES = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
+PRETRAIN_VERSION = re.compile(r"(.+-pretrain)(?:-seed\d+|-[0-9a-f]{8})?")
+SELECTED_ON_TEST = "selected-on-test"  # the trials' flag when a run validated on a set it is scored on
 METRICS = tuple(schema.HIGHER_IS_BETTER)
-N_RESAMPLES = 2000
-CI_LEVEL = 0.95
-BOOTSTRAP_SEED = 0
+CI_LEVEL = stats.CI_LEVEL
+ALPHA = stats.ALPHA  # for p_holm -> distinguishable, and mdd
+POWER = stats.POWER
+BUDGET_TOLERANCE = 0.01  # g_updates differing by more than this fraction: "unequal-budget"
 KIND_STEP = "version step"
 KIND_PRETRAIN = "GAN stage vs its pretraining"
 USED_STATUSES = (schema.STATUS_OK, schema.STATUS_STOPPED, schema.STATUS_BASELINE)
-
-
-# ------------------------------------------------------------------------------------------- bootstrap
-
-
-@dataclass(frozen=True)
-class PairedCI:
-    """Mean of a - b over the pairs and its bootstrap interval."""
-
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    n: int  # pairs with both values
-    n_seeds: int
-    n_images: int
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
-
-
-def _grid(values: np.ndarray | Sequence) -> np.ndarray:
-    grid = np.asarray(values, dtype=np.float64)
-    if grid.ndim == 1:
-        grid = grid[None, :]
-    if grid.ndim != 2:
-        raise ValueError(f"paired values must be (seeds, images), got shape {grid.shape}")
-    return grid
-
-
-def paired_bootstrap(a: np.ndarray | Sequence, b: np.ndarray | Sequence, *, n_resamples: int = N_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED, ci: float = CI_LEVEL) -> PairedCI:
-    """The mean of `a - b` and a percentile bootstrap interval that resamples seeds and images.
-
-    `a` and `b` are (seeds, images) grids of paired values (a 1-D array is one seed); NaN marks a missing
-    value, and a pair with either value missing is left out. Each resample draws the seeds with replacement
-    and, independently, the images with replacement, and takes the mean of the differences over the drawn
-    seeds x images grid (a two-level cluster bootstrap: both the seed-to-seed and the image-to-image
-    variation enter the interval). The draws are, in this order,
-    `rng = np.random.default_rng(seed)`, `rng.integers(0, S, (n_resamples, S))` for the seeds and
-    `rng.integers(0, I, (n_resamples, I))` for the images, over the seeds and images that have at least one
-    pair; the interval is `np.quantile` of the resampled means at (1 - ci) / 2 and (1 + ci) / 2.
-    """
-    a_grid, b_grid = _grid(a), _grid(b)
-    if a_grid.shape != b_grid.shape:
-        raise ValueError(f"a and b must have the same shape, got {a_grid.shape} and {b_grid.shape}")
-    if not 0 < ci < 1 or n_resamples < 1:
-        raise ValueError(f"need 0 < ci < 1 and n_resamples >= 1, got ci={ci}, n_resamples={n_resamples}")
-    diff = a_grid - b_grid
-    present = np.isfinite(diff)
-    diff = diff[present.any(axis=1)][:, present.any(axis=0)]  # seeds and images with at least one pair
-    present = np.isfinite(diff)
-    n = int(present.sum())
-    if n == 0:
-        return PairedCI(math.nan, math.nan, math.nan, 0, 0, 0)
-    n_seeds, n_images = diff.shape
-    rng = np.random.default_rng(seed)
-    seed_draws = rng.integers(0, n_seeds, (n_resamples, n_seeds))
-    image_draws = rng.integers(0, n_images, (n_resamples, n_images))
-    # How often each seed / image was drawn in each resample; the mean over the drawn grid is then
-    # sum_s sum_i cs[s] ci[i] d[s, i] / sum_s sum_i cs[s] ci[i] present[s, i].
-    seed_counts = _counts(seed_draws, n_seeds)
-    image_counts = _counts(image_draws, n_images)
-    total = ((seed_counts @ np.where(present, diff, 0.0)) * image_counts).sum(axis=1)
-    weight = ((seed_counts @ present.astype(np.float64)) * image_counts).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = total / weight
-    means = means[np.isfinite(means)]  # a draw of only missing cells (possible when pairs are sparse)
-    low, high = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
-    return PairedCI(float(diff[present].mean()), float(low), float(high), n, n_seeds, n_images)
-
-
-def _counts(draws: np.ndarray, size: int) -> np.ndarray:
-    rows = np.arange(draws.shape[0])[:, None] * size
-    return np.bincount((rows + draws).ravel(), minlength=draws.shape[0] * size).reshape(-1, size).astype(np.float64)
-
-
-def paired_grids(a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
-    """Two long frames (seed, image, value) as aligned (seeds, images) grids, NaN where a value is missing.
-
-    Several values for one (seed, image) on a side (several trials of a version with the same seed) are
-    averaged."""
-    def side(frame: pl.DataFrame) -> pl.DataFrame:
-        return (frame.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
-                .group_by("seed", "image").agg(pl.col("value").mean()))
-
-    joined = side(a).join(side(b), on=["seed", "image"], how="inner", suffix="_b")
-    seeds = sorted(joined["seed"].unique().to_list())
-    images = sorted(joined["image"].unique().to_list())
-    grid_a = np.full((len(seeds), len(images)), np.nan)
-    grid_b = grid_a.copy()
-    s_index = {s: k for k, s in enumerate(seeds)}
-    i_index = {im: k for k, im in enumerate(images)}
-    for seed, image, va, vb in joined.select("seed", "image", "value", "value_b").iter_rows():
-        grid_a[s_index[seed], i_index[image]] = va
-        grid_b[s_index[seed], i_index[image]] = vb
-    return grid_a, grid_b, seeds, images
+VERDICT_A, VERDICT_B, VERDICT_NONE = "a better", "b better", "not distinguishable"
+VERDICT_ONE_SEED, VERDICT_NO_DATA = "one seed", "no data"
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -149,37 +71,76 @@ def paired_grids(a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarr
 
 @dataclass
 class StudyInput:
-    trials: pl.DataFrame  # with `version` and a non-null `seed`
+    trials: pl.DataFrame  # with `version` and a non-null `seed` (-1 for none)
     scores: pl.DataFrame
     summary: pl.DataFrame
     history: pl.DataFrame
     stops: dict[str, str]
 
 
+def pretrain_version(preset: str | None, config_json: str | None) -> str:
+    """A pretraining's study version: its preset when that names a pretraining ("srresnet-pretrain"; a
+    "-seed<N>" / "-<8 hex>" suffix is dropped, so per-seed pretrainings are one version), else
+    "<family>-pretrain" from its config's generator.arch (results folders from before pretrainings had their own
+    preset, where it was "v2" or "esrgan")."""
+    match = PRETRAIN_VERSION.fullmatch(preset or "")
+    if match:
+        return match.group(1)
+    generator = _config_json(config_json).get("generator")
+    arch = generator.get("arch") if isinstance(generator, dict) else None
+    if isinstance(arch, str) and arch:
+        return f"{PRETRAIN_FAMILIES.get(arch, arch)}-pretrain"
+    return "pretrain"  # no config to tell the family by
+
+
+def _strip_size(name: str) -> str:
+    for size in SIZE_SUFFIXES:
+        name = name.removesuffix(size)
+    return name
+
+
 def load_study_input(results_dir: str | Path) -> StudyInput:
-    """The tables the study reads, with each trial's `version`: its preset, `<preset>-pretrain` for a
-    pretraining (a pretraining's preset is its generator family's first preset: "v2" for SRResNet)."""
+    """The tables the study reads, with each trial's `version` (`pretrain_version` for a pretraining, else its
+    preset without a size suffix). A trial listed twice in trials.parquet, or an image scored twice, is an
+    error naming the file."""
     root = Path(results_dir)
-    trials = io.read_table(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS)
-    scores = io.read_table(root / schema.SCORES_FILE, schema.SCORE_COLUMNS)
+    trials = io.read_table(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS, unique=("trial_id",))
+    scores = io.read_table(root / schema.SCORES_FILE, schema.SCORE_COLUMNS,
+                           unique=("trial_id", "dataset", "scale", "image"))
     summary = io.read_table(root / schema.SUMMARY_FILE, schema.SUMMARY_COLUMNS, required=False)
     history = io.read_table(root / schema.HISTORY_FILE, schema.HISTORY_COLUMNS, required=False)
     stops = io.read_json(root / schema.STOPS_FILE, required=False) or {}
     if not isinstance(stops, dict):
         raise io.ResultsError(f"{root / schema.STOPS_FILE}: expected a JSON object of trial_id -> reason")
+    # Columns newer than some results folders (read_table adds the schema's; these may be newer than it).
+    trials = _with_columns(trials, {"g_updates": pl.Int64, "selection": pl.Utf8})
     # A sweep without stages (before two-stage training): baselines are baselines, the rest GAN runs.
     stage = (pl.when(pl.col("stage").is_not_null()).then(pl.col("stage"))
              .when(pl.col("status") == schema.STATUS_BASELINE).then(pl.lit(schema.STAGE_BASELINE))
              .otherwise(pl.lit(schema.STAGE_GAN)))
     trials = trials.with_columns(stage.alias("stage"), pl.col("seed").fill_null(-1))
-    name = pl.coalesce("preset", "label", pl.lit("?"))
-    trials = trials.with_columns(
-        pl.when(pl.col("stage") == schema.STAGE_PRETRAIN).then(name + PRETRAIN_SUFFIX).otherwise(name).alias("version"))
+    versions = [pretrain_version(r["preset"], r["config_json"]) if r["stage"] == schema.STAGE_PRETRAIN
+                else _strip_size(r["preset"] or r["label"] or "?") for r in trials.iter_rows(named=True)]
+    trials = trials.with_columns(pl.Series("version", versions, dtype=pl.Utf8))
     if history is None:
         history = pl.DataFrame(schema=schema.polars_schema(schema.HISTORY_COLUMNS))
+    history = _with_columns(history, {"loss_adv_raw": pl.Float64, "d_gap": pl.Float64})
     if summary is None:
         summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
     return StudyInput(trials, scores, summary, history, {str(k): str(v) for k, v in stops.items()})
+
+
+def _with_columns(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:
+    return frame.with_columns([pl.lit(None, dtype=kind).alias(name) for name, kind in columns.items()
+                               if name not in frame.columns])
+
+
+def _config_json(text: str | None) -> dict:
+    try:
+        parsed = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _used(trials: pl.DataFrame) -> pl.DataFrame:
@@ -209,13 +170,39 @@ def _missing_reason(data: StudyInput, trial_ids: Iterable[str], dataset: str, me
     return f"{metric} not computed" if has_rows else f"no scores on {dataset}"
 
 
-def _values(data: StudyInput, trial_seeds: dict[str, int], dataset: str, metric: str) -> pl.DataFrame:
-    """(seed, image, value) of the given trials on one dataset; `trial_seeds` maps trial_id -> seed to use."""
-    mapping = pl.DataFrame({"trial_id": list(trial_seeds), "seed": list(trial_seeds.values())},
+def _values(data: StudyInput, pairs: Sequence[tuple[str, int]], dataset: str, metric: str) -> pl.DataFrame:
+    """(seed, image, value) of the given (trial_id, seed) pairs on one dataset; a trial may appear with several
+    seeds (a pretraining shared by several GAN seeds)."""
+    mapping = pl.DataFrame({"trial_id": [t for t, _ in pairs], "seed": [s for _, s in pairs]},
                            schema={"trial_id": pl.Utf8, "seed": pl.Int64})
     return (data.scores.filter(pl.col("dataset") == dataset)
             .join(mapping, on="trial_id", how="inner")
             .select("seed", "image", pl.col(metric).alias("value")))
+
+
+def _usable(values: pl.DataFrame) -> pl.DataFrame:
+    return values.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
+
+
+def paired_grids(a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Two long frames (seed, image, value) as aligned (seeds, images) grids, NaN where a value is missing.
+
+    Null and non-finite values are left out. Several values for one (seed, image) on a side (several trials of a
+    version with the same seed) are averaged."""
+    def side(frame: pl.DataFrame) -> pl.DataFrame:
+        return _usable(frame).group_by("seed", "image").agg(pl.col("value").mean())
+
+    joined = side(a).join(side(b), on=["seed", "image"], how="inner", suffix="_b")
+    seeds = sorted(joined["seed"].unique().to_list())
+    images = sorted(joined["image"].unique().to_list())
+    grid_a = np.full((len(seeds), len(images)), np.nan)
+    grid_b = grid_a.copy()
+    s_index = {s: k for k, s in enumerate(seeds)}
+    i_index = {im: k for k, im in enumerate(images)}
+    for seed, image, va, vb in joined.select("seed", "image", "value", "value_b").iter_rows():
+        grid_a[s_index[seed], i_index[image]] = va
+        grid_b[s_index[seed], i_index[image]] = vb
+    return grid_a, grid_b, seeds, images
 
 
 # ----------------------------------------------------------------------------------------- comparisons
@@ -226,8 +213,8 @@ class Comparison:
     a: str
     b: str
     kind: str
-    a_trials: dict[str, int]  # trial_id -> seed
-    b_trials: dict[str, int]  # trial_id -> the seed of the a trial it is paired with
+    a_trials: tuple[tuple[str, int], ...]  # (trial_id, seed)
+    b_trials: tuple[tuple[str, int], ...]  # (trial_id, the seed of the a trial it is paired with)
     note: str = ""
 
     @property
@@ -235,106 +222,299 @@ class Comparison:
         return f"{self.a} - {self.b}"
 
 
+def _source_id(source: str | None, known: dict[str, dict]) -> str | None:
+    """init_from as a trial id: the id itself, or the trial folder a path names."""
+    if source is None or source in known:
+        return source
+    name = Path(source).name
+    return name if name in known else source
+
+
 def comparisons(trials: pl.DataFrame) -> list[Comparison]:
-    """Consecutive versions present (v2 - v1, ...), then each GAN version against its own pretraining."""
+    """Consecutive versions present (v2 - v1, ...), then each GAN version against the pretraining(s) its trials
+    started from, each GAN trial paired with its own (one per seed, or one shared by every seed)."""
     used = _used(trials)
     gan = used.filter(pl.col("stage") == schema.STAGE_GAN)
-    by_version: dict[str, dict[str, int]] = {}
+    by_version: dict[str, list[tuple[str, int]]] = {}
     for row in gan.iter_rows(named=True):
-        by_version.setdefault(row["version"], {})[row["trial_id"]] = row["seed"]
+        by_version.setdefault(row["version"], []).append((row["trial_id"], row["seed"]))
     out = []
     for b, a in zip(STUDY_ORDER, STUDY_ORDER[1:], strict=False):
         if a in by_version and b in by_version:
-            out.append(Comparison(a, b, KIND_STEP, by_version[a], by_version[b]))
+            out.append(Comparison(a, b, KIND_STEP, tuple(by_version[a]), tuple(by_version[b])))
     known = {r["trial_id"]: r for r in used.iter_rows(named=True)}
     ordered = [v for v in STUDY_ORDER if v in by_version] + sorted(set(by_version) - set(STUDY_ORDER))
     for version in ordered:
-        a_trials, b_trials, sources, unknown = {}, {}, set(), set()
+        pairs: dict[str, list[tuple[str, int, str]]] = {}  # pretraining version -> (gan trial, seed, source)
+        unknown = set()
         for row in gan.filter(pl.col("version") == version).iter_rows(named=True):
-            source = row["init_from"]
-            if source is None:
+            if row["init_from"] is None:
                 continue
+            source = _source_id(row["init_from"], known)
             if source not in known or known[source]["stage"] != schema.STAGE_PRETRAIN:
                 unknown.add(source)
                 continue
-            a_trials[row["trial_id"]] = row["seed"]
-            b_trials[source] = row["seed"]
-            sources.add(known[source]["version"])
-        if not a_trials and not unknown:
+            pairs.setdefault(known[source]["version"], []).append((row["trial_id"], row["seed"], source))
+        if not pairs and not unknown:
             continue  # single-stage (v1)
-        note = (f"b is the pretraining this GAN stage started from ({', '.join(sorted(sources))})" if sources
-                else "")
-        if unknown:
-            note += ("; " if note else "") + (f"init_from is not a scored pretraining trial: "
-                                              f"{', '.join(sorted(unknown))}")
-        # A pretraining shared by several seeds is paired with each of them (`_b_values`).
-        out.append(Comparison(version, f"{version}{PRETRAIN_SUFFIX}", KIND_PRETRAIN, a_trials, b_trials, note))
+        missing = (f"init_from is not a scored pretraining trial: {', '.join(sorted(unknown))}" if unknown else "")
+        if not pairs:
+            out.append(Comparison(version, "pretraining", KIND_PRETRAIN, (), (), missing))
+        for pre_version, triples in sorted(pairs.items()):
+            sources = sorted({s for _, _, s in triples})
+            note = f"b is the pretraining this GAN stage started from ({', '.join(sources)})"
+            out.append(Comparison(version, pre_version, KIND_PRETRAIN, tuple((t, s) for t, s, _ in triples),
+                                  tuple((src, s) for _, s, src in triples),
+                                  "; ".join(x for x in (note, missing) if x)))
     return out
 
 
-def _pretrain_pairs(data: StudyInput, comp: Comparison) -> dict[str, list[int]]:
-    """pretraining trial -> the seeds of the GAN trials that started from it."""
-    pairs: dict[str, list[int]] = {}
-    for row in data.trials.filter(pl.col("trial_id").is_in(list(comp.a_trials))).iter_rows(named=True):
-        pairs.setdefault(row["init_from"], []).append(row["seed"])
-    return pairs
+# ---------------------------------------------------------------------------------- one comparison row
 
 
-def _b_values(data: StudyInput, comp: Comparison, dataset: str, metric: str) -> pl.DataFrame:
-    if comp.kind != KIND_PRETRAIN:
-        return _values(data, comp.b_trials, dataset, metric)
-    frames = []
-    for source, seeds in _pretrain_pairs(data, comp).items():
-        for seed in seeds:
-            frames.append(_values(data, {source: seed}, dataset, metric))
-    return pl.concat(frames) if frames else pl.DataFrame(schema={"seed": pl.Int64, "image": pl.Utf8,
-                                                                 "value": pl.Float64})
+@dataclass(frozen=True)
+class Measured:
+    """What one (comparison, dataset, metric) measured, before the family's Holm adjustment."""
+
+    result: stats.SeedImageT | None
+    p_improve: float | None
+    mdd: float | None
+    notes: tuple[str, ...] = field(default=())
 
 
-def comparison_rows(data: StudyInput, *, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                    ci: float = CI_LEVEL) -> list[dict[str, Any]]:
-    rows = []
-    for comp in comparisons(data.trials):
-        for dataset in _datasets(data):
-            for metric in _metrics(data):
-                higher = schema.HIGHER_IS_BETTER[metric]
-                row = {"comparison": comp.name, "kind": comp.kind, "dataset": dataset, "metric": metric,
-                       "a": comp.a, "b": comp.b, "ci_level": ci, "n_resamples": n_resamples, "bootstrap_seed": seed,
-                       "higher_is_better": higher, "note": comp.note or None}
-                a_values = _values(data, comp.a_trials, dataset, metric)
-                b_values = _b_values(data, comp, dataset, metric)
-                grid_a, grid_b, _, _ = paired_grids(a_values, b_values)
-                result = paired_bootstrap(grid_a, grid_b, n_resamples=n_resamples, seed=seed, ci=ci)
-                if result.n == 0:
-                    reason = _no_pairs_reason(data, comp, dataset, metric, a_values, b_values)
-                    row.update(n=0, n_seeds=0, n_images=0, mean_diff=None, ci_low=None, ci_high=None,
-                               excludes_zero=None, verdict="no data",
-                               note="; ".join(x for x in (reason, comp.note) if x))
-                else:
-                    row.update(n=result.n, n_seeds=result.n_seeds, n_images=result.n_images,
-                               mean_diff=result.mean_diff, ci_low=result.ci_low, ci_high=result.ci_high,
-                               excludes_zero=result.excludes_zero, verdict=_verdict(result, higher))
-                rows.append(row)
-    return rows
+def _measure(data: StudyInput, comp: Comparison, dataset: str, metric: str, ci: float) -> tuple[Measured, str]:
+    """The statistics of one row, and why it has no data ("" when it has)."""
+    higher = schema.HIGHER_IS_BETTER[metric]
+    a_values = _values(data, comp.a_trials, dataset, metric)
+    b_values = _values(data, comp.b_trials, dataset, metric)
+    notes = []
+    dropped = sum(v.filter(pl.col("value").is_not_null() & ~pl.col("value").is_finite()).height
+                  for v in (a_values, b_values))
+    if dropped:
+        notes.append(f"{dropped} non-finite score(s) left out")
+    for side, values in (("a", a_values), ("b", b_values)):
+        repeated = _usable(values).group_by("seed", "image").len().filter(pl.col("len") > 1).height
+        if repeated and (side == "a" or comp.kind == KIND_STEP):
+            notes.append(f"{side}: several trials share a seed; their values are averaged")
+    grid_a, grid_b, seeds, images = paired_grids(a_values, b_values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        overflowed = int((~np.isfinite(grid_a - grid_b) & np.isfinite(grid_a) & np.isfinite(grid_b)).sum())
+    if overflowed:
+        notes.append(f"{overflowed} difference(s) beyond the float range left out")
+    result = stats.seed_image_t(grid_a, grid_b, ci=ci) if grid_a.size else None
+    if result is None:
+        reason = "not computed: every difference is beyond the float range" if overflowed else _no_pairs_reason(
+            data, comp, dataset, metric, a_values, b_values)
+        return Measured(None, None, None, tuple(notes)), reason
+    if result.dropped_seeds or result.dropped_images:
+        left = ([f"seed {seeds[k]}" for k in result.dropped_seeds]
+                + [f"image {images[k]}" for k in result.dropped_images])
+        notes.append(f"left out for missing pairs (the interval needs a complete seeds x images grid): "
+                     f"{', '.join(left)}")
+    p_improve = mdd = None
+    if result.n_seeds >= 2:
+        rows, cols = np.ix_(result.seeds, result.images)
+        p_improve = stats.probability_of_improvement(grid_a[rows, cols].mean(axis=1), grid_b[rows, cols].mean(axis=1),
+                                                     higher_is_better=higher)
+        mdd = stats.mdd(result.components, result.n_seeds, result.n_images, alpha=ALPHA, power=POWER)
+    return Measured(result, p_improve, mdd, tuple(notes)), ""
 
 
 def _no_pairs_reason(data: StudyInput, comp: Comparison, dataset: str, metric: str, a_values: pl.DataFrame,
                      b_values: pl.DataFrame) -> str:
-    def has(values: pl.DataFrame) -> bool:
-        return values.filter(pl.col("value").is_not_null() & pl.col("value").is_finite()).height > 0
-
-    if not has(a_values):
-        return f"{comp.a}: {_missing_reason(data, comp.a_trials, dataset, metric)}"
-    if not has(b_values):
-        return f"{comp.b}: {_missing_reason(data, comp.b_trials, dataset, metric)}"
+    if not comp.a_trials or not comp.b_trials:
+        return "no pairs"
+    if not _usable(a_values).height:
+        return f"{comp.a}: {_missing_reason(data, [t for t, _ in comp.a_trials], dataset, metric)}"
+    if not _usable(b_values).height:
+        return f"{comp.b}: {_missing_reason(data, [t for t, _ in comp.b_trials], dataset, metric)}"
     return "no (image, seed) pair scored on both sides"
 
 
-def _verdict(result: PairedCI, higher_is_better: bool) -> str:
-    if not result.excludes_zero:
-        return "not distinguishable from zero"
-    a_higher = result.ci_low > 0
-    return "a better" if a_higher == higher_is_better else "b better"
+def _budget(data: StudyInput, comp: Comparison) -> dict[str, Any]:
+    """g_updates of each side (the largest where a side's trials differ) and the budget flag."""
+    by_id = {r["trial_id"]: r["g_updates"] for r in data.trials.iter_rows(named=True)}
+    sides = [[by_id.get(t) for t, _ in trials] for trials in (comp.a_trials, comp.b_trials)]
+    if not sides[0] or not sides[1]:
+        return {"budget": None, "g_updates_a": None, "g_updates_b": None}
+    if any(v is None for side in sides for v in side):
+        return {"budget": "unknown", "g_updates_a": None, "g_updates_b": None}
+    every = [v for side in sides for v in side]
+    unequal = max(every) - min(every) > BUDGET_TOLERANCE * max(every)
+    return {"budget": "unequal-budget" if unequal else None, "g_updates_a": max(sides[0]),
+            "g_updates_b": max(sides[1])}
+
+
+def _selection(data: StudyInput, comp: Comparison) -> str | None:
+    ids = {t for t, _ in comp.a_trials + comp.b_trials}
+    flags = data.trials.filter(pl.col("trial_id").is_in(list(ids)))["flags"].to_list()
+    return SELECTED_ON_TEST if any(SELECTED_ON_TEST in json_list(f) for f in flags) else None
+
+
+def variance_sources(data: StudyInput, comp: Comparison) -> str:
+    """One line: the sources of variation the comparison's interval includes (before a row's own limits: one
+    seed, one image)."""
+    by_id = {r["trial_id"]: r for r in data.trials.iter_rows(named=True)}
+    pretrain_seeds: dict[str, set[int]] = {}  # pretraining trial -> the seeds that use it
+    for trial_id, seed in comp.a_trials + comp.b_trials:
+        row = by_id.get(trial_id)
+        if row is None:
+            continue
+        source = trial_id if row["stage"] == schema.STAGE_PRETRAIN else _source_id(row["init_from"], by_id)
+        if source is not None:
+            pretrain_seeds.setdefault(source, set()).add(seed)
+    if not pretrain_seeds:
+        return "training seed and image"
+    seeds = {s for _, s in comp.a_trials + comp.b_trials}
+    base = "training seed of the GAN stage and image"
+    if all(len(used) == 1 for used in pretrain_seeds.values()):
+        return f"{base}; one pretraining per seed (included)"
+    if all(used == seeds for used in pretrain_seeds.values()):
+        return f"{base}; pretraining shared by all seeds (one run: its variance is not included)"
+    return (f"{base}; {len(pretrain_seeds)} pretraining runs for {len(seeds)} seeds (partly shared: their "
+            f"variance is only partly included)")
+
+
+def _row_sources(base: str, result: stats.SeedImageT | None) -> str | None:
+    if result is None:
+        return None
+    if result.n_seeds < 2:
+        return "none at the seed level (one seed)"
+    if result.n_images < 2:
+        return base.replace(" and image", "") + "; one image: image-to-image variation not included"
+    return base
+
+
+def comparison_rows(data: StudyInput, *, ci: float = CI_LEVEL) -> list[dict[str, Any]]:
+    """study.parquet's rows (`schema.STUDY_COLUMNS`), Holm-adjusted per metric over every comparison and dataset."""
+    rows = []
+    for comp in comparisons(data.trials):
+        budget = _budget(data, comp)
+        selection = _selection(data, comp)
+        sources = variance_sources(data, comp)
+        for dataset in _datasets(data):
+            for metric in _metrics(data):
+                measured, no_data = _measure(data, comp, dataset, metric, ci)
+                row = _row(comp, dataset, metric, measured, no_data, ci)
+                row.update(budget, selection=selection, variance_sources=_row_sources(sources, measured.result))
+                rows.append(row)
+    _adjust(rows)
+    return rows
+
+
+def _row(comp: Comparison, dataset: str, metric: str, measured: Measured, no_data: str, ci: float) -> dict[str, Any]:
+    higher = schema.HIGHER_IS_BETTER[metric]
+    row: dict[str, Any] = {"comparison": comp.name, "kind": comp.kind, "dataset": dataset, "metric": metric,
+                           "a": comp.a, "b": comp.b, "ci_level": ci, "higher_is_better": higher,
+                           "n": 0, "n_seeds": 0, "n_images": 0, "verdict": VERDICT_NO_DATA}
+    notes = [no_data, *measured.notes]
+    r = measured.result
+    if r is not None:
+        sd_seed, sd_image, sd_resid = r.components.sd()
+        row.update(n=r.n, n_seeds=r.n_seeds, n_images=r.n_images, mean_diff=r.mean_diff, ci_low=r.ci_low,
+                   ci_high=r.ci_high, method=r.method, df=r.df, p_value=r.p_value, excludes_zero=r.excludes_zero,
+                   p_improve=measured.p_improve, mdd=measured.mdd, sd_seed=sd_seed, sd_image=sd_image,
+                   sd_resid=sd_resid, verdict=None)
+        if r.n_seeds < 2:
+            row["verdict"] = VERDICT_ONE_SEED
+            notes.append("one seed: no seed-level interval (the training seed is the unit of replication; an "
+                         "interval needs at least 2)")
+        elif r.n_images < 2:
+            notes.append("one image: the interval covers seed-to-seed variation only")
+        if r.df is None and r.ci_low is not None:
+            notes.append("no variation between the pairs: the interval has zero width")
+        bad = [name for name in ("mean_diff", "ci_low", "ci_high", "df", "p_value", "mdd", "p_improve", "sd_seed",
+                                 "sd_image", "sd_resid")
+               if isinstance(row.get(name), float) and not math.isfinite(row[name])]
+        if bad:
+            for name in ("mean_diff", "ci_low", "ci_high", "df", "p_value", "excludes_zero", "mdd", "p_improve",
+                         "sd_seed", "sd_image", "sd_resid"):
+                row[name] = None
+            row["verdict"] = VERDICT_NO_DATA
+            notes.append(f"not computed: non-finite {', '.join(bad)}")
+    notes.append(comp.note)
+    row["note"] = "; ".join(n for n in notes if n) or None
+    return row
+
+
+def _adjust(rows: list[dict[str, Any]]) -> None:
+    """p_holm within each metric's family, then `distinguishable` and the verdict from it."""
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        family = [r for r in rows if r["metric"] == metric]
+        for r, adjusted in zip(family, stats.holm([r.get("p_value") for r in family]), strict=True):
+            r["p_holm"] = adjusted
+            if adjusted is None:
+                r["distinguishable"] = None
+                continue
+            r["distinguishable"] = adjusted < ALPHA
+            if not r["distinguishable"]:
+                r["verdict"] = VERDICT_NONE
+            else:
+                r["verdict"] = VERDICT_A if (r["mean_diff"] > 0) == r["higher_is_better"] else VERDICT_B
+
+
+# ------------------------------------------------------------------------------------ power for the next study
+
+
+@dataclass(frozen=True)
+class MeasuredComponents:
+    """The variance components one comparison measured, with the design it measured them on."""
+
+    comparison: str
+    dataset: str
+    metric: str
+    components: stats.Components
+    n_seeds: int
+    n_images: int
+    mean_diff: float
+
+
+def variance_components_of(results_dir: str | Path) -> dict[tuple[str, str, str], MeasuredComponents]:
+    """{(comparison, dataset, metric): components} of a previous study, recomputed from its trials and scores
+    (so a study folder from before study.parquet had the components works too). Rows without data are absent."""
+    data = load_study_input(results_dir)
+    out = {}
+    for comp in comparisons(data.trials):
+        for dataset in _datasets(data):
+            for metric in _metrics(data):
+                measured, _ = _measure(data, comp, dataset, metric, CI_LEVEL)
+                r = measured.result
+                if r is not None and math.isfinite(r.mean_diff):
+                    out[comp.name, dataset, metric] = MeasuredComponents(comp.name, dataset, metric, r.components,
+                                                                         r.n_seeds, r.n_images, r.mean_diff)
+    return out
+
+
+def plan(results_dir: str | Path, *, n_seeds: int, n_images: int | None = None, target_diff: float | None = None,
+         alpha: float = ALPHA, power: float = POWER) -> list[dict[str, Any]]:
+    """For every comparison of a previous study: the minimum detectable difference at `n_seeds` (x `n_images`,
+    default: as many as it measured), and with `target_diff` the seeds needed to detect that difference.
+
+    Each row: comparison, dataset, metric, n_seeds, n_images, sd_seed, sd_image, sd_resid, measured_diff, mdd,
+    target_diff, seeds_needed, note (why a value is missing)."""
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
+    rows = []
+    for key, m in variance_components_of(results_dir).items():
+        images = n_images if n_images is not None else m.n_images
+        sd_seed, sd_image, sd_resid = m.components.sd()
+        value = stats.mdd(m.components, n_seeds, images, alpha=alpha, power=power)
+        needed = (stats.seeds_needed(m.components, target_diff, images, alpha=alpha, power=power)
+                  if target_diff is not None else None)
+        note = None
+        if m.components.seed is None:
+            note = "the previous study had one seed: its seed-to-seed variance is unknown"
+        elif n_seeds < 2:
+            note = "one seed: no seed-level test"
+        elif value is None:
+            note = "the previous study had one image: the image variance is unknown"
+        elif target_diff is not None and needed is None:
+            note = "not reached within 10,000 seeds"
+        rows.append({"comparison": key[0], "dataset": key[1], "metric": key[2], "n_seeds": n_seeds,
+                     "n_images": images, "sd_seed": sd_seed, "sd_image": sd_image, "sd_resid": sd_resid,
+                     "measured_diff": m.mean_diff, "mdd": value, "target_diff": target_diff,
+                     "seeds_needed": needed, "note": note})
+    return rows
 
 
 # ---------------------------------------------------------------------------------- version aggregates
@@ -344,20 +524,18 @@ def version_rows(data: StudyInput) -> list[dict[str, Any]]:
     """Mean +- std over seeds (of the mean over images per seed) for every version, dataset and metric."""
     used = _used(data.trials)
     rows = []
-    versions = _ordered_versions(used)
-    for version in versions:
+    for version in _ordered_versions(used):
         part = used.filter(pl.col("version") == version)
-        trial_seeds = dict(zip(part["trial_id"].to_list(), part["seed"].to_list(), strict=True))
+        trial_seeds = list(zip(part["trial_id"].to_list(), part["seed"].to_list(), strict=True))
         stage = part["stage"][0]
         for dataset in _datasets(data):
             for metric in _metrics(data):
-                values = _values(data, trial_seeds, dataset, metric).filter(
-                    pl.col("value").is_not_null() & pl.col("value").is_finite())
+                values = _usable(_values(data, trial_seeds, dataset, metric))
                 row = {"version": version, "stage": stage, "dataset": dataset, "metric": metric,
                        "n_trials": part.height}
                 if values.height == 0:
                     row.update(n_seeds=0, n_images=0, mean=None, std=None,
-                               missing=_missing_reason(data, trial_seeds, dataset, metric))
+                               missing=_missing_reason(data, part["trial_id"].to_list(), dataset, metric))
                 else:
                     per_seed = values.group_by("seed").agg(pl.col("value").mean())["value"].to_numpy()
                     row.update(n_seeds=len(per_seed), n_images=values["image"].n_unique(),
@@ -368,12 +546,18 @@ def version_rows(data: StudyInput) -> list[dict[str, Any]]:
 
 
 def _ordered_versions(trials: pl.DataFrame) -> list[str]:
-    """Baselines, then the study's order with each pretraining before the first version that uses it."""
+    """Baselines, then the study's order with each pretraining before the first version that started from it."""
     present = trials["version"].unique().to_list()
     baselines = sorted(trials.filter(pl.col("stage") == schema.STAGE_BASELINE)["version"].unique().to_list())
-    order = []
+    by_id = {r["trial_id"]: r for r in trials.iter_rows(named=True)}
+    order: list[str] = []
     for name in STUDY_ORDER:
-        order += [f"{name}{PRETRAIN_SUFFIX}", name]
+        sources = trials.filter((pl.col("version") == name) & pl.col("init_from").is_not_null())["init_from"]
+        for source in sources.to_list():
+            source = _source_id(source, by_id)
+            if source in by_id and by_id[source]["version"] not in order:
+                order.append(by_id[source]["version"])
+        order.append(name)
     known = [v for v in order if v in present and v not in baselines]
     return baselines + known + sorted(set(present) - set(known) - set(baselines))
 
@@ -382,11 +566,7 @@ def _ordered_versions(trials: pl.DataFrame) -> list[str]:
 
 
 def _config(row: dict) -> dict:
-    try:
-        parsed = json.loads(row["config_json"]) if row["config_json"] else {}
-    except json.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+    return _config_json(row["config_json"])
 
 
 FACTS = {  # profile column -> (config section, key)
@@ -435,6 +615,13 @@ def _flags(part: pl.DataFrame) -> list[str]:
     return flags
 
 
+# How the stability measures were taken (study_profile's adv_loss_source / collapse_source).
+ADV_RAW = "loss_adv_raw"
+ADV_FROM_WEIGHTED = "loss_adv_g / adv_weight (older history)"
+GAP_LOGGED = "d_gap"
+GAP_FROM_D = "d_real - d_fake (older history; for a relativistic D it can miss a saturated D_Ra)"
+
+
 @dataclass(frozen=True)
 class TrialStability:
     gan_reports: int
@@ -442,6 +629,8 @@ class TrialStability:
     adv_loss_std: float | None
     psnr_drift: float | None
     drift_from: str | None
+    adv_source: str | None = None  # ADV_*: what adv_loss_std was measured on
+    gap_source: str | None = None  # GAP_*: what the collapse reports were measured on
 
 
 def _last_val(history: pl.DataFrame, phase: str | None = None) -> float | None:
@@ -450,18 +639,40 @@ def _last_val(history: pl.DataFrame, phase: str | None = None) -> float | None:
     return float(values[-1]) if values.len() else None
 
 
-def trial_stability(history: pl.DataFrame, trial_id: str, pretrain_id: str | None, *,
-                    gap: float = COLLAPSE_GAP) -> TrialStability:
-    """Collapse reports, adversarial-loss spread and PSNR drift of one trial's GAN stage."""
+def _adversarial_loss(gan: pl.DataFrame, adv_weight: float | None) -> tuple[pl.DataFrame, str | None]:
+    """(step, loss) of the unweighted adversarial G loss: `loss_adv_raw`, or in histories that lack it the
+    logged (weighted) `loss_adv_g` divided by the trial's adv_weight, so versions with different weights compare."""
+    raw = gan.select("step", pl.col("loss_adv_raw").alias("loss")).drop_nulls().filter(pl.col("loss").is_finite())
+    if raw.height:
+        return raw, ADV_RAW
+    if not adv_weight:  # None or 0: the weighted loss cannot be unweighted
+        return raw, None
+    weighted = gan.select("step", (pl.col("loss_adv_g") / adv_weight).alias("loss")).drop_nulls()
+    weighted = weighted.filter(pl.col("loss").is_finite())
+    return weighted, ADV_FROM_WEIGHTED if weighted.height else None
+
+
+def trial_stability(history: pl.DataFrame, trial_id: str, pretrain_id: str | None, *, gap: float = COLLAPSE_GAP,
+                    adv_weight: float | None = None) -> TrialStability:
+    """Collapse reports, adversarial-loss spread and PSNR drift of one trial's GAN stage.
+
+    Collapse: `d_gap` > gap (the discriminator's gap the engine logs: relativistic for a relativistic D), or for
+    histories without it D(real) - D(fake). Spread: the std of the unweighted adversarial loss over the second half
+    of the GAN stage (`_adversarial_loss`)."""
     own = history.filter(pl.col("trial_id") == trial_id).sort("step")
     gan = own.filter(pl.col("phase") == "gan")
-    d = gan.select("d_real", "d_fake").drop_nulls()
-    collapse = int((d["d_real"] - d["d_fake"] > gap).sum()) if d.height else 0
+    logged = gan["d_gap"].drop_nulls().drop_nans()
+    if logged.len():
+        gaps, gap_source = logged, GAP_LOGGED
+    else:
+        d = gan.select("d_real", "d_fake").drop_nulls()
+        gaps, gap_source = d["d_real"] - d["d_fake"], (GAP_FROM_D if d.height else None)
+    collapse = int((gaps > gap).sum()) if gaps.len() else 0
     adv_std = None
-    adv = gan.select("step", "loss_adv_g").drop_nulls().filter(pl.col("loss_adv_g").is_finite())
+    adv, adv_source = _adversarial_loss(gan, adv_weight)
     if adv.height >= 2:
         first, last = gan["step"].min(), gan["step"].max()
-        half = adv.filter(pl.col("step") >= first + (last - first) / 2)["loss_adv_g"].to_numpy()
+        half = adv.filter(pl.col("step") >= first + (last - first) / 2)["loss"].to_numpy()
         adv_std = float(half.std(ddof=1)) if len(half) >= 2 else None
     gan_vals = gan["val_psnr"].drop_nulls().drop_nans()
     end = float(gan_vals[-1]) if gan_vals.len() else None
@@ -473,7 +684,8 @@ def trial_stability(history: pl.DataFrame, trial_id: str, pretrain_id: str | Non
     elif gan_vals.len() >= 2:
         start, drift_from = float(gan_vals[0]), "the first GAN-stage validation"
     drift = end - start if end is not None and start is not None else None
-    return TrialStability(d.height, collapse, adv_std, drift, drift_from if drift is not None else None)
+    return TrialStability(gaps.len(), collapse, adv_std, drift, drift_from if drift is not None else None,
+                          adv_source if adv_std is not None else None, gap_source)
 
 
 def _mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -508,21 +720,30 @@ def profile_rows(data: StudyInput, *, gap: float = COLLAPSE_GAP) -> list[dict[st
         val_points = [history.filter(pl.col("trial_id") == t)["val_psnr"].drop_nulls().len()
                       for t in part["trial_id"].to_list()]
         row["val_points"] = float(np.mean(val_points)) if history.height else None
-        sources = [by_id[s] for s in part["init_from"].drop_nulls().unique().to_list() if s in by_id]
+        sources = [by_id[s] for s in {_source_id(s, by_id) for s in part["init_from"].drop_nulls().to_list()}
+                   if s in by_id]
         row["pretrained_from"] = ", ".join(sorted({s["version"] for s in sources})) or None
         pre_steps = sorted({s["steps"] for s in sources if s["steps"] is not None})
         row["pretrain_steps"] = pre_steps[0] if len(pre_steps) == 1 else None
         if stage == schema.STAGE_GAN:
-            row.update(_stability(data, part, every, gap))
+            row.update(_stability(data, part, every, gap, by_id))
         rows.append(row)
     return rows
 
 
-def _stability(data: StudyInput, part: pl.DataFrame, every: pl.DataFrame, gap: float) -> dict[str, Any]:
+def _adv_weight(row: dict) -> float | None:
+    loss = _config(row).get("loss")
+    weight = loss.get("adv_weight") if isinstance(loss, dict) else None
+    weight = weight if isinstance(weight, int | float) else row.get("adv_weight")
+    return float(weight) if weight is not None and math.isfinite(weight) else None
+
+
+def _stability(data: StudyInput, part: pl.DataFrame, every: pl.DataFrame, gap: float,
+               by_id: dict[str, dict]) -> dict[str, Any]:
     """Stability of a version's GAN stages: measured on its scored trials (`part`); divergence counted over all
     of them (`every`: a diverged run that left no checkpoint is a failed trial whose error says so)."""
-    measured = [trial_stability(data.history, r["trial_id"], r["init_from"], gap=gap)
-                for r in part.iter_rows(named=True)]
+    measured = [trial_stability(data.history, r["trial_id"], _source_id(r["init_from"], by_id), gap=gap,
+                                adv_weight=_adv_weight(r)) for r in part.iter_rows(named=True)]
     reports = sum(m.gan_reports for m in measured)
     collapses = sum(m.collapse_reports for m in measured)
     shares = [m.collapse_reports / m.gan_reports for m in measured if m.gan_reports]
@@ -536,7 +757,10 @@ def _stability(data: StudyInput, part: pl.DataFrame, every: pl.DataFrame, gap: f
     return {"gan_reports": reports, "collapse_reports": collapses,
             "collapse_share": collapses / reports if reports else None,
             "collapse_share_max": max(shares) if shares else None,
-            "adv_loss_std": adv, "adv_loss_std_sd": adv_sd, "psnr_drift": drift, "psnr_drift_sd": drift_sd,
+            "collapse_source": "; ".join(sorted({m.gap_source for m in measured if m.gap_source})) or None,
+            "adv_loss_std": adv, "adv_loss_std_sd": adv_sd,
+            "adv_loss_source": "; ".join(sorted({m.adv_source for m in measured if m.adv_source})) or None,
+            "psnr_drift": drift, "psnr_drift_sd": drift_sd,
             "drift_from": "; ".join(froms) or None, "divergence_stops": stops}
 
 
@@ -555,8 +779,7 @@ def _json_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [{k: clean(v) for k, v in record.items()} for record in frame.to_dicts()]
 
 
-def compute_study(results_dir: str | Path, *, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                  ci: float = CI_LEVEL) -> dict[str, Path]:
+def compute_study(results_dir: str | Path, *, ci: float = CI_LEVEL) -> dict[str, Path]:
     """Write the study tables (parquet + JSON) into `results_dir`; returns {table name: parquet path}.
 
     Needs trials.parquet and scores.parquet; history.parquet and stops.json are used when present."""
@@ -564,8 +787,7 @@ def compute_study(results_dir: str | Path, *, n_resamples: int = N_RESAMPLES, se
     data = load_study_input(root)
     io.check_writable(root)
     tables = {
-        "study": (comparison_rows(data, n_resamples=n_resamples, seed=seed, ci=ci), schema.STUDY_COLUMNS,
-                  schema.STUDY_FILE, schema.STUDY_JSON),
+        "study": (comparison_rows(data, ci=ci), schema.STUDY_COLUMNS, schema.STUDY_FILE, schema.STUDY_JSON),
         "versions": (version_rows(data), schema.STUDY_VERSION_COLUMNS, schema.STUDY_VERSIONS_FILE,
                      schema.STUDY_VERSIONS_JSON),
         "profile": (profile_rows(data), schema.STUDY_PROFILE_COLUMNS, schema.STUDY_PROFILE_FILE,

@@ -1,88 +1,256 @@
-"""An independent, plain-Python recomputation of one row of study.parquet from trials.parquet and scores.parquet.
+"""An independent, plain-Python recomputation of study.parquet's rows from trials.parquet and scores.parquet.
 
-Written for reading, not speed, and sharing no code with `results.study`: tests (the study's smoke run
-included) compare its numbers with the table. It follows the draws that `results.study.paired_bootstrap`
-documents: `rng = np.random.default_rng(seed)`, the seeds `rng.integers(0, S, (R, S))`, then the images
-`rng.integers(0, I, (R, I))`, the mean of the drawn seeds x images grid per resample, numpy's default
-(linear) quantiles.
+Written for reading, not speed, and sharing no code with `results.study` or `results.stats`: tests (the study's
+smoke run included) compare its numbers with the table. It follows the method those modules document, from
+the documentation, with loops and scipy's distributions:
+
+- the pairs: a GAN version's trials and the other version's trials with the same seed, or each GAN trial and the
+  pretraining its `init_from` names; a pretraining's version is its preset when that ends in "-pretrain"
+  (without a "-seed<N>" / "-<8 hex>" suffix), else "<family>-pretrain" from config generator.arch;
+- the grid: seeds x images of a - b; while a cell is missing, drop the line with the largest share of missing
+  cells, an image before a seed on a tie, the first in sorted order;
+- the ANOVA mean squares of the two-way layout; components (MS_seed - MS_resid) / I, (MS_image - MS_resid) / S,
+  MS_resid, negative ones set to 0; Var(mean) and its df from whichever mean squares the positive components
+  leave (both: MS_seed + MS_image - MS_resid with Satterthwaite's df; seed only: MS_seed, S - 1; image only:
+  MS_image, I - 1; none: MS_resid, (S - 1)(I - 1)); one image: the seeds' sample variance / S on S - 1 df;
+- a Student t interval and two-sided test; Holm over every row of a metric; the mdd from scipy's non-central t;
+  the probability of improvement over all (seed of a, seed of b) pairs of dataset means, ties one half.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from scipy import optimize
+from scipy import stats as sp
 
 USED = ("ok", "stopped", "baseline")
+ORDER = ["v1", "v2", "v3", "ragan", "esrgan"]
+FAMILY = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
+HIGHER = {"psnr": True, "ssim": True, "lpips": False, "niqe": False}
 
 
-def loop_bootstrap(diff: np.ndarray, *, n_resamples: int, seed: int, ci: float) -> tuple[float, float, float]:
-    """(mean, low, high) of a (seeds, images) grid of differences, NaN = no pair; rows/columns without any pair
-    must already be removed."""
-    rng = np.random.default_rng(seed)
-    n_seeds, n_images = diff.shape
-    seed_draws = rng.integers(0, n_seeds, (n_resamples, n_seeds))
-    image_draws = rng.integers(0, n_images, (n_resamples, n_images))
-    means = []
-    for r in range(n_resamples):
-        cells = [diff[s, i] for s in seed_draws[r] for i in image_draws[r] if not math.isnan(diff[s, i])]
-        if cells:
-            means.append(sum(cells) / len(cells))
-    means.sort()
-
-    def quantile(q: float) -> float:  # linear interpolation between order statistics
-        pos = q * (len(means) - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(means) - 1)
-        return means[lo] + (means[hi] - means[lo]) * (pos - lo)
-
-    present = diff[~np.isnan(diff)]
-    return float(sum(present) / len(present)), quantile((1 - ci) / 2), quantile((1 + ci) / 2)
+def _version(trial: dict) -> str:
+    stage = trial.get("stage") or ("baseline" if trial["status"] == "baseline" else "gan")
+    preset = trial["preset"] or ""
+    if stage != "pretrain":
+        for suffix in ("-tiny", "-cpu", "-paper", "-small"):
+            if preset.endswith(suffix):
+                preset = preset[: -len(suffix)]
+        return preset
+    found = re.match(r"^(.*-pretrain)(-seed[0-9]+|-[0-9a-f]{8})?$", preset)
+    if found:
+        return found.group(1)
+    config = json.loads(trial["config_json"]) if trial.get("config_json") else {}
+    arch = (config.get("generator") or {}).get("arch")
+    return f"{FAMILY.get(arch, arch)}-pretrain" if arch else "pretrain"
 
 
-def difference_grid(results_dir: Path, a: str, b: str, dataset: str, metric: str) -> np.ndarray:
-    """a - b per (seed, image) from the raw tables. `a` is a preset's GAN stage; `b` another preset's GAN stage
-    (paired by seed) or `<a>-pretrain` (each GAN trial paired with the trial its `init_from` names)."""
-    trials = [t for t in pl.read_parquet(results_dir / "trials.parquet").iter_rows(named=True) if t["status"] in USED]
+def _tables(results_dir: Path) -> tuple[list[dict], dict]:
+    trials = []
+    for t in pl.read_parquet(results_dir / "trials.parquet").iter_rows(named=True):
+        if t["status"] in USED:
+            t = dict(t)
+            t["stage"] = t.get("stage") or ("baseline" if t["status"] == "baseline" else "gan")
+            t["version"] = _version(t)
+            trials.append(t)
+    scores = pl.read_parquet(results_dir / "scores.parquet").to_dicts()
+    return trials, {"rows": scores}
+
+
+def _pairs(trials: list[dict], a: str, b: str) -> list[tuple[int, str, str]]:
+    """(seed, a trial, b trial) pairs."""
     by_id = {t["trial_id"]: t for t in trials}
-    value = {}
-    for r in pl.read_parquet(results_dir / "scores.parquet").iter_rows(named=True):
-        if r["dataset"] == dataset and r[metric] is not None and math.isfinite(r[metric]):
-            value[r["trial_id"], r["image"]] = r[metric]
-
-    def gan_trials(preset: str) -> dict[int, str]:
-        return {t["seed"]: t["trial_id"] for t in trials
-                if t["preset"] == preset and (t.get("stage") or "gan") == "gan"}
-
-    pairs = {}  # seed -> (a trial, b trial)
-    for seed, a_id in gan_trials(a).items():
-        if b == f"{a}-pretrain":
-            source = by_id[a_id].get("init_from")
-            if source in by_id and by_id[source].get("stage") == "pretrain":
-                pairs[seed] = (a_id, source)
-        elif seed in gan_trials(b):
-            pairs[seed] = (a_id, gan_trials(b)[seed])
-    images = sorted({image for (_, image) in value})
-    rows = []
-    for seed in sorted(pairs):
-        a_id, b_id = pairs[seed]
-        row = [value[a_id, im] - value[b_id, im] if (a_id, im) in value and (b_id, im) in value else math.nan
-               for im in images]
-        rows.append(row)
-    grid = np.array(rows, dtype=np.float64).reshape(len(rows), len(images))
-    keep_rows = ~np.all(np.isnan(grid), axis=1)
-    grid = grid[keep_rows]
-    return grid[:, ~np.all(np.isnan(grid), axis=0)] if grid.size else grid
+    gan = [t for t in trials if t["stage"] == "gan"]
+    pairs = []
+    for ta in gan:
+        if ta["version"] != a:
+            continue
+        if b.endswith("-pretrain") or b == "pretrain":
+            source = ta.get("init_from")
+            if source is not None and source not in by_id:
+                source = Path(source).name
+            if source in by_id and by_id[source]["stage"] == "pretrain" and by_id[source]["version"] == b:
+                pairs.append((ta["seed"], ta["trial_id"], source))
+        else:
+            for tb in gan:
+                if tb["version"] == b and tb["seed"] == ta["seed"]:
+                    pairs.append((ta["seed"], ta["trial_id"], tb["trial_id"]))
+    return pairs
 
 
-def reference_row(results_dir: Path, a: str, b: str, dataset: str, metric: str, *, n_resamples: int = 2000,
-                  seed: int = 0, ci: float = 0.95) -> dict:
-    """The row study.parquet should hold for (a, b, dataset, metric): n, mean_diff, ci_low, ci_high."""
-    grid = difference_grid(Path(results_dir), a, b, dataset, metric)
-    n = int(np.isfinite(grid).sum())
-    if n == 0:
-        return {"n": 0, "mean_diff": None, "ci_low": None, "ci_high": None}
-    mean, low, high = loop_bootstrap(grid, n_resamples=n_resamples, seed=seed, ci=ci)
-    return {"n": n, "mean_diff": mean, "ci_low": low, "ci_high": high}
+def difference_grids(results_dir: Path, a: str, b: str, dataset: str, metric: str):
+    """(a grid, b grid, seeds, images) before any line is dropped; NaN where a pair is missing. Several trials on
+    one side with one seed are averaged per image."""
+    trials, tables = _tables(results_dir)
+    value: dict[tuple[str, str], float] = {}
+    for r in tables["rows"]:
+        v = r.get(metric)
+        if r["dataset"] == dataset and v is not None and math.isfinite(v):
+            value[r["trial_id"], r["image"]] = v
+    per_side: dict[str, dict[tuple[int, str], list[float]]] = {"a": {}, "b": {}}
+    for seed, ta, tb in _pairs(trials, a, b):
+        for side, trial in (("a", ta), ("b", tb)):
+            for (tid, image), v in value.items():
+                if tid == trial:
+                    per_side[side].setdefault((seed, image), []).append(v)
+    # A trial paired twice at one seed (a pretraining that two GAN trials of that seed started from) is listed
+    # twice: its mean is the same.
+    both = sorted(set(per_side["a"]) & set(per_side["b"]))
+    seeds = sorted({s for s, _ in both})
+    images = sorted({i for _, i in both})
+    grid_a = np.full((len(seeds), len(images)), math.nan)
+    grid_b = np.full((len(seeds), len(images)), math.nan)
+    for s, i in both:
+        grid_a[seeds.index(s), images.index(i)] = sum(per_side["a"][s, i]) / len(per_side["a"][s, i])
+        grid_b[seeds.index(s), images.index(i)] = sum(per_side["b"][s, i]) / len(per_side["b"][s, i])
+    return grid_a, grid_b, seeds, images
+
+
+def _complete(diff: np.ndarray) -> tuple[list[int], list[int]]:
+    rows = list(range(diff.shape[0]))
+    cols = list(range(diff.shape[1]))
+    while rows and cols:
+        missing_in_col = [sum(1 for r in rows if math.isnan(diff[r, c])) / len(rows) for c in cols]
+        missing_in_row = [sum(1 for c in cols if math.isnan(diff[r, c])) / len(cols) for r in rows]
+        if max(missing_in_col) == 0 and max(missing_in_row) == 0:
+            break
+        if max(missing_in_col) >= max(missing_in_row):
+            cols.pop(missing_in_col.index(max(missing_in_col)))
+        else:
+            rows.pop(missing_in_row.index(max(missing_in_row)))
+    return rows, cols
+
+
+def _anova(cells: list[list[float]]) -> dict:
+    S, I = len(cells), len(cells[0])  # noqa: N806
+    grand = sum(sum(r) for r in cells) / (S * I)
+    if S == 1:
+        return {"var": None, "df": None, "comp": (None, None, None)}
+    if I == 1:
+        m = [r[0] for r in cells]
+        s2 = sum((x - grand) ** 2 for x in m) / (S - 1)
+        return {"var": s2 / S, "df": S - 1.0 if s2 > 0 else None, "comp": (s2, None, None)}
+    seed_mean = [sum(r) / I for r in cells]
+    image_mean = [sum(cells[s][i] for s in range(S)) / S for i in range(I)]
+    ms_s = I * sum((m - grand) ** 2 for m in seed_mean) / (S - 1)
+    ms_i = S * sum((m - grand) ** 2 for m in image_mean) / (I - 1)
+    ss_r = sum((cells[s][i] - seed_mean[s] - image_mean[i] + grand) ** 2 for s in range(S) for i in range(I))
+    ms_r = ss_r / ((S - 1) * (I - 1))
+    v_s, v_i = max(0.0, (ms_s - ms_r) / I), max(0.0, (ms_i - ms_r) / S)
+    if v_s > 0 and v_i > 0:
+        total = ms_s + ms_i - ms_r
+        df = total ** 2 / (ms_s ** 2 / (S - 1) + ms_i ** 2 / (I - 1) + ms_r ** 2 / ((S - 1) * (I - 1)))
+    elif v_s > 0:
+        total, df = ms_s, S - 1.0
+    elif v_i > 0:
+        total, df = ms_i, I - 1.0
+    else:
+        total, df = ms_r, (S - 1.0) * (I - 1.0)
+    return {"var": total / (S * I), "df": df if total > 0 else None, "comp": (v_s, v_i, ms_r)}
+
+
+def _mdd(var: float, df: float) -> float:
+    crit = sp.t.ppf(0.975, df)
+
+    def power(nc: float) -> float:
+        return sp.nct.sf(crit, df, nc) + np.nan_to_num(sp.nct.cdf(-crit, df, nc))
+
+    return optimize.brentq(lambda nc: power(nc) - 0.8, 1e-6, 200.0, xtol=1e-14) * math.sqrt(var)
+
+
+def reference_row(results_dir: Path, a: str, b: str, dataset: str, metric: str, *, ci: float = 0.95) -> dict:
+    """What study.parquet should hold for (a, b, dataset, metric), before the family's Holm adjustment."""
+    grid_a, grid_b, _, _ = difference_grids(Path(results_dir), a, b, dataset, metric)
+    empty = {"n": 0, "n_seeds": 0, "n_images": 0, "mean_diff": None, "ci_low": None, "ci_high": None, "df": None,
+             "p_value": None, "p_improve": None, "mdd": None, "sd_seed": None, "sd_image": None, "sd_resid": None}
+    if grid_a.size == 0:
+        return empty
+    diff = grid_a - grid_b
+    rows, cols = _complete(diff)
+    if not rows or not cols:
+        return empty
+    cells = [[float(diff[r, c]) for c in cols] for r in rows]
+    S, I = len(rows), len(cols)  # noqa: N806
+    mean = sum(sum(r) for r in cells) / (S * I)
+    fit = _anova(cells)
+    sd = [None if v is None else math.sqrt(v) for v in fit["comp"]]
+    out = {**empty, "n": S * I, "n_seeds": S, "n_images": I, "mean_diff": mean, "sd_seed": sd[0],
+           "sd_image": sd[1], "sd_resid": sd[2]}
+    if S == 1:
+        out.update(sd_seed=None, sd_image=math.sqrt(np.var([c for r in cells for c in r], ddof=1)) if I > 1 else None)
+        return out
+    if fit["df"] is None:
+        out.update(ci_low=mean, ci_high=mean, p_value=1.0 if mean == 0 else 0.0, mdd=0.0)
+    else:
+        se = math.sqrt(fit["var"])
+        half = sp.t.ppf((1 + ci) / 2, fit["df"]) * se
+        out.update(ci_low=mean - half, ci_high=mean + half, df=fit["df"],
+                   p_value=2 * sp.t.sf(abs(mean) / se, fit["df"]), mdd=_mdd(fit["var"], fit["df"]))
+    a_means = [sum(grid_a[r, c] for c in cols) / I for r in rows]
+    b_means = [sum(grid_b[r, c] for c in cols) / I for r in rows]
+    wins = 0.0
+    for x in a_means:
+        for y in b_means:
+            better = x > y if HIGHER[metric] else x < y
+            wins += 1.0 if better else (0.5 if x == y else 0.0)
+    out["p_improve"] = wins / (S * S)
+    return out
+
+
+def reference_comparisons(results_dir: Path) -> list[tuple[str, str]]:
+    """(a, b) of every comparison the study makes: consecutive versions present, then each GAN version against
+    each pretraining version its trials started from."""
+    trials, _ = _tables(Path(results_dir))
+    by_id = {t["trial_id"]: t for t in trials}
+    gan_versions = {t["version"] for t in trials if t["stage"] == "gan"}
+    out = [(ORDER[k + 1], ORDER[k]) for k in range(len(ORDER) - 1)
+           if ORDER[k] in gan_versions and ORDER[k + 1] in gan_versions]
+    for version in [v for v in ORDER if v in gan_versions] + sorted(gan_versions - set(ORDER)):
+        sources = set()
+        for t in trials:
+            if t["stage"] == "gan" and t["version"] == version and t.get("init_from"):
+                source = t["init_from"] if t["init_from"] in by_id else Path(t["init_from"]).name
+                if source in by_id and by_id[source]["stage"] == "pretrain":
+                    sources.add(by_id[source]["version"])
+        out += [(version, s) for s in sorted(sources)]
+    return out
+
+
+def holm(p: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment, written out: the k-th smallest of m p-values times (m - k + 1), made
+    monotone, capped at 1."""
+    tested = [k for k in range(len(p)) if p[k] is not None]
+    tested.sort(key=lambda k: p[k])
+    m = len(tested)
+    out: list[float | None] = [None] * len(p)
+    previous = 0.0
+    for rank, k in enumerate(tested, start=1):
+        previous = max(previous, min(1.0, (m - rank + 1) * p[k]))
+        out[k] = previous
+    return out
+
+
+def reference_study(results_dir: Path, datasets: list[str], metrics: list[str]) -> dict[tuple, dict]:
+    """{(a, b, dataset, metric): row} with p_holm over each metric's family and the verdict."""
+    rows = {(a, b, d, m): reference_row(results_dir, a, b, d, m)
+            for a, b in reference_comparisons(results_dir) for d in datasets for m in metrics}
+    for metric in metrics:
+        keys = [k for k in rows if k[3] == metric]
+        for key, adjusted in zip(keys, holm([rows[k]["p_value"] for k in keys]), strict=True):
+            row = rows[key]
+            row["p_holm"] = adjusted
+            if row["n"] == 0:
+                row["verdict"] = "no data"
+            elif row["n_seeds"] < 2:
+                row["verdict"] = "one seed"
+            elif adjusted >= 0.05:
+                row["verdict"] = "not distinguishable"
+            else:
+                row["verdict"] = "a better" if (row["mean_diff"] > 0) == HIGHER[metric] else "b better"
+    return rows
