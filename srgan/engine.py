@@ -232,7 +232,10 @@ class StepRecord:
         if tuple(values) != self.names[phase]:
             raise KeyError(f"{phase} records {self.names[phase]}, got {tuple(values)}")
         vec = torch.stack([v.detach().to(torch.float64) for v in values.values()])  # (n,)
-        self.sums[phase] = self.sums[phase] + vec if phase in self.sums else vec
+        if phase in self.sums:
+            self.sums[phase].add_(vec)
+        else:
+            self.sums[phase] = vec  # a fresh tensor (the stack): safe to add into
         self.counts[phase] = self.counts.get(phase, 0) + 1
         losses = vec[: self.checked[phase]]
         kind = torch.where(torch.isnan(losses), 0.0, torch.where(losses > 0, 1.0, 2.0))  # nan, inf, -inf
