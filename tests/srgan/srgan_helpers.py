@@ -23,7 +23,7 @@ def tiny(name: str, *, scale: int = 4, **updates) -> ExperimentConfig:
     return override(preset(f"{name}-tiny", scale=scale), {"loss.perceptual_weights": "untrained", **dotted})
 
 
-def small(name: str, *, scale: int = 4, **updates) -> ExperimentConfig:
+def micro(name: str, *, scale: int = 4, **updates) -> ExperimentConfig:
     """`tiny()` made cheaper still for step-by-step tests: 24-px HR patches, batches of 2."""
     return tiny(name, scale=scale, **{"data__patch_size": 24, "data__batch_size": 2, **updates})
 
@@ -33,8 +33,8 @@ def write_random_images(folder: Path, *, count: int = 3, size: tuple[int, int] =
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
-        small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((size[1], size[0]), Image.BICUBIC).save(folder / f"img{i:02d}.png")
+        coarse = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((size[1], size[0]), Image.BICUBIC).save(folder / f"img{i:02d}.png")
     return folder
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from srgan_helpers import REPO_ROOT, make_dataset, small, train_metrics
+from srgan_helpers import REPO_ROOT, make_dataset, micro, train_metrics
 
 from srgan.checkpoint import (
     CheckpointError,
@@ -56,7 +56,7 @@ CASES = {
 def test_resume_in_a_fresh_process_reproduces_uninterrupted_training(image_folder: Path, tmp_path: Path) -> None:
     expected, straight, jobs = {}, {}, []
     for name, updates in CASES.items():
-        cfg = small(name, **updates)
+        cfg = micro(name, **updates)
         assert (cfg.optim.ema_decay > 0) == (name == "esrgan")
         dataset = make_dataset(cfg, image_folder)
         straight[name] = GanEngine(cfg, device="cpu")
@@ -88,7 +88,7 @@ def test_resume_in_a_fresh_process_reproduces_uninterrupted_training(image_folde
 
 
 def test_checkpoint_folder_contents_and_generator_export(tmp_path: Path) -> None:
-    cfg = small("esrgan", train__warmup_steps=1)
+    cfg = micro("esrgan", train__warmup_steps=1)
     engine = GanEngine(cfg, device="cpu")
     p, s = cfg.data.patch_size, cfg.scale
     engine.train_step(torch.rand(2, 3, p // s, p // s), torch.rand(2, 3, p, p))

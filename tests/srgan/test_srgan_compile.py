@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from srgan_helpers import small
+from srgan_helpers import micro
 
 from srgan.engine import GanEngine, compile_mode
 
@@ -29,9 +29,9 @@ def test_compiled_engine_gives_the_eager_losses() -> None:
 
     torch._dynamo.reset()
     # v2 (BatchNorm in G and D): one warmup step, then two GAN steps (G with D frozen, D on real and fake)
-    cfg = small("v2", train__warmup_steps=1)
+    cfg = micro("v2", train__warmup_steps=1)
     eager, _ = run(cfg, 3)
-    compiled, engine = run(small("v2", train__warmup_steps=1, train__compile="default"), 3)
+    compiled, engine = run(micro("v2", train__warmup_steps=1, train__compile="default"), 3)
     assert engine.net_g._compiled_call_impl is not None  # really compiled
     assert list(engine.net_g.state_dict()) == list(GanEngine(cfg).net_g.state_dict())  # keys unchanged
     for e, c in zip(eager, compiled, strict=True):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from srgan_helpers import small, write_random_images
+from srgan_helpers import micro, write_random_images
 
 from srgan.batches import TrainingBatches
 from srgan.data import (
@@ -28,7 +28,7 @@ from srgan.data import (
 
 @pytest.mark.parametrize(("name", "world"), [("v1", 1), ("v2", 1), ("v2", 2)])
 def test_device_stage_gives_the_cpu_paths_samples(image_folder: Path, name: str, world: int) -> None:
-    cfg = small(name, data__batch_size=4)
+    cfg = micro(name, data__batch_size=4)
     assert cfg.data.degradation == ("naive" if name == "v1" else "matlab") and cfg.data.augment
     dataset = PatchDataset([image_folder], scale=cfg.scale, patch_size=cfg.data.patch_size,
                            degradation=cfg.data.degradation, seed=cfg.train.seed)
@@ -52,7 +52,7 @@ def test_sixteen_bit_images_take_the_wide_path(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     arr = rng.integers(0, 65536, (40, 44), dtype=np.uint16)
     Image.fromarray(arr).save(folder / "deep.png")  # 16-bit grayscale
-    cfg = small("v2", data__batch_size=8)
+    cfg = micro("v2", data__batch_size=8)
     dataset = PatchDataset([folder], scale=4, patch_size=24, seed=0)
     depths = {dataset.draw(i)[0].dtype for i in range(8, 16)}
     assert depths == {torch.uint8, torch.int32}  # batch 1 mixes 8- and 16-bit samples
@@ -86,7 +86,7 @@ def test_training_lr_is_the_8_bit_matlab_bicubic() -> None:
 
 
 def test_training_batches_length_and_placement(image_folder: Path) -> None:
-    cfg = small("v3")
+    cfg = micro("v3")
     batches = TrainingBatches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
     got = list(batches)
     assert len(batches) == len(got) == 3

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from srgan_helpers import small
+from srgan_helpers import micro
 
 from srgan.engine import GanEngine, NonFiniteLoss
 from srgan.losses import d_gap, relative_logits
@@ -30,7 +30,7 @@ def batch(cfg, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name", ["v1", "ragan", "esrgan"])
 def test_generator_step_leaves_d_unchanged_and_discriminator_step_leaves_g_unchanged(name: str) -> None:
-    cfg = small(name, train__warmup_steps=0)
+    cfg = micro(name, train__warmup_steps=0)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     g0, d0 = snapshot(engine.net_g), snapshot(engine.net_d)
@@ -49,7 +49,7 @@ def test_generator_step_leaves_d_unchanged_and_discriminator_step_leaves_g_uncha
 
 
 def test_warmup_step_trains_only_g_with_the_pixel_loss() -> None:
-    cfg = small("v3", train__warmup_steps=2)
+    cfg = micro("v3", train__warmup_steps=2)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     d0 = snapshot(engine.net_d)
@@ -70,7 +70,7 @@ def test_warmup_step_trains_only_g_with_the_pixel_loss() -> None:
 
 
 def test_ema_copy_follows_g_with_its_decay() -> None:
-    cfg = small("esrgan", train__warmup_steps=1, optim__ema_decay=0.9)
+    cfg = micro("esrgan", train__warmup_steps=1, optim__ema_decay=0.9)
     engine = GanEngine(cfg, device="cpu")
     ema0, g0 = snapshot(engine.net_g_ema), snapshot(engine.net_g)
     assert all(torch.equal(a, b) for a, b in zip(ema0, g0, strict=True))
@@ -82,7 +82,7 @@ def test_ema_copy_follows_g_with_its_decay() -> None:
 
 @pytest.mark.parametrize("warmup", [1, 0])
 def test_nan_input_raises_non_finite_loss_naming_step_and_loss(warmup: int) -> None:
-    cfg = small("ragan", train__warmup_steps=warmup)
+    cfg = micro("ragan", train__warmup_steps=warmup)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     if warmup:
@@ -98,7 +98,7 @@ def test_nan_input_raises_non_finite_loss_naming_step_and_loss(warmup: int) -> N
 
 
 def test_nan_in_warmup_names_the_warmup_phase() -> None:
-    cfg = small("v2", train__warmup_steps=3)
+    cfg = micro("v2", train__warmup_steps=3)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     gt = gt.clone()
@@ -109,13 +109,13 @@ def test_nan_in_warmup_names_the_warmup_phase() -> None:
 
 
 def test_same_seed_same_trajectory_different_seed_different(run_training) -> None:
-    cfg = small("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2")
+    cfg = micro("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2")
     first = run_training(cfg, 3)
     second = run_training(cfg, 3)
     assert first == second  # exact float equality on CPU, every metric of every step
     assert [m["step"] for m in first] == [0, 1, 2]
     assert "loss_d_real" in first[-1]
-    other = run_training(small("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2", train__seed=1), 3)
+    other = run_training(micro("ragan", train__warmup_steps=1, loss__perceptual_layer="conv2_2", train__seed=1), 3)
     assert [m["loss_pixel"] for m in other] != [m["loss_pixel"] for m in first]
 
 
@@ -126,7 +126,7 @@ def test_amp_policy() -> None:
     assert not amp_enabled("bf16", cpu, 256)  # never on the CPU
     assert amp_enabled("bf16", cuda, 1) and not amp_enabled("off", cuda, 1024)
     assert not amp_enabled("auto", cuda, 16) and amp_enabled("auto", cuda, AMP_MIN_BATCH)  # measured: issue 10
-    assert not GanEngine(small("v1")).use_amp
+    assert not GanEngine(micro("v1")).use_amp
 
 
 def _sig(x: float) -> float:
@@ -142,7 +142,7 @@ def test_d_gap_and_raw_adversarial_loss_against_a_hand_computation(name: str) ->
     """d_gap from D's logits by hand: vanilla mean sigmoid(C(real)) - mean sigmoid(C(fake)); relativistic
     mean sigmoid(C(real) - mean C(fake)) - mean sigmoid(C(fake) - mean C(real)). loss_adv_raw: the G loss
     before its weight. (pop_metrics' interval means of both: test_srgan_no_sync.py.)"""
-    cfg = small(name, train__warmup_steps=0, data__batch_size=3)
+    cfg = micro(name, train__warmup_steps=0, data__batch_size=3)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     g_out, sr = engine.generator_step(lq, gt)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from srgan_helpers import REPO_ROOT, small
+from srgan_helpers import REPO_ROOT, micro
 from torch.overrides import TorchFunctionMode
 
 from srgan.engine import GanEngine, NonFiniteLoss
@@ -49,7 +49,7 @@ def batch(cfg, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name", ["v1", "v2", "v3", "ragan", "esrgan"])
 def test_train_step_makes_no_synchronising_call_from_project_code(name: str) -> None:
-    cfg = small(name, train__warmup_steps=1, train__log_every=3)
+    cfg = micro(name, train__warmup_steps=1, train__log_every=3)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     with SyncCounter() as counter:
@@ -73,7 +73,7 @@ def test_the_counter_cannot_see_a_read_inside_torch() -> None:
 
 
 def test_pop_metrics_means_equal_the_per_step_values() -> None:
-    cfg = small("ragan", train__warmup_steps=2, optim__milestones="1")
+    cfg = micro("ragan", train__warmup_steps=2, optim__milestones="1")
     per_step, interval = GanEngine(cfg, device="cpu"), GanEngine(cfg, device="cpu")
     rows = []
     for i in range(6):
@@ -95,7 +95,7 @@ def test_pop_metrics_means_equal_the_per_step_values() -> None:
 
 
 def test_grad_norm_is_the_norm_of_all_gradients() -> None:
-    cfg = small("v3", train__warmup_steps=0)
+    cfg = micro("v3", train__warmup_steps=0)
     engine = GanEngine(cfg, device="cpu")
     out, _ = engine.generator_step(*batch(cfg))
     everything = torch.cat([p.grad.flatten() for p in engine.net_g.parameters()])
@@ -103,7 +103,7 @@ def test_grad_norm_is_the_norm_of_all_gradients() -> None:
 
 
 def test_pop_metrics_raises_on_a_nan_three_steps_earlier_and_names_it() -> None:
-    cfg = small("esrgan", train__warmup_steps=1, train__log_every=6)
+    cfg = micro("esrgan", train__warmup_steps=1, train__log_every=6)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     for _ in range(3):
@@ -125,7 +125,7 @@ def test_pop_metrics_raises_on_a_nan_three_steps_earlier_and_names_it() -> None:
 
 def test_reduce_makes_every_rank_raise_the_earliest_failure() -> None:
     """Two engines stand in for two ranks: `reduce` is the max over both (what an all-reduce MAX gives)."""
-    cfg = small("v2", train__warmup_steps=2)
+    cfg = micro("v2", train__warmup_steps=2)
     ranks = [GanEngine(cfg, device="cpu"), GanEngine(cfg, device="cpu")]
     lq, gt = batch(cfg)
     inf_lq = lq.clone()
@@ -150,7 +150,7 @@ def test_reduce_makes_every_rank_raise_the_earliest_failure() -> None:
 def test_device_batch_stage_makes_no_synchronising_call(image_folder: Path, name: str) -> None:
     from srgan.batches import TrainingBatches, device_batch
 
-    cfg = small(name, data__batch_size=4)
+    cfg = micro(name, data__batch_size=4)
     batches = TrainingBatches(cfg, [image_folder], device="cpu", start_step=0, num_steps=3)
     raw = list(batches.loader)  # the loader's own work (decoding, cropping on the CPU) is not the device's
     device_batch(*raw[0], scale=cfg.scale, degradation=cfg.data.degradation, device="cpu")  # matrices cached
@@ -171,7 +171,7 @@ def _ddp_nan_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t
 
-    cfg = small("ragan", train__warmup_steps=1, train__log_every=4, generator__norm="none",
+    cfg = micro("ragan", train__warmup_steps=1, train__log_every=4, generator__norm="none",
                 discriminator__norm="none")
     engine = GanEngine(cfg, wrap=lambda net, role: DDP(net, broadcast_buffers=False))
     lq, gt = batch(cfg, seed=rank)

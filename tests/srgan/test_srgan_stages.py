@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from srgan_helpers import make_dataset, small, tiny, train_metrics
+from srgan_helpers import make_dataset, micro, tiny, train_metrics
 
 from srgan.checkpoint import (
     CheckpointError,
@@ -76,7 +76,7 @@ def test_v1_keeps_its_single_stage_recipe() -> None:
 
 
 def test_pretrain_stage_trains_the_generator_on_pixels_only(image_folder: Path) -> None:
-    cfg = pretrain_stage(small("v3", train__warmup_steps=3))
+    cfg = pretrain_stage(micro("v3", train__warmup_steps=3))
     assert (cfg.train.stage, cfg.train.warmup_steps, cfg.train.gan_steps) == ("pretrain", 3, 0)
     assert cfg.loss.perceptual_weight == 0 and cfg.name == "srresnet-pretrain"
     engine = GanEngine(cfg, device="cpu")
@@ -127,10 +127,10 @@ def _same(state_a: dict, state_b: dict) -> bool:
 
 @pytest.mark.parametrize("name", ["v3", "esrgan"])
 def test_gan_stage_starts_from_the_pretrained_weights(name: str, tmp_path: Path, image_folder: Path) -> None:
-    pre_cfg = pretrain_stage(small(name, train__warmup_steps=2))
+    pre_cfg = pretrain_stage(micro(name, train__warmup_steps=2))
     _pretrained(pre_cfg, tmp_path / "pre", image_folder)
     source = load_file(str(tmp_path / "pre" / "generator.safetensors"))  # the EMA copy for esrgan
-    cfg = gan_stage(small(name), tmp_path / "pre")
+    cfg = gan_stage(micro(name), tmp_path / "pre")
     engine = GanEngine(cfg, device="cpu")
     assert not _same(engine.net_g.state_dict(), source)
     used = init_generator(engine, cfg.train.init_from)
@@ -143,7 +143,7 @@ def test_gan_stage_starts_from_the_pretrained_weights(name: str, tmp_path: Path,
 
 
 def test_run_folder_gives_its_last_checkpoint(tmp_path: Path, image_folder: Path) -> None:
-    cfg = pretrain_stage(small("v2", train__warmup_steps=4))
+    cfg = pretrain_stage(micro("v2", train__warmup_steps=4))
     engine = GanEngine(cfg, device="cpu")
     data = make_dataset(cfg, image_folder)
     run = tmp_path / "run"
@@ -153,28 +153,28 @@ def test_run_folder_gives_its_last_checkpoint(tmp_path: Path, image_folder: Path
     save_checkpoint(engine, run / "checkpoint_0000004")
     (run / "checkpoint_0000009").mkdir()  # a half-written checkpoint (no weights yet) is not a candidate
     assert resolve_init_source(run) == run / "checkpoint_0000004" / "generator.safetensors"
-    state = load_init_generator(run, gan_stage(small("v2"), run))
+    state = load_init_generator(run, gan_stage(micro("v2"), run))
     assert _same(state, engine.net_g.state_dict())
 
 
 def test_bare_weights_files(tmp_path: Path, image_folder: Path) -> None:
-    cfg = pretrain_stage(small("v3", train__warmup_steps=2))
+    cfg = pretrain_stage(micro("v3", train__warmup_steps=2))
     _pretrained(cfg, tmp_path / "pre", image_folder)
     bare = tmp_path / "elsewhere" / "g.safetensors"  # no config.json beside it: keys and shapes are checked
     bare.parent.mkdir()
     shutil.copy(tmp_path / "pre" / "generator.safetensors", bare)
-    state = load_init_generator(bare, small("v2"))
+    state = load_init_generator(bare, micro("v2"))
     assert _same(state, load_file(str(bare)))
     with pytest.raises(CheckpointError, match="unexpected keys body.1") as err:
-        load_init_generator(bare, small("v3", generator__num_blocks=1))
+        load_init_generator(bare, micro("v3", generator__num_blocks=1))
     assert str(bare) in str(err.value)
     with pytest.raises(CheckpointError, match="missing keys body.0.blocks.0.convs.0.bias.*unexpected keys body.0.act"):
-        load_init_generator(bare, small("esrgan"))
+        load_init_generator(bare, micro("esrgan"))
 
 
 def test_published_pth_initialises_a_matching_rrdbnet(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    cfg = small("esrgan", generator__skip="none")
+    cfg = micro("esrgan", generator__skip="none")
     source = GanEngine(cfg, device="cpu").net_g
     renames = {"conv_body": "trunk_conv", "conv_up.0": "upconv1", "conv_up.1": "upconv2", "conv_hr": "HRconv"}
     official = {}
@@ -188,20 +188,20 @@ def test_published_pth_initialises_a_matching_rrdbnet(tmp_path: Path) -> None:
     torch.save(official, path)
     assert _same(load_init_generator(path, cfg), source.state_dict())
     with pytest.raises(CheckpointError, match="generator.skip: source 'none', config 'bicubic'"):
-        load_init_generator(path, small("esrgan"))
+        load_init_generator(path, micro("esrgan"))
 
 
 def test_architecture_mismatch_names_the_differences(tmp_path: Path, image_folder: Path) -> None:
-    _pretrained(pretrain_stage(small("v3", train__warmup_steps=2)), tmp_path / "pre", image_folder)
+    _pretrained(pretrain_stage(micro("v3", train__warmup_steps=2)), tmp_path / "pre", image_folder)
     with pytest.raises(CheckpointError, match="generator.arch: source 'srresnet', config 'rrdbnet'"):
-        load_init_generator(tmp_path / "pre", small("esrgan"))
+        load_init_generator(tmp_path / "pre", micro("esrgan"))
     with pytest.raises(CheckpointError, match="scale: source 4, config 2"):
-        load_init_generator(tmp_path / "pre", small("v3", scale=2))
+        load_init_generator(tmp_path / "pre", micro("v3", scale=2))
     with pytest.raises(CheckpointError, match="not found"):
-        load_init_generator(tmp_path / "nowhere", small("v3"))
+        load_init_generator(tmp_path / "nowhere", micro("v3"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="neither a checkpoint folder"):
-        load_init_generator(tmp_path / "empty", small("v3"))
+        load_init_generator(tmp_path / "empty", micro("v3"))
     assert load_config(tmp_path / "pre").train.stage == "pretrain"  # the stage travels in config.json
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from srgan_helpers import REPO_ROOT, small, write_random_images
+from srgan_helpers import REPO_ROOT, micro, write_random_images
 
 from srgan.config import override
 from srgan.data import PatchDataset, scan_training_images
@@ -95,15 +95,15 @@ def test_training_leaves_out_the_validation_images_of_dirs_and_of_the_holdout(tm
     train = write_random_images(tmp_path / "train", count=6, size=(40, 40))
     val = write_random_images(tmp_path / "val", count=2, size=(40, 40), seed=7)
     shutil.copyfile(val / "img01.png", train / "copy_of_val.png")  # a validation image inside the training folder
-    cfg = override(small("v2"), {"data.val_set": "dirs", "data.val_dirs": [str(val)]})
+    cfg = override(micro("v2"), {"data.val_set": "dirs", "data.val_dirs": [str(val)]})
     exclude = training_exclusions(cfg, [train], tmp_path)
     assert exclude == {_sha(p) for p in val.iterdir()} == dirs_split([val]).excluded
     dataset = PatchDataset([train], scale=4, patch_size=24, exclude=exclude)
     assert sorted(p.name for p, _ in dataset.images) == [f"img{i:02d}.png" for i in range(6)]
-    holdout = small("v2")
+    holdout = micro("v2")
     assert holdout.data.val_set == "holdout"
     held = {h.path for h in holdout_split(train, count=holdout.data.val_count).images}
     dataset = PatchDataset([train], scale=4, patch_size=24, exclude=training_exclusions(holdout, [train], tmp_path))
     assert len(held) == 1 and not held & {p for p, _ in dataset.images} and len(dataset) == 6
-    on_benchmark = override(small("v2"), {"data.val_set": "set14"})
+    on_benchmark = override(micro("v2"), {"data.val_set": "set14"})
     assert training_exclusions(on_benchmark, [train], tmp_path) == frozenset()
