@@ -7,8 +7,10 @@ status, error, `time_total_s`) and from the trial's run folder (config.json, his
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from harness.worker import read_history
 from results import io, rows, schema
 
 if TYPE_CHECKING:
+    from harness.overhead import Timeline
     from harness.plan import SweepPlan
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,14 @@ class Collected:
     history: list[dict] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
+    def merge(self, other: Collected) -> None:
+        """Add what `other` collected after what this holds (rows in that order; a metric's reason updated)."""
+        self.trials += other.trials
+        self.scores += other.scores
+        self.summaries += other.summaries
+        self.history += other.history
+        self.missing.update(other.missing)
+
 
 @dataclass(frozen=True)
 class Scoring:
@@ -161,6 +172,8 @@ class Scoring:
     metric: str = "val_psnr"
     mode: str = "max"
     selection: str = "final"  # which weights of a trial are scored: "final" | "best-val" (`select_checkpoint`)
+    cpus: float = 1.0  # of each scoring task (`score_all`), and as many torch threads
+    gpus: float = 0.0
 
     def score(self, model, trial_id: str, into: Collected) -> None:
         from benchmarks import evaluate
@@ -213,30 +226,98 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
 
 
 def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *, started: float, command: str,
-                    kind: str = "sweep", extra: dict | None = None) -> list[dict]:
-    """Score the bicubic baseline and every trial; write trials, scores, summary, history and run.json.
-    Returns the trial rows."""
+                    kind: str = "sweep", extra: dict | None = None, timeline: Timeline | None = None) -> list[dict]:
+    """Score the bicubic baseline and every trial (in parallel where Ray runs: `score_all`); write trials, scores,
+    summary, history and run.json. With the sweep's `timeline`, run.json also keeps its overhead (`overhead`:
+    the share of its time spent neither in training steps nor in scoring, `harness.overhead`). Returns the trial
+    rows."""
     from benchmarks import evaluate
     from benchmarks.metrics import protocol
+    from harness import overhead
 
     io.check_writable(out)
     stops = io.read_json(out / schema.STOPS_FILE, required=False) or {}
+    with timeline.phase("scoring") if timeline is not None else contextlib.nullcontext():
+        parts, scorers = score_all([None, *outcomes], scoring, stops)
     collected = Collected()
-    scoring.score(evaluate.baseline("bicubic", scoring.scale), "bicubic", collected)
-    collected.trials.append(rows.trial_row("bicubic", label="bicubic (MATLAB)", preset="bicubic",
-                                           status=schema.STATUS_BASELINE, steps=0))
-    for outcome in outcomes:
-        collect_trial(outcome, scoring, stops, collected)
+    for part, _seconds in parts:
+        collected.merge(part)
+    extra = dict(extra or {})
+    if timeline is not None:
+        timeline.scorers = scorers
+        train_s = sum(overhead.trial_step_seconds(o.run_dir, since=timeline.started) for o in outcomes)
+        extra["overhead"] = overhead.account(timeline, train_s=train_s, scoring_s=sum(s for _, s in parts))
     lpips_weights = None if "lpips" in collected.missing else "pyiqa lpips (AlexNet v0.1)"
     run = evaluate.run_info(kind=kind, scale=scoring.scale, datasets=list(scoring.datasets), started=started,
                             command=command, protocol=protocol(crop=scoring.scale, lpips_weights=lpips_weights,
                                                               data_root=scoring.data_root),
-                            metrics_missing=collected.missing, **(extra or {}))
+                            metrics_missing=collected.missing, **extra)
     history = pl.DataFrame(collected.history, schema=schema.polars_schema(schema.HISTORY_COLUMNS))
     io.write_results(out, trials=rows.trials_frame(collected.trials), history=history, run=run,
                      scores=pl.concat(collected.scores, how="diagonal_relaxed"),
                      summary=pl.concat(collected.summaries, how="diagonal_relaxed"))
     return collected.trials
+
+
+def score_job(outcome: Outcome | None, scoring: Scoring, stops: dict[str, str], *,
+              threads: int | None = None) -> tuple[Collected, float]:
+    """Score one trial (`collect_trial`), or the bicubic baseline (`outcome` None), into its own `Collected`;
+    returns it with the seconds it took."""
+    import torch
+
+    from benchmarks import evaluate
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    part = Collected()
+    if outcome is None:
+        scoring.score(evaluate.baseline("bicubic", scoring.scale), "bicubic", part)
+        part.trials.append(rows.trial_row("bicubic", label="bicubic (MATLAB)", preset="bicubic",
+                                          status=schema.STATUS_BASELINE, steps=0))
+    else:
+        collect_trial(outcome, scoring, stops, part)
+    return part, time.perf_counter() - started
+
+
+def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str, str]
+              ) -> tuple[list[tuple[Collected, float]], int]:
+    """`score_job` of every job, in the jobs' order, and how many ran at once. With Ray up they are Ray tasks of
+    `scoring.cpus` CPUs (and `scoring.gpus` GPUs) each, as many at once as the cluster holds; the first job (the
+    baseline) runs alone first, because it writes the HR images that every trial's scoring would otherwise race to
+    write. A job that raises raises here, as it would have in this process."""
+    import ray
+
+    from harness.progress import Progress
+
+    progress = Progress("scoring", len(jobs), unit="models")
+    if not ray.is_initialized() or len(jobs) < 3:
+        parts = []
+        for job in jobs:
+            parts.append(score_job(job, scoring, stops))
+            progress.done += 1
+            progress.maybe(force=progress.done == len(jobs))
+        return parts, 1
+    have = ray.cluster_resources()
+    at_once = int(have.get("CPU", 1) // scoring.cpus) if scoring.cpus > 0 else len(jobs)
+    if scoring.gpus > 0:
+        at_once = min(at_once, int(have.get("GPU", 0) // scoring.gpus))
+    at_once = max(min(at_once, len(jobs) - 1), 1)
+    # max_calls=0: a scoring process is reused (Ray's default for a GPU task is a new process per call)
+    task = ray.remote(num_cpus=scoring.cpus, num_gpus=scoring.gpus, max_calls=0)(score_job)
+    threads = max(int(scoring.cpus), 1)
+    try:
+        first = ray.get(task.remote(jobs[0], scoring, stops, threads=threads))
+        progress.done = 1
+        refs = [task.remote(job, scoring, stops, threads=threads) for job in jobs[1:]]
+        pending = list(refs)
+        while pending:
+            _ready, pending = ray.wait(pending, num_returns=1)
+            progress.done = len(jobs) - len(pending)
+            progress.maybe(f"{at_once} at once", force=not pending)
+        return [first, *ray.get(refs)], at_once
+    except ray.exceptions.RayTaskError as err:
+        raise err.as_instanceof_cause() from None
 
 
 def _selection_flags(config: dict, scoring: Scoring) -> list[str]:

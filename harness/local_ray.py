@@ -149,6 +149,11 @@ def init_local_ray(num_cpus: int | None = None, *, num_gpus: float | None = None
     return _local
 
 
+def current() -> LocalRay | None:
+    """The local Ray this process started (None: none, or a cluster joined with `--address`)."""
+    return _local
+
+
 def free_loopback_port() -> int:
     """A TCP port free on 127.0.0.1 now (the OS picks it; it may be taken again before Ray binds it, hence the
     dashboard check in `init_local_ray`)."""

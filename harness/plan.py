@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class SweepRequest:
     data_root: str | None = None
     vgg_fallback: str | None = None
     kind: str = "sweep"  # "study": the sweep ends with the study tables (results.study)
+    pretrain_cache: bool = True  # reuse finished pretrainings across runs, and keep new ones (harness.cache)
 
     def __post_init__(self) -> None:
         check_size(self.size)
@@ -337,18 +339,20 @@ class SweepPlan:
         gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else _steps(cfg) for _, cfg in self.trials)
         return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
 
-    def describe(self, *, concurrency: int, cache_dir: Path | None = None) -> str:
-        """The plan and its cost; step times are cached in `cache_dir` (default: the sweep folder)."""
+    def describe(self, *, concurrency: int, cache_dir: Path | None = None, cached: Collection[str] = ()) -> str:
+        """The plan and its cost; step times are cached in `cache_dir` (default: the sweep folder). The
+        pretrainings named in `cached` come from the pretraining cache (harness.cache): said, and not costed."""
         shared, alone = self.step_counts()
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
                  f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({', '.join(self.request.presets)})"]
         pretrain = self.pretrain_configs
         for name, users in sorted(self.pretrain_users.items()):
             lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
-                         f"{', '.join(sorted(set(users)))}")
+                         f"{', '.join(sorted(set(users)))}" + (": from cache, not trained" if name in cached else ""))
         lines.append(f"  steps: {shared} with shared pretraining (W + K*G) instead of {alone} (K*(W + G))")
         lines += self.budget_lines() + self.protocol_lines()
-        stages = {"pretrain": list(pretrain.values()), "gan": self.runs * self.request.num_samples}
+        stages = {"pretrain": [c for n, c in pretrain.items() if n not in cached],
+                  "gan": self.runs * self.request.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
                                 cache_dir=Path(cache_dir or self.settings.out), cpus=self.settings.cpus_per_worker))

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ import torch
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint_"
+LOOP_LOGGERS = ("harness", "srgan", "benchmarks")  # those `worker.worker_logging` sets up
 KEEP_CHECKPOINTS = 2  # as harness.train's CheckpointConfig(num_to_keep=2)
 
 
@@ -49,6 +51,9 @@ class Session(Protocol):
 
     def publish(self, metrics: dict[str, Any], folder: Path | None, name: str | None) -> None:
         """Report `metrics`, and the checkpoint written to `folder` (named `name`) when there is one."""
+
+    def redirect_logs(self) -> None:
+        """Send the loop's log lines where this session wants them (after `worker.worker_logging`)."""
 
 
 class RayTrainSession:
@@ -80,6 +85,9 @@ class RayTrainSession:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder is not None else None
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name if ckpt else None)
 
+    def redirect_logs(self) -> None:  # the workers' lines stay on their stdout (Ray shows them on the driver's)
+        return
+
 
 class TuneTrialSession:
     """Inside a Tune function trial that trains itself (one process, rank 0 of 1): checkpoints in `run_dir`,
@@ -87,8 +95,9 @@ class TuneTrialSession:
 
     rank, world = 0, 1
 
-    def __init__(self, run_dir: Path, *, gpus: float, keep: int = KEEP_CHECKPOINTS) -> None:
-        self.run_dir, self.keep = Path(run_dir), keep
+    def __init__(self, run_dir: Path, *, gpus: float, keep: int = KEEP_CHECKPOINTS, log_file: Path | None = None
+                 ) -> None:
+        self.run_dir, self.keep, self.log_file = Path(run_dir), keep, log_file
         self.scratch = self.run_dir  # the same file system: publishing a checkpoint is a rename
         # Ray hands a trial that holds GPUs its own CUDA_VISIBLE_DEVICES: its first visible device is its GPU
         self.device = torch.device("cuda", 0) if gpus > 0 and torch.cuda.is_available() else torch.device("cpu")
@@ -109,6 +118,23 @@ class TuneTrialSession:
             prune_checkpoints(self.run_dir, keep=self.keep)
             metrics["checkpoint_path"] = str(final)
         tune.report(metrics)
+
+    def redirect_logs(self) -> None:
+        """With a `log_file`, the loop's lines (one per report) go there, and only its warnings and errors to the
+        console: a sweep's console shows one progress line per update, not every trial's every report."""
+        if self.log_file is None:
+            return
+        to_file = logging.FileHandler(self.log_file)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        to_console = logging.StreamHandler(sys.stderr)
+        to_console.setLevel(logging.WARNING)
+        to_console.setFormatter(logging.Formatter(f"[{self.run_dir.name}] %(message)s"))
+        for name in LOOP_LOGGERS:
+            logger = logging.getLogger(name)
+            for old in logger.handlers:  # Tune reuses a trial's process for the next trial: close the last file
+                if isinstance(old, logging.FileHandler):
+                    old.close()
+            logger.handlers[:] = [to_file, to_console]
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

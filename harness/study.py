@@ -73,7 +73,7 @@ def study_request(args: argparse.Namespace) -> SweepRequest:
         datasets=tuple(parse_datasets(args.datasets)), save_images=("set5",),
         workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker,
         max_concurrent=args.max_concurrent, fetch=args.fetch, address=args.address, data_root=args.data_root,
-        vgg_fallback=args.vgg_fallback, kind="study")
+        vgg_fallback=args.vgg_fallback, kind="study", pretrain_cache=not args.no_cache)
 
 
 def main(argv: list[str] | None = None) -> int:

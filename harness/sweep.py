@@ -25,11 +25,12 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.datasets import parse_datasets
-from harness import local_ray, lock, packing, plan, recovery, resources
+from harness import cache, local_ray, lock, overhead, packing, plan, recovery, resources
 from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
 from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
@@ -72,8 +73,9 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[st
 
 
 def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.SweepSettings, *, concurrent: int,
-               resuming: bool, scheduler=None, stopper=None) -> bool:
-    """Run (or resume) one Tune experiment of the sweep; False when it was interrupted (Ctrl-C)."""
+               resuming: bool, scheduler=None, stopper=None, progress=None) -> bool:
+    """Run (or resume) one Tune experiment of the sweep; False when it was interrupted (Ctrl-C). Tune's own status
+    tables are off (`verbose=0`): `progress` (`harness.progress.tune_progress`) prints one line per update."""
     from ray import tune
 
     space = dict(space)
@@ -90,7 +92,8 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
             trainable, param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, scheduler=scheduler, reuse_actors=True,
                                         num_samples=num_samples),
-            run_config=tune.RunConfig(name=tune_dir, storage_path=str(out), stop=stopper,
+            run_config=tune.RunConfig(name=tune_dir, storage_path=str(out), stop=stopper, verbose=0,
+                                      callbacks=[progress] if progress is not None else None,
                                       failure_config=tune.FailureConfig(max_failures=trial_restarts(settings))),
         )
     tuner.fit()
@@ -103,15 +106,31 @@ def trial_restarts(settings: plan.SweepSettings) -> int:
     return 1 if settings.workers == 1 else 0
 
 
-def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: bool) -> bool:
+def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: bool,
+               cached: dict[str, cache.Entry] | None = None, timeline: overhead.Timeline | None = None) -> bool:
     """The shared pretrainings (all in parallel as resources allow), then the GAN trials that start from them.
-    False when interrupted. On --resume, finished pretrainings and trials are not run again."""
+    False when interrupted. On --resume, finished pretrainings and trials are not run again.
+
+    A pretraining in `cached` (`cached_pretrainings`) is copied from the cache into its trial folder instead of
+    trained; a pretraining trained here is stored in the cache once it finished (unless --no-cache)."""
+    from harness.progress import tune_progress
     from harness.stopper import DivergenceStopper
 
     settings, request = sweep.settings, sweep.request
-    if settings.pretrainings and not tune_stage(out, schema.PRETRAIN_TUNE_DIR, sweep.pretrain_space(), settings,
-                                                concurrent=concurrent, resuming=resuming):
-        return False
+    timeline = timeline or overhead.Timeline()
+    print(watch_line(out), flush=True)
+    trained = pretrainings_to_train(sweep, out, cached or {})
+    if trained:
+        steps = {name: cfg.train.warmup_steps + cfg.train.gan_steps for name, cfg in sweep.pretrain_configs.items()}
+        progress = tune_progress("pretraining", lambda p: steps[p["run_name"]], trials=len(trained),
+                                 total_steps=sum(steps[n] for n in trained))
+        space = {"run_name": _grid_search(sorted(trained))}
+        with timeline.phase("pretraining"):
+            if not tune_stage(out, schema.PRETRAIN_TUNE_DIR, space, settings, concurrent=concurrent,
+                              resuming=resuming, progress=progress):
+                return False
+        if request.pretrain_cache:
+            store_pretrainings(sweep, out, trained)
     scheduler = None
     if request.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -120,17 +139,120 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
         scheduler = ASHAScheduler(metric=request.metric, mode=request.mode, time_attr="training_iteration",
                                   max_t=max_reports + 1, grace_period=min(request.grace, max_reports))
     stopper = DivergenceStopper(out / schema.STOPS_FILE).tune_stopper
-    return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
-                      resuming=resuming, scheduler=scheduler, stopper=stopper)
+    n_trials = len(sweep.runs) * request.num_samples
+    progress = tune_progress("GAN trials", partial(_planned_steps, settings), trials=n_trials,
+                             total_steps=sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples)
+    with timeline.phase("GAN trials"):
+        return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
+                          resuming=resuming, scheduler=scheduler, stopper=stopper, progress=progress)
 
 
-def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
-    """Score the pretrainings, the GAN trials and bicubic; a sweep whose every trial failed is an error."""
+def watch_line(out: Path) -> str:
+    """Where to follow the run live (README "Watching a run")."""
+    ray_info = local_ray.current()
+    dashboard = f"; Ray dashboard: {ray_info.dashboard_url}" if ray_info and ray_info.dashboard_url else ""
+    return f"watch: tensorboard --logdir {out} (Tune's event files, every trial's metrics){dashboard}"
+
+
+def plan_steps(cfg) -> int:
+    return cfg.train.warmup_steps + cfg.train.gan_steps
+
+
+def _planned_steps(settings: plan.SweepSettings, params: dict[str, Any]) -> int:
+    return plan_steps(plan.run_config(settings, params))
+
+
+def _grid_search(values: list[str]) -> dict:
+    from ray import tune
+
+    return tune.grid_search(values)
+
+
+# ------------------------------------------------------------------------------------- pretraining cache
+
+
+def cached_pretrainings(sweep: plan.SweepPlan, out: Path, *, resuming: bool,
+                        dry_run: bool = False) -> dict[str, cache.Entry]:
+    """The shared pretrainings the cache holds, verified (`harness.cache.lookup`), by run name; none with
+    --no-cache. On --resume a pretraining that already has its trial folder keeps it (trained here, or copied
+    from the cache before). A dry run leaves a bad entry where it is."""
+    if not sweep.request.pretrain_cache:
+        return {}
+    hits = {}
+    for name, cfg in sorted(sweep.pretrain_configs.items()):
+        if resuming and (out / schema.TRIALS_DIR / name).is_dir():
+            continue
+        try:
+            entry = cache.lookup(cfg, sweep.settings.data_root, discard_bad=not dry_run)
+        except OSError as err:  # an unreadable cache is a miss, never a failed sweep
+            log.warning("pretraining cache: %s not looked up (%s)", name, err)
+            continue
+        if entry is not None:
+            hits[name] = entry
+    return hits
+
+
+def pretrainings_to_train(sweep: plan.SweepPlan, out: Path, cached: dict[str, cache.Entry]) -> list[str]:
+    """Copy the cached pretrainings into their trial folders; the names of those left to train."""
+    left = []
+    for name in sorted(sweep.settings.pretrainings):
+        folder = out / schema.TRIALS_DIR / name
+        if cache.from_cache(folder) is not None:  # copied before an interruption
+            continue
+        entry = cached.get(name)
+        if entry is not None:
+            try:
+                cache.materialise(entry, folder)
+                print(f"  {name}: from the cache ({entry.path}, trained in {entry.source.get('run')}); "
+                      "no pretraining trial runs", flush=True)
+                continue
+            except (cache.CacheError, OSError) as err:
+                log.warning("pretraining cache: %s could not be copied (%s); it is trained", name, err)
+        left.append(name)
+    return left
+
+
+def store_pretrainings(sweep: plan.SweepPlan, out: Path, names: list[str]) -> None:
+    """Keep every pretraining of `names` that finished in the cache (`harness.cache.store`); a failure to store is
+    a warning (the cache saves time, the run does not depend on it)."""
+    configs = sweep.pretrain_configs
+    for name in names:
+        try:
+            cache.store(out / schema.TRIALS_DIR / name, configs[name], sweep.settings.data_root, source_run=out)
+        except (cache.CacheError, OSError) as err:
+            log.warning("pretraining cache: %s not stored (%s)", name, err)
+
+
+def pretrain_outcomes(sweep: plan.SweepPlan, out: Path) -> list:
+    """The shared pretrainings' outcomes: those copied from the cache (scored like trained ones), then Tune's."""
+    from harness.collect import Outcome, tune_outcomes
+
+    names = sorted(n for n in sweep.settings.pretrainings if cache.from_cache(out / schema.TRIALS_DIR / n))
+    outcomes = [Outcome(trial_id=n, run_dir=out / schema.TRIALS_DIR / n, stage=schema.STAGE_PRETRAIN,
+                        params={"run_name": n}) for n in names]
+    if (out / schema.PRETRAIN_TUNE_DIR).is_dir():
+        outcomes += [o for o in tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN)
+                     if o.trial_id not in names]
+    return outcomes
+
+
+def cache_record(sweep: plan.SweepPlan, out: Path) -> dict[str, Any]:
+    """run.json's `pretrain_cache`: whether the cache was used, where, and which pretrainings came from it (the
+    entry, and the run that trained it)."""
+    used = {n: cache.from_cache(out / schema.TRIALS_DIR / n) for n in sorted(sweep.settings.pretrainings)}
+    return {"enabled": sweep.request.pretrain_cache,
+            "root": str(cache.cache_root()) if sweep.request.pretrain_cache else None,
+            "from_cache": {n: marker for n, marker in used.items() if marker is not None}}
+
+
+def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: overhead.Timeline | None = None) -> Path:
+    """Score the pretrainings (those from the cache too), the GAN trials and bicubic, in parallel as resources
+    allow; a sweep whose every trial failed is an error. With the `timeline`, print and keep (run.json
+    `overhead`) the share of the sweep's time spent neither in training steps nor in scoring."""
     from harness import validation
     from harness.collect import Scoring, collect_results, plan_problems, tune_outcomes
 
-    outcomes = tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN) \
-        if sweep.settings.pretrainings else []
+    outcomes = pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
     problems = plan_problems(sweep, outcomes, out)
     if problems:  # never a quiet success: the tables are left as they were
@@ -139,13 +261,16 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str) -> Path:
     r = sweep.request
     scoring = Scoring(datasets=list(r.datasets), scale=r.scale, data_root=Path(sweep.settings.data_root),
                       images_dir=out / schema.IMAGES_DIR, save_images=list(r.save_images), metric=r.metric,
-                      mode=r.mode, selection=r.selection)
+                      mode=r.mode, selection=r.selection, cpus=r.cpus_per_worker, gpus=r.gpus_per_worker)
     started = io.read_json(out / schema.SWEEP_STATE)["started"]
     trials = collect_results(out, outcomes, scoring, started=started, command=command, kind=r.kind, extra={
         "stages": {name: {"presets": users, "config": sweep.settings.pretrainings[name]}
                    for name, users in sweep.pretrain_users.items()},
         "validation": validation.records(sweep.validated_runs(), sweep.settings.data_root),
-        "selection": r.selection, "pretrain_seed": r.pretrain_seed})
+        "selection": r.selection, "pretrain_seed": r.pretrain_seed, "pretrain_cache": cache_record(sweep, out)},
+        timeline=timeline)
+    if timeline is not None:
+        print(overhead.describe(io.read_json(out / schema.RUN_FILE)["overhead"]), flush=True)
     trained = [row["status"] for row in trials if row["status"] != schema.STATUS_BASELINE]
     if trained and all(status == schema.STATUS_FAILED for status in trained):
         raise SweepError(f"every trial of the sweep failed; see {out / schema.TRIALS_FILE} and the report", code=1)
@@ -251,6 +376,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
                    help="explicit opt-in: let a run validate on a set that is also scored (refused otherwise); "
                         "every result of such a run is flagged selected-on-test")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
+    p.add_argument("--no-cache", action="store_true",
+                   help="train every shared pretraining here, and keep none: no use of the pretraining cache "
+                        "($ENHANCE_CACHE, default cache/ under the results root)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
@@ -272,7 +400,7 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
         gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
         datasets=tuple(parse_datasets(args.datasets)),
         save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
-        data_root=args.data_root, vgg_fallback=args.vgg_fallback)
+        data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
 
 
 def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
@@ -458,15 +586,19 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
         sweep = plan.plan_sweep(request, out)
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
+    cached = cached_pretrainings(sweep, out, resuming=resuming, dry_run=launch.dry_run)
     if not request.address:
         concurrent, account = packing.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)
         with dry_run_cache(out) if launch.dry_run else contextlib.nullcontext() as times:  # a dry run writes nothing
-            print(f"{sweep.describe(concurrency=concurrent, cache_dir=times)}\n  resources: {account}", flush=True)
+            print(f"{sweep.describe(concurrency=concurrent, cache_dir=times, cached=cached)}\n  resources: {account}",
+                  flush=True)
     if launch.dry_run:
         return None
     start_folder(out, launch, resuming)
-    local_ray.init_ray(request.address)
+    timeline = overhead.Timeline()  # this invocation, from Ray's start (harness.overhead)
+    with timeline.phase("Ray start-up"):
+        local_ray.init_ray(request.address)
     if request.address:
         try:
             resources.check_run(sweep.probe, resources.cluster_resources())
@@ -474,13 +606,14 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
             raise SweepError(str(err)) from None
         concurrent, account = packing.plan_concurrency(resources.cluster_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)
-        print(f"{sweep.describe(concurrency=concurrent)}\n  resources: {account}", flush=True)
-    if not run_stages(sweep, out, concurrent=concurrent, resuming=resuming):
+        print(f"{sweep.describe(concurrency=concurrent, cached=cached)}\n  resources: {account}", flush=True)
+    timeline.slots = concurrent
+    if not run_stages(sweep, out, concurrent=concurrent, resuming=resuming, cached=cached, timeline=timeline):
         # Ctrl-C: Tune saved its state and returned early; score nothing half-done
         raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",
                          code=130)
     try:
-        score_sweep(sweep, out, command=launch.command)
+        score_sweep(sweep, out, command=launch.command, timeline=timeline)
     except recovery.DamagedState as err:  # e.g. a disk that filled up as Tune wrote its state
         raise SweepError(f"{err}\nnothing was scored or written; once fixed (space freed), continue with: "
                          f"python -m {launch.entry} --resume {out}", code=1) from None

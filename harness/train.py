@@ -46,6 +46,8 @@ from srgan.losses import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
+TRIAL_LOG = "train.log"  # a sweep trial's log lines (`train_in_trial`)
+
 # A test hook: called on every rank after every step as `on_step(engine, rank, world)` (fault injection).
 StepHook = Callable[[GanEngine, int, int], None]
 
@@ -65,6 +67,7 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None, session: S
     session = session if session is not None else RayTrainSession()
     rank, world, device = session.rank, session.world, session.device
     worker.worker_logging(rank)
+    session.redirect_logs()
     torch.set_num_threads(loop_config.get("threads", 1))  # the CPUs Ray reserved, whatever OMP_NUM_THREADS says
     engine = build_engine(cfg, device, world=world, sync_bn=loop_config.get("sync_bn", False))
     with session.checkpoint() as latest:
@@ -159,11 +162,12 @@ def loop_config_of(spec: RunSpec) -> dict[str, Any]:
 def train_in_trial(spec: RunSpec, *, on_step: StepHook | None = None) -> None:
     """Train a single-worker run in this process, a Tune function trial (`harness.session.TuneTrialSession`: no
     Ray Train worker group; checkpoints in the run folder; Tune restarts and resumes the trial). The trial must
-    hold the worker's CPUs and GPUs itself (`harness.packing.trial_resources`)."""
+    hold the worker's CPUs and GPUs itself (`harness.packing.trial_resources`). Its log lines go to the run
+    folder's train.log, its warnings to the console too."""
     if spec.workers != 1:
         raise ValueError(f"train_in_trial trains one worker, not {spec.workers}: use build_trainer (DDP)")
-    train_loop(loop_config_of(spec), on_step=on_step,
-               session=TuneTrialSession(spec.run_dir, gpus=spec.gpus_per_worker))
+    session = TuneTrialSession(spec.run_dir, gpus=spec.gpus_per_worker, log_file=spec.run_dir / TRIAL_LOG)
+    train_loop(loop_config_of(spec), on_step=on_step, session=session)
 
 
 def fit(spec: RunSpec, **kwargs):

@@ -29,6 +29,36 @@ def _shared_data_in_ci() -> None:
             f"CI needs the shared data at {root} (set ENHANCE_DATA)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_pretrain_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The pretraining cache (harness.cache, $ENHANCE_CACHE) of the session's own fixtures: never the results
+    root's (a test would then find, or leave, a real run's pretrainings)."""
+    yield from _scoped_cache(tmp_path_factory, "pretrain-cache-session")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_pretrain_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A cache per test module (its module-scoped fixtures): a study of one module never starts from a
+    pretraining that another module's run left in the cache."""
+    yield from _scoped_cache(tmp_path_factory, "pretrain-cache-module")
+
+
+@pytest.fixture(autouse=True)
+def _test_pretrain_cache(tmp_path_factory: pytest.TempPathFactory):
+    """... and one per test."""
+    yield from _scoped_cache(tmp_path_factory, "pretrain-cache")
+
+
+def _scoped_cache(tmp_path_factory: pytest.TempPathFactory, name: str):
+    saved = os.environ.get("ENHANCE_CACHE")
+    os.environ["ENHANCE_CACHE"] = str(tmp_path_factory.mktemp(name))
+    yield
+    if saved is None:
+        os.environ.pop("ENHANCE_CACHE", None)
+    else:
+        os.environ["ENHANCE_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The shared data (`benchmarks.datasets.data_root`: $ENHANCE_DATA, else ../shared/data); tests that need it

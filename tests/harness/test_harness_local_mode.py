@@ -96,6 +96,8 @@ def test_a_killed_single_worker_trial_restarts_from_its_checkpoint(local_ray, da
     ref_state, _ = reference_run(cfg, data_root)
     assert max(float((final[k] - ref_state[k]).abs().max()) for k in final) < 1e-6
     assert not list(spec.run_dir.glob(".checkpoint-*"))  # no half-written checkpoint left behind
+    log = (spec.run_dir / "train.log").read_text()  # the trial's report lines, not the sweep's console
+    assert "step 4/8 [warmup]" in log and "step 8/8 [gan]" in log and "resumed from" in log
 
 
 def test_checkpoints_are_found_and_pruned_by_step(tmp_path: Path) -> None:
