@@ -203,9 +203,14 @@ def _starts(out: Path) -> dict[str, int]:
     return {d.name: len((d / "starts.log").read_text().split()) for d in (out / schema.TRIALS_DIR).iterdir()}
 
 
+def _env(out: Path) -> dict[str, str]:
+    # a pretraining cache of its own (harness.cache): the pretrainings train here and run in tune_pretrain/
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
+
+
 def _resume(out: Path, entry: str = "harness.sweep") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", entry, "--resume", str(out), "--no-report"], cwd=REPO,
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          capture_output=True, text=True, timeout=900, env=_env(out))
 
 
 def _gan_started(out: Path) -> bool:
@@ -222,8 +227,8 @@ def study_folder(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> t
     cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "1", "--datasets", "set5",
            "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root), "--no-report"]
     log = out.parent / "first.log"
-    first = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    first = subprocess.Popen(cmd, cwd=REPO, env=_env(out), stdout=log.open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and not _gan_started(out):
         if first.poll() is not None:
@@ -243,20 +248,24 @@ def study_folder(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> t
     assert (out / schema.STUDY_FILE).is_file() and "study tables:" in done.stdout
     before = _rows(out)
     assert before == {"trials": 8, "pretrain": 2, "scores": 40}  # bicubic, 2 pretrainings, 5 GAN trials; x5 images
+    shutil.copytree(out, out.parent / "pristine", symlinks=True)
     return out, before
 
 
-def _copy(study_folder, tmp_path: Path) -> Path:
-    out = tmp_path / "study"
-    shutil.copytree(study_folder[0], out, symlinks=True)
+def _fresh(study_folder) -> Path:
+    """The finished study, as it was, at its own path (a GAN stage's config names its pretraining's folder by its
+    absolute path: a copy elsewhere would be a different run)."""
+    out = study_folder[0]
+    shutil.rmtree(out)
+    shutil.copytree(out.parent / "pristine", out, symlinks=True)
     return out
 
 
 @pytest.mark.slow
-def test_resume_after_a_cut_off_newest_pretraining_state(study_folder, tmp_path: Path) -> None:
+def test_resume_after_a_cut_off_newest_pretraining_state(study_folder) -> None:
     """The repro: the newest tune_pretrain state cut off (the resume that wrote it ran out of disk). The next
     resume names it, resumes from the intact one, re-runs nothing and rewrites the same tables."""
-    out = _copy(study_folder, tmp_path)
+    out = _fresh(study_folder)
     states = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))
     assert len(states) >= 2  # the first run's and the resume's
     _cut(states[-1])
@@ -270,9 +279,9 @@ def test_resume_after_a_cut_off_newest_pretraining_state(study_folder, tmp_path:
 
 
 @pytest.mark.slow
-def test_resume_with_a_later_named_cut_off_state_in_both_stages(study_folder, tmp_path: Path) -> None:
+def test_resume_with_a_later_named_cut_off_state_in_both_stages(study_folder) -> None:
     """A cut-off state with a later name in tune_pretrain/ and tune/: each resume used to add one more phantom."""
-    out = _copy(study_folder, tmp_path)
+    out = _fresh(study_folder)
     for stage in (schema.PRETRAIN_TUNE_DIR, schema.TUNE_DIR):
         newest = sorted((out / stage).glob(recovery.STATE_GLOB))[-1]
         (out / stage / "experiment_state-2099-01-01_00-00-00.json").write_bytes(newest.read_bytes()[:300])
@@ -287,10 +296,10 @@ def test_resume_with_a_later_named_cut_off_state_in_both_stages(study_folder, tm
 
 
 @pytest.mark.slow
-def test_resume_with_no_intact_gan_state_recovers_from_the_trial_folders(study_folder, tmp_path: Path) -> None:
+def test_resume_with_no_intact_gan_state_recovers_from_the_trial_folders(study_folder) -> None:
     """Every state of the GAN stage cut off: the stage is moved aside and run again on its trial folders; each
     trial finds its folder by its parameters and resumes at its last checkpoint (no step trained again)."""
-    out = _copy(study_folder, tmp_path)
+    out = _fresh(study_folder)
     for state in (out / schema.TUNE_DIR).glob(recovery.STATE_GLOB):
         _cut(state)
     before = pl.read_parquet(out / schema.TRIALS_FILE).sort("trial_id")
@@ -306,9 +315,9 @@ def test_resume_with_no_intact_gan_state_recovers_from_the_trial_folders(study_f
 
 
 @pytest.mark.slow
-def test_what_cannot_be_matched_to_the_plan_fails_and_keeps_the_tables(study_folder, tmp_path: Path) -> None:
+def test_what_cannot_be_matched_to_the_plan_fails_and_keeps_the_tables(study_folder) -> None:
     """A trial folder that no planned trial ran in: rc 1 naming it, the tables as they were."""
-    out = _copy(study_folder, tmp_path)
+    out = _fresh(study_folder)
     (out / schema.TRIALS_DIR / "ghost_00000").mkdir()
     tables = {name: (out / name).read_bytes() for name in (schema.TRIALS_FILE, schema.SCORES_FILE)}
     done = _resume(out)
