@@ -53,6 +53,18 @@ def _visit(browser: object, index: Path) -> PageVisit:
     return visit
 
 
+def _open_trial_curves(page: object) -> int:
+    """Open the folded per-trial figures; returns how many there are, once every one of them is drawn."""
+    folded = page.eval_on_selector_all("[data-lazy-figure]", "els => els.length")
+    assert page.eval_on_selector_all("[data-lazy-figure] .main-svg", "els => els.length") == 0  # drawn on opening
+    page.click("#trial-curves > summary")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-lazy-figure]')].every(el => el.querySelector('.main-svg'))",
+        timeout=30_000,
+    )
+    return folded
+
+
 def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: Path) -> None:
     index = build.build_report(sweep_results, tmp_path / "report")
     visit = _visit(browser, index)
@@ -71,6 +83,9 @@ def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: 
     # The per-image table sorts on a header click.
     page.click("#image-table thead th:nth-child(4)")
     assert page.get_attribute("#image-table thead th:nth-child(4)", "aria-sort") == "ascending"
+    history = pl.read_parquet(sweep_results / schema.HISTORY_FILE)
+    assert page.eval_on_selector_all(".curves .js-plotly-plot", "els => els.length") >= 3
+    assert _open_trial_curves(page) == history["trial_id"].n_unique()
     assert visit.console_errors == [] and visit.page_errors == []
     assert visit.outside_requests == []
     assert visit.dialogs == []
@@ -88,8 +103,10 @@ def test_hostile_names_do_not_run(browser: object, hostile_results: Path, tmp_pa
     # The payloads are shown as text.
     assert "<script>window.__xss=1</script>" in page.inner_text("#summary-table")
     assert '<img src=x onerror="window.__xss=2">' in page.inner_text("body")
-    legend = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
-    assert "<script>window.__xss=1</script>" in legend
+    _open_trial_curves(page)  # a trial's label is its figure's title
+    titles = page.eval_on_selector_all("#trial-curves .gtitle", "els => els.map(e => e.textContent)")
+    assert "<script>window.__xss=1</script>" in titles
+    assert page.evaluate("() => typeof window.__xss") == "undefined"
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(w > 0 for w in widths)
     assert visit.console_errors == [] and visit.page_errors == []
@@ -110,6 +127,13 @@ def test_study_section_renders(browser: object, study_results: Path, tmp_path: P
     assert rows == 16
     assert "untrained-perceptual-vgg19" in page.inner_text("#study-untested")
     assert page.is_visible("#study-table") and page.is_visible("#study-findings")
+    assert page.is_visible("#study-protocol") and "training seed" in page.inner_text("#study-protocol")
+    # the training curves: one figure per measure, each version's seed band drawn as a filled area
+    curves = page.eval_on_selector_all(".curves .js-plotly-plot", "els => els.length")
+    assert curves == 5
+    assert page.eval_on_selector_all(".curves .js-plotly-plot .scatterlayer .js-fill", "els => els.length") > 0
+    assert _open_trial_curves(page) == 21
+    assert visit.console_errors == [] and visit.page_errors == []
 
 
 def test_study_without_lpips_renders(browser: object, tmp_path: Path) -> None:
@@ -118,5 +142,18 @@ def test_study_without_lpips_renders(browser: object, tmp_path: Path) -> None:
     folder = write_synthetic_study(tmp_path / "study", missing_lpips=True, seeds=(0, 1), presets=("v1", "v2", "v3"))
     visit = _visit(browser, build.build_report(folder))
     assert visit.console_errors == [] and visit.page_errors == []
-    assert visit.page.eval_on_selector_all("#study .js-plotly-plot", "els => els.length") == 0
-    assert "perception axis is unavailable" in visit.page.inner_text("#study")
+    titles = visit.page.eval_on_selector_all("#study .js-plotly-plot .xtitle", "els => els.map(e => e.textContent)")
+    assert len(titles) == 2 and all(t.startswith("NIQE (no-reference), lower is better") for t in titles)
+    assert "LPIPS (full-reference), lower is better: missing" in visit.page.inner_text("#missing")
+
+
+def test_one_seed_and_old_studies_render(browser: object, tmp_path: Path) -> None:
+    from reports_synthetic import write_synthetic_study
+
+    small = {"presets": ("v1", "v2", "v3"), "datasets": ("Set5",), "images_per_dataset": 2, "steps": 20}
+    for name, options in (("one-seed", {"seeds": (0,)}), ("old", {"seeds": (0, 1), "layout": "old"})):
+        folder = write_synthetic_study(tmp_path / name, **small, **options)
+        visit = _visit(browser, build.build_report(folder))
+        assert visit.console_errors == [] and visit.page_errors == [], name
+        bars = visit.page.eval_on_selector_all("#study .js-plotly-plot .errorbar", "els => els.length")
+        assert (bars == 0) == (name == "one-seed"), name  # one seed: no interval drawn anywhere
