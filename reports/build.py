@@ -3,9 +3,12 @@
 Reads the files named in `results.schema` with polars (never harness, Ray or torch) and writes a folder
 whose `index.html` works offline from disk: plotly.js is copied next to it once, image crops are PNG files
 beside it, and every user-derived string goes through Jinja2's autoescaping. A study's folder (the tables of
-`results.study.compute_study`) gets a "Study" section at the top. An unreadable or malformed results file, or
-an output folder that cannot be written, stops the build with a `ResultsError` naming the file (the CLI
-prints it and exits with status 2).
+`results.study.compute_study`) gets a "Study" section at the top (`reports.study_section`). A metric that is
+missing is said once, near the top, with its reason; the perception axis is LPIPS where it was measured, else
+NIQE. An unreadable or malformed results file, a table that lists a key twice (`reports.load`), or an output
+folder that cannot be written, stops the build with a `ResultsError` naming the file (the CLI prints it and
+exits with status 2); a summary.parquet that disagrees with scores.parquet is recomputed from the scores, and
+the page says so.
 """
 
 from __future__ import annotations

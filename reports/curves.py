@@ -37,8 +37,8 @@ MEASURES = (
     Measure("loss_perceptual", "perceptual loss (VGG19 features)", "loss"),
     Measure("adv_raw", "adversarial loss of G, unweighted (comparable across adversarial weights)", "loss"),
     Measure("loss_d", "discriminator loss (real + fake)", "loss"),
-    Measure("d_gap", f"D gap (collapse above {schema.COLLAPSE_GAP:g}): vanilla D: mean σ(D(real)) − mean σ(D(fake)); "
-            "relativistic D: from σ(C(real) − mean C(fake))", "gap", threshold=schema.COLLAPSE_GAP),
+    Measure("d_gap", f"D gap (collapse above {schema.COLLAPSE_GAP:g}): σ(D(real)) − σ(D(fake)), or its "
+            "relativistic form", "gap", threshold=schema.COLLAPSE_GAP),
 )
 
 

@@ -126,8 +126,11 @@ def claim_sentence(claim: Claim, study: pl.DataFrame, datasets: list[str], perce
     sides = claim.pairs[0] if len(claim.pairs) == 1 else ("the GAN stage", "its pretraining")
     used = sorted({_name(m) for m in perception.values() if m})
     perceived = used[0] if len(used) == 1 else "perception"
-    expected = " and ".join(f"{sides[0] if side == 'a' else sides[1]} better on "
-                            f"{'PSNR' if role == 'distortion' else perceived}" for role, side in claim.expect)
+    by_side: dict[str, list[str]] = {}
+    for role, side in claim.expect:
+        by_side.setdefault(sides[0] if side == "a" else sides[1], []).append("PSNR" if role == "distortion"
+                                                                           else perceived)
+    expected = " and ".join(f"{who} better on {' and on '.join(what)}" for who, what in by_side.items())
     return f"The study claims {claim.text} (expected {expected}): {outcome}; " + "; ".join(parts) + "."
 
 
