@@ -130,11 +130,13 @@ def load_results(results_dir: Path | str) -> Results:
     history = _read(root / schema.HISTORY_FILE, schema.HISTORY_COLUMNS, required=False, present=present)
     scores = scores if scores is not None else pl.DataFrame(schema=schema.polars_schema(schema.SCORE_COLUMNS))
     problems: list[str] = []
+    written = summary is not None
     if summary is None:
         summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
     if scores.height:
         summary, problems = reconcile_summary(summary, scores, summary_path=root / schema.SUMMARY_FILE,
                                               scores_path=root / schema.SCORES_FILE)
+        problems = problems if written else []  # no summary.parquet: its means are the scores', nothing disagrees
     # Baselines first, then the trials in the order the sweep wrote them.
     trials = trials.with_row_index("_order").sort(pl.col("status") != BASELINE, "_order").drop("_order")
     trials = trials.with_columns(pl.Series("version", [version_of(r) for r in trials.iter_rows(named=True)],

@@ -176,3 +176,13 @@ def test_a_summary_that_disagrees_with_the_scores_is_recomputed_and_said(results
 def test_a_summary_that_agrees_says_nothing(results_dir: Path, tmp_path: Path) -> None:
     page = build.build_report(results_dir, tmp_path / "report").read_text()
     assert 'id="problems-found"' not in page
+
+
+def test_without_a_summary_the_means_come_from_the_scores(results_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(results_dir, tmp_path)
+    (folder / schema.SUMMARY_FILE).unlink()
+    page = build.build_report(folder).read_text()
+    assert 'id="problems-found"' not in page  # nothing contradicts: there is no summary to disagree
+    scores = pl.read_parquet(folder / schema.SCORES_FILE)
+    mean = scores.filter((pl.col("trial_id") == "trial_000") & (pl.col("dataset") == "Set5"))["psnr"].mean()
+    assert f">{mean:.2f}<" in page.split('id="summary-table"')[1].split("</table>")[0]
