@@ -115,7 +115,7 @@ def init_local_ray(num_cpus: int | None = None, *, num_gpus: float | None = None
         dashboard_port = free_loopback_port()
         env["RAY_API_SERVER_ADDRESS"] = f"http://{LOOPBACK}:{dashboard_port}"
     try:
-        with _scoped_environ(env, drop=("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")), _loopback_node_ip():
+        with scoped_environ(env, drop=("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")), _loopback_node_ip():
             context = ray.init(
                 num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources) if resources else None,
                 include_dashboard=include_dashboard, dashboard_host=LOOPBACK,
@@ -182,7 +182,7 @@ def _start_watchdog(token: str) -> subprocess.Popen | None:
 
 
 @contextlib.contextmanager
-def _scoped_environ(values: Mapping[str, str], *, drop: tuple[str, ...] = ()) -> Iterator[None]:
+def scoped_environ(values: Mapping[str, str], *, drop: tuple[str, ...] = ()) -> Iterator[None]:
     """Set (and drop) environment variables while Ray starts, so Ray's processes inherit them; the driver's own
     environment is restored afterwards. A local run ignores RAY_ADDRESS (use --address for a cluster)."""
     saved = {k: os.environ.get(k) for k in (*values, *drop)}

@@ -53,9 +53,10 @@ class Progress:
 
 
 def tune_progress(phase: str, planned_steps: Callable[[dict[str, Any]], int], *, trials: int, total_steps: int,
-                  every_s: float = EVERY_S):
+                  label: Callable[[dict[str, Any]], str] = str, every_s: float = EVERY_S):
     """A Tune callback printing the stage's progress: trials done, running, steps done of the planned total and the
-    time left at the stage's step rate. `planned_steps(params)` is a trial's planned steps (its config's)."""
+    time left at the stage's step rate. `planned_steps(params)` is a trial's planned steps (its config's),
+    `label(params)` its name in the line."""
     from ray.tune import Callback
 
     class TuneProgress(Callback):
@@ -67,6 +68,12 @@ def tune_progress(phase: str, planned_steps: Callable[[dict[str, Any]], int], *,
 
         def setup(self, **info) -> None:  # also when Tune restores the stage (--resume): time it from now
             self.progress.start = time.time()
+
+        def _label(self, trial) -> str:
+            try:
+                return label(dict(trial.config))
+            except (KeyError, TypeError, ValueError):
+                return trial.trial_id
 
         def _planned(self, trial) -> int:
             if trial.trial_id not in self.planned:
@@ -80,7 +87,7 @@ def tune_progress(phase: str, planned_steps: Callable[[dict[str, Any]], int], *,
             # an ended trial counts as its planned steps (ASHA stops some early; they need no more time)
             self.progress.done = sum(max(self._planned(t), self.steps.get(t.trial_id, 0)) if t.trial_id in self.ended
                                      else self.steps.get(t.trial_id, 0) for t in trials_now)
-            running = sum(1 for t in trials_now if t.status == "RUNNING")
+            running = sum(1 for t in trials_now if t.status == "RUNNING" and t.trial_id not in self.ended)
             detail = f"trials {len(self.ended)}/{trials} done, {running} running" + (f"; {note}" if note else "")
             self.progress.maybe(detail, force=force)
 
@@ -91,11 +98,11 @@ def tune_progress(phase: str, planned_steps: Callable[[dict[str, Any]], int], *,
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             self.ended.add(trial.trial_id)
-            self._update(trials, force=True, note=f"{trial.config.get('run_name') or trial.trial_id} finished")
+            self._update(trials, force=True, note=f"{self._label(trial)} finished")
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self.ended.add(trial.trial_id)
-            self._update(trials, force=True, note=f"{trial.config.get('run_name') or trial.trial_id} FAILED "
+            self._update(trials, force=True, note=f"{self._label(trial)} FAILED "
                                                   "(its error goes to trials.parquet and the report)")
 
     return TuneProgress()

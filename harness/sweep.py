@@ -1,4 +1,4 @@
-"""Ray Tune sweeps of versions x loss weights whose trials are Ray Train runs; `python -m harness.sweep`.
+"""Ray Tune sweeps of versions x loss weights whose trials are training runs; `python -m harness.sweep`.
 
 With no arguments: a small default sweep (tiny v1, v2, v3, RaGAN and ESRGAN x two adversarial weights) on the
 local embedded Ray and the data under $ENHANCE_DATA (or ../shared/data). Then every trial's final weights (or, with
@@ -9,11 +9,14 @@ Set14 with the papers' protocol, and an HTML report is built. The results folder
 Two stages, as the papers train (SRGAN sec. 3.2, ESRGAN sec. 4.1): trials whose pixel-loss pretraining would be
 identical (`srgan.versions.pretrain_key`) share one pretraining run, which runs first; the GAN trials then
 start from it. v2, v3 and RaGAN share one SRResNet pretraining, ESRGAN has its own RRDB one, v1 keeps its
-single-stage recipe. K trials cost W + K*G steps instead of K*(W + G).
+single-stage recipe. K trials cost W + K*G steps instead of K*(W + G). A finished pretraining is kept in the
+pretraining cache (`harness.cache`), and a later sweep with the same one starts from it.
 
-Layers (Ray Train V2 + Tune): a Tune function trial (`run_trial`) builds and fits a `TorchTrainer`, whose
-reports reach Tune through `TuneReportCallback`; ASHA stops weak GAN trials on validation PSNR, and
-`harness.stopper.DivergenceStopper` stops diverged GANs (non-finite loss, collapsed D) and records why.
+Layers (Ray Train V2 + Tune): a Tune function trial (`run_trial`) trains a single-worker run in its own process
+(`harness.train.train_in_trial`: no worker group to start), or builds and fits a `TorchTrainer` for several
+workers (DDP), whose reports reach Tune through `TuneReportCallback`; ASHA stops weak GAN trials on validation
+PSNR, and `harness.stopper.DivergenceStopper` stops diverged GANs (non-finite loss, collapsed D) and records why.
+The models are then scored in parallel (`harness.collect.score_all`).
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ log = logging.getLogger(__name__)
 
 
 def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[str, str] | None = None) -> None:
-    """Tune function trial: one Ray Train run, a shared pretraining (`params["run_name"]`) or a GAN trial.
+    """Tune function trial: one training run, a shared pretraining (`params["run_name"]`) or a GAN trial, trained
+    in this process (one worker) or by a TorchTrainer (several).
 
     A GAN trial's folder is named by its Tune trial id, except in a stage run again on its trial folders after
     its Tune state was lost (`harness.recovery`): there `folders` (parameters -> folder) names the folder an
-    earlier trial of these parameters ran in, and Ray Train resumes from its last checkpoint."""
+    earlier trial of these parameters ran in, and the run resumes from its last checkpoint."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -96,7 +100,10 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
                                       callbacks=[progress] if progress is not None else None,
                                       failure_config=tune.FailureConfig(max_failures=trial_restarts(settings))),
         )
-    tuner.fit()
+    # Tune's newer console output prints its experiment tables whatever `verbose` says; the older one is silent at
+    # verbose=0 (RAY_AIR_NEW_OUTPUT=0, read when fit() starts): the progress callback's lines are the console's
+    with local_ray.scoped_environ({"RAY_AIR_NEW_OUTPUT": "0"}):
+        tuner.fit()
     return not unfinished_trials(out / tune_dir)
 
 
@@ -123,7 +130,7 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     if trained:
         steps = {name: cfg.train.warmup_steps + cfg.train.gan_steps for name, cfg in sweep.pretrain_configs.items()}
         progress = tune_progress("pretraining", lambda p: steps[p["run_name"]], trials=len(trained),
-                                 total_steps=sum(steps[n] for n in trained))
+                                 total_steps=sum(steps[n] for n in trained), label=plan.trial_label)
         space = {"run_name": _grid_search(sorted(trained))}
         with timeline.phase("pretraining"):
             if not tune_stage(out, schema.PRETRAIN_TUNE_DIR, space, settings, concurrent=concurrent,
@@ -141,7 +148,8 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     stopper = DivergenceStopper(out / schema.STOPS_FILE).tune_stopper
     n_trials = len(sweep.runs) * request.num_samples
     progress = tune_progress("GAN trials", partial(_planned_steps, settings), trials=n_trials,
-                             total_steps=sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples)
+                             total_steps=sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples,
+                             label=plan.trial_label)
     with timeline.phase("GAN trials"):
         return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
                           resuming=resuming, scheduler=scheduler, stopper=stopper, progress=progress)

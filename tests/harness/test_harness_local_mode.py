@@ -97,7 +97,7 @@ def test_a_killed_single_worker_trial_restarts_from_its_checkpoint(local_ray, da
     assert max(float((final[k] - ref_state[k]).abs().max()) for k in final) < 1e-6
     assert not list(spec.run_dir.glob(".checkpoint-*"))  # no half-written checkpoint left behind
     log = (spec.run_dir / "train.log").read_text()  # the trial's report lines, not the sweep's console
-    assert "step 4/8 [warmup]" in log and "step 8/8 [gan]" in log and "resumed from" in log
+    assert "step 3/8 [warmup]" in log and "step 8/8 [gan]" in log and "resumed from" in log
 
 
 def test_checkpoints_are_found_and_pruned_by_step(tmp_path: Path) -> None:
