@@ -291,9 +291,33 @@ def run_and_time(spec: RunSpec) -> tuple[Any, float, str | None]:
 
     started = time.time()
     try:
-        return fit(spec), time.time() - started, None
+        return fit_interruptibly(spec), time.time() - started, None
     except TrainingFailedError as err:
         return None, time.time() - started, str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+
+
+def fit_interruptibly(spec: RunSpec):
+    """`fit` in a daemon thread that the main thread waits on, so that Ctrl-C is a KeyboardInterrupt here (exit code
+    130, `main`). In the main thread Ray Train installs its own SIGINT handler, which ends the process with
+    `sys.exit` from inside Ray (exit code 0 or 1, no word on how to continue); off the main thread it installs none.
+    Checkpoints already written are kept, and the same command resumes from the newest."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = fit(spec)
+        except BaseException as err:  # handed to the main thread as it is: TrainingFailedError and the rest
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="harness-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def finish(spec: RunSpec, outcome: tuple[Any, float, str | None]) -> int:

@@ -144,6 +144,34 @@ def test_divergence_exits_non_zero_with_the_reason_recorded(data_root: Path, tmp
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_harness_train_with_130(data_root: Path, tmp_path: Path) -> None:
+    """README's exit codes: 130 interrupted (harness.train had none: a KeyboardInterrupt traceback). Ctrl-C is a
+    SIGINT to the terminal's process group, sent once the run has trained a step."""
+    import os
+    import signal
+
+    cmd = [sys.executable, "-m", "harness.train", "--preset", "v2-tiny", "--storage", str(tmp_path), "--name", "long",
+           "--data-root", str(data_root), "--set", "train.warmup_steps=5000", "--set", "train.gan_steps=0",
+           "--set", "train.log_every=1"]
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    history = tmp_path / "long" / "history.jsonl"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (history.exists() and history.read_text().strip()):
+            assert driver.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGINT)
+        assert driver.wait(timeout=120) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert "interrupted" in log.read_text() and "--name long" in log.read_text()
+
+
+@pytest.mark.slow
 def test_divergence_on_one_rank_stops_every_rank(local_ray, data_root: Path, tmp_path: Path) -> None:
     """Rank 1's generator turns NaN after 3 steps: both ranks stop at the next collection with the same reason
     (the non-finite flag is all-reduced there), instead of rank 0 waiting forever in a collective."""
