@@ -535,7 +535,8 @@ def _holds_results(out: Path) -> bool:
 def _check_empty(out: Path, kind: str, claimed: FolderLock | None) -> None:
     if claimed is None and (out / lock.LOCK_FILE).exists():  # a dry run: say who uses the folder, take nothing
         holder = lock.read_holder(out / lock.LOCK_FILE)
-        raise SweepError(f"{out} is in use by another run ({holder.describe() if holder else 'unreadable lock'})")
+        if holder is None or not lock.is_stale(holder):  # a stale one is the real run's to take over
+            raise SweepError(f"{out} is in use by another run ({holder.describe() if holder else 'unreadable lock'})")
     if not _holds_results(out):
         return
     if (out / schema.SWEEP_STATE).is_file():

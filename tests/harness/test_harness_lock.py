@@ -174,3 +174,17 @@ def test_two_studies_started_a_second_apart_on_one_folder(data_root: Path, tmp_p
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def test_a_dry_run_claims_nothing_and_says_who_holds_the_folder(capsys, data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = _write_lock(out, pid=holder.pid)
+        before = path.read_bytes()
+        code = sweep.main(["--presets", "v1", "--data-root", str(data_root), "--out", str(out), "--dry-run"])
+        assert code == 2 and f"pid {holder.pid}" in capsys.readouterr().err
+        assert path.read_bytes() == before and [p.name for p in out.iterdir()] == [lock.LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait()
