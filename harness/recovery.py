@@ -6,8 +6,9 @@ writes them leaves a cut-off file; Tune then fails to restore, logs it and *star
 whose new state holds none of the finished trials. A resume built on that loses results and exits 0 (issue
 18.1). So, before Tune restores a stage:
 
-- every state file that does not parse as Tune's state is *named* and set aside (renamed `<name>.damaged`,
-  nothing deleted), with the other files of its session, so Tune restores from the newest intact session;
+- every state file that does not parse as Tune's state, or holds a trial without the stage's parameter (the
+  parameter-less trial of Tune's restart afresh), is *named* and set aside (renamed `<name>.damaged`, nothing
+  deleted), with the other files of its session, so Tune restores from the newest intact session;
 - a stage with no intact state left is moved aside whole (`<stage>.damaged-<time>`) and run again from its
   trial folders: pretrainings are named for what they are, and a GAN trial finds its folder by the parameters
   it recorded there (`PARAMS_FILE`); Ray Train then resumes each run from its own latest checkpoint, so
@@ -41,8 +42,10 @@ class DamagedState(Exception):
     """A Tune state that cannot be used, named with what is wrong with it."""
 
 
-def state_problem(path: Path) -> str | None:
-    """What is wrong with a Tune experiment-state file, or None when it reads as one."""
+def state_problem(path: Path, *, param: str | None = None) -> str | None:
+    """What is wrong with a Tune experiment-state file, or None when it reads as one. With `param`, every trial
+    it holds must have that parameter ("run_name" for pretrainings, "preset" for GAN trials): a trial without it
+    is not one of this sweep's (Tune's own restart after a failed restore leaves such a parameter-less trial)."""
     try:
         data = json.loads(path.read_text())
     except OSError as err:
@@ -51,25 +54,36 @@ def state_problem(path: Path) -> str | None:
         return f"cut off or not JSON ({err})"
     if not isinstance(data, dict) or not isinstance(data.get("trial_data"), list) or "runner_data" not in data:
         return "not a Tune experiment state (no trial_data / runner_data)"
+    if param is None:
+        return None
+    for entry in data["trial_data"]:
+        try:
+            trial = json.loads(entry[0])
+            config, trial_id = trial["config"], trial.get("trial_id")
+        except (TypeError, ValueError, KeyError, IndexError):
+            return "a trial entry that is not Tune's"
+        if not isinstance(config, dict) or param not in config:
+            return (f"trial {trial_id} has no {param!r} parameter: not a trial of this sweep (a stage Tune "
+                    "restarted afresh after it failed to restore it)")
     return None
 
 
-def damaged_states(tune_dir: Path) -> dict[Path, str]:
-    """The damaged experiment-state files of a Tune folder, with what is wrong with each."""
-    found = {p: state_problem(p) for p in sorted(Path(tune_dir).glob(STATE_GLOB))}
+def damaged_states(tune_dir: Path, *, param: str | None = None) -> dict[Path, str]:
+    """The damaged experiment-state files of a Tune folder, with what is wrong with each (`state_problem`)."""
+    found = {p: state_problem(p, param=param) for p in sorted(Path(tune_dir).glob(STATE_GLOB))}
     return {p: why for p, why in found.items() if why is not None}
 
 
-def intact_states(tune_dir: Path) -> list[Path]:
+def intact_states(tune_dir: Path, *, param: str | None = None) -> list[Path]:
     """The experiment-state files that read as Tune's state, oldest first (Tune restores the last)."""
-    return [p for p in sorted(Path(tune_dir).glob(STATE_GLOB)) if state_problem(p) is None]
+    return [p for p in sorted(Path(tune_dir).glob(STATE_GLOB)) if state_problem(p, param=param) is None]
 
 
-def set_aside_damaged(tune_dir: Path) -> list[str]:
+def set_aside_damaged(tune_dir: Path, *, param: str | None = None) -> list[str]:
     """Rename every damaged state file of `tune_dir`, and its session's other files, to `<name>.damaged`, so that
     Tune restores from the newest intact session. Returns one line per damaged file (logged as well)."""
     said = []
-    for path, why in damaged_states(tune_dir).items():
+    for path, why in damaged_states(tune_dir, param=param).items():
         match = _SESSION.match(path.name)
         session = match["session"] if match else None
         siblings = [p for p in path.parent.glob(f"*-{session}.json") if p != path] if session else []
@@ -83,15 +97,16 @@ def set_aside_damaged(tune_dir: Path) -> list[str]:
     return said
 
 
-def prepare_restore(tune_dir: Path) -> bool:
+def prepare_restore(tune_dir: Path, *, param: str | None = None) -> bool:
     """Make a stage's Tune folder restorable; True when Tune can restore it. Damaged states are set aside
-    (`set_aside_damaged`); a folder left with no intact state is moved aside whole (`<stage>.damaged-<time>`),
-    and the stage then runs afresh on its trial folders (see the module docstring)."""
+    (`set_aside_damaged`; `param`: the parameter each of the stage's trials has); a folder left with no intact state
+    is moved aside whole (`<stage>.damaged-<time>`), and the stage then runs afresh on its trial folders (see the
+    module docstring)."""
     tune_dir = Path(tune_dir)
     if not tune_dir.is_dir():
         return False
-    said = set_aside_damaged(tune_dir)
-    intact = intact_states(tune_dir)
+    said = set_aside_damaged(tune_dir, param=param)
+    intact = intact_states(tune_dir, param=param)
     if intact:
         if said:
             log.warning("%s: resuming from the newest intact state, %s", tune_dir, intact[-1].name)

@@ -84,7 +84,8 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
 
     space = dict(space)
     num_samples = space.pop("_num_samples", 1)
-    restorable = resuming and recovery.prepare_restore(out / tune_dir)  # damaged states named and set aside
+    param = "run_name" if tune_dir == schema.PRETRAIN_TUNE_DIR else "preset"  # what each of the stage's trials has
+    restorable = resuming and recovery.prepare_restore(out / tune_dir, param=param)  # damaged ones set aside, named
     folders = recovery.folders_by_params(out) if resuming and not restorable else None
     held = packing.trial_resources(settings.workers, settings.cpus_per_worker, settings.gpus_per_worker)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings), folders=folders), held)

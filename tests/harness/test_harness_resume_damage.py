@@ -66,6 +66,24 @@ def test_a_later_named_cut_off_state_does_not_hide_the_intact_one(tmp_path: Path
     assert later.with_name(later.name + ".damaged").exists() and intact.exists()
 
 
+def test_the_state_of_a_stage_tune_restarted_afresh_is_set_aside(tmp_path: Path) -> None:
+    """After a failed restore Tune starts the stage afresh: its new state (valid JSON, the newest) holds a trial
+    without the stage's parameter. Restoring from it would drop every finished trial again."""
+    def state(path: Path, configs: list[dict]) -> Path:
+        trials = [[json.dumps({"trial_id": f"t{i}", "config": c}), "{}"] for i, c in enumerate(configs)]
+        path.write_text(json.dumps({"trial_data": trials, "runner_data": {}}))
+        return path
+
+    good = state(tmp_path / "experiment_state-2026-01-01_00-00-00.json",
+                 [{"run_name": "rrdb-pretrain"}, {"run_name": "srresnet-pretrain"}])
+    phantom = state(tmp_path / "experiment_state-2026-01-02_00-00-00.json", [{}])
+    assert recovery.state_problem(phantom) is None  # Tune's own shape ...
+    assert "trial t0 has no 'run_name' parameter" in recovery.state_problem(phantom, param="run_name")  # ... not ours
+    assert recovery.prepare_restore(tmp_path, param="run_name")
+    assert recovery.intact_states(tmp_path, param="run_name") == [good]
+    assert phantom.with_name(phantom.name + recovery.DAMAGED).exists()
+
+
 def test_a_stage_with_no_intact_state_is_moved_aside_whole(tmp_path: Path) -> None:
     tune = tmp_path / schema.TUNE_DIR
     tune.mkdir()
@@ -293,6 +311,25 @@ def test_resume_with_a_later_named_cut_off_state_in_both_stages(study_folder) ->
     trials = pl.read_parquet(out / schema.TRIALS_FILE)
     assert sorted(trials.filter(pl.col("stage") == "pretrain")["trial_id"]) == ["rrdb-pretrain", "srresnet-pretrain"]
     assert trials["error"].is_null().all()
+
+
+@pytest.mark.slow
+def test_resume_after_tune_restarted_a_stage_afresh(study_folder) -> None:
+    """The second half of the repro: a failed restore had made Tune start tune_pretrain afresh, and its new,
+    newest state held one parameter-less trial. That state is set aside and the resume restores the real one."""
+    out = _fresh(study_folder)
+    newest = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))[-1]
+    state = json.loads(newest.read_text())
+    trial = json.loads(state["trial_data"][0][0])
+    trial.update(config={}, trial_id="f00d_00000")
+    state["trial_data"] = [[json.dumps(trial), state["trial_data"][0][1]]]
+    phantom = out / schema.PRETRAIN_TUNE_DIR / "experiment_state-2099-01-01_00-00-00.json"
+    phantom.write_text(json.dumps(state))
+    starts = _starts(out)
+    done = _resume(out)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "trial f00d_00000 has no 'run_name' parameter" in done.stdout + done.stderr
+    assert _rows(out) == study_folder[1] and _starts(out) == starts
 
 
 @pytest.mark.slow
