@@ -284,8 +284,9 @@ def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str,
               ) -> tuple[list[tuple[Collected, float]], int]:
     """`score_job` of every job, in the jobs' order, and how many ran at once. With Ray up they are Ray tasks of
     `scoring.cpus` CPUs (and `scoring.gpus` GPUs) each, as many at once as the cluster holds; the first job (the
-    baseline) runs alone first, because it writes the HR images that every trial's scoring would otherwise race to
-    write. A job that raises raises here, as it would have in this process."""
+    baseline) runs first, alone, in this process, while the scoring processes start: it writes the HR images that
+    every trial's scoring would otherwise race to write. A job that raises raises here, as it would have in this
+    process."""
     import ray
 
     from harness.progress import Progress
@@ -304,11 +305,15 @@ def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str,
         at_once = min(at_once, int(have.get("GPU", 0) // scoring.gpus))
     at_once = max(min(at_once, len(jobs) - 1), 1)
     # max_calls=0: a scoring process is reused (Ray's default for a GPU task is a new process per call)
-    task = ray.remote(num_cpus=scoring.cpus, num_gpus=scoring.gpus, max_calls=0)(score_job)
+    options = {"num_cpus": scoring.cpus, "num_gpus": scoring.gpus, "max_calls": 0}
+    task = ray.remote(**options)(score_job)
     threads = max(int(scoring.cpus), 1)
     try:
-        first = ray.get(task.remote(jobs[0], scoring, stops, threads=threads))
+        # the scoring processes start (imports: seconds each) while this process scores the first job
+        warming = [ray.remote(**options)(_warm_up).remote() for _ in range(at_once)]
+        first = score_job(jobs[0], scoring, stops)
         progress.done = 1
+        ray.get(warming)
         refs = [task.remote(job, scoring, stops, threads=threads) for job in jobs[1:]]
         pending = list(refs)
         while pending:
@@ -318,6 +323,12 @@ def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str,
         return [first, *ray.get(refs)], at_once
     except ray.exceptions.RayTaskError as err:
         raise err.as_instanceof_cause() from None
+
+
+def _warm_up() -> None:
+    """A scoring process's imports, done before its first job."""
+    import benchmarks.evaluate  # noqa: F401
+    import srgan.checkpoint  # noqa: F401
 
 
 def _selection_flags(config: dict, scoring: Scoring) -> list[str]:
