@@ -94,7 +94,12 @@ def test_the_report_opens_with_the_study(tiny_study) -> None:
     out, _ = tiny_study
     html = (out / "report" / "index.html").read_text()
     assert "Study" in html and html.index("Study") < html.index("Summary")
-    assert "perception axis" in html.lower()  # no LPIPS weights here: said, not replaced by SSIM
+    # no LPIPS weights here: said once near the top, and the plane's perception axis is NIQE, named as such
+    import html as html_lib
+
+    reason = json.loads((out / "run.json").read_text())["metrics_missing"]["lpips"]
+    assert html.count(html_lib.escape(reason, quote=False)) == 1 and "Missing metrics" in html
+    assert "NIQE (no-reference), lower is better" in html
     assert "untrained" in html.lower()  # what this run could not test
 
 
