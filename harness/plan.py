@@ -37,7 +37,7 @@ def check_pretrain_seed(value: str) -> str:
 @dataclass(frozen=True)
 class SweepRequest:
     """What a sweep (or a study, `kind="study"`) is asked to run: built once, from `harness.sweep`'s command line
-    (`harness.sweep.request_from_args`) or by `harness.study`, then planned (`plan_sweep`). JSON-able: sweep.json
+    (`harness.cli.request_from_args`) or by `harness.study`, then planned (`plan_sweep`). JSON-able: sweep.json
     keeps it (`asdict`) so that `--resume` rebuilds it as it was."""
 
     presets: tuple[str, ...] = tuple(PRESETS)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.datasets import parse_datasets
-from harness import sweep
+from harness import cli, sweep
 from harness.plan import SweepRequest
 from srgan.versions import PRESETS
 
@@ -47,16 +47,16 @@ PRETRAIN_SEED = {"tiny": "shared", "cpu": "shared", "full": "per-seed", "paper":
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.study", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_size_argument(p, default="cpu")
+    cli.add_size_argument(p, default="cpu")
     p.add_argument("--seeds", type=int, default=3, help="seeds per version (default 3)")
-    sweep.add_pretrain_seed_argument(p, default=None)
+    cli.add_pretrain_seed_argument(p, default=None)
     p.add_argument("--variance-from", default=None, metavar="DIR",
                    help="a previous study's folder: print the minimum detectable difference at --seeds and, with "
                         "--target-diff, the seeds it needs, per comparison, dataset and metric (with --dry-run: "
                         "before any compute)")
     p.add_argument("--target-diff", type=float, default=None, metavar="X",
                    help="with --variance-from: the difference to detect (in each metric's unit: dB, SSIM, ...)")
-    sweep.add_run_arguments(p, kind="study")
+    cli.add_run_arguments(p, kind="study")
     p.epilog = (p.epilog or "") + ("--pretrain-seed defaults: " +
                                    ", ".join(f"{size} {seed}" for size, seed in PRETRAIN_SEED.items()))
     return p

@@ -21,10 +21,8 @@ The models are then scored in parallel (`harness.collect.score_all`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,15 +30,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.datasets import parse_datasets
-from harness import cache, local_ray, lock, overhead, packing, plan, recovery, resources
+from harness import cache, cli, local_ray, lock, overhead, packing, plan, pretrainings, recovery, resources
 from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
 from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
 from results import io, schema
-from srgan.config import ConfigError, add_override_argument, parse_set_args
+from srgan.config import ConfigError
 from srgan.losses import WeightsUnavailable
-from srgan.versions import PRESETS, SIZES, check_size
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +123,7 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     settings, request = sweep.settings, sweep.request
     timeline = timeline or overhead.Timeline()
     print(watch_line(out), flush=True)
-    trained = pretrainings_to_train(sweep, out, cached or {})
+    trained = pretrainings.pretrainings_to_train(sweep, out, cached or {})
     if trained:
         steps = {name: cfg.train.warmup_steps + cfg.train.gan_steps for name, cfg in sweep.pretrain_configs.items()}
         progress = tune_progress("pretraining", lambda p: steps[p["run_name"]], trials=len(trained),
@@ -138,7 +134,7 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
                               resuming=resuming, progress=progress):
                 return False
         if request.pretrain_cache:
-            store_pretrainings(sweep, out, trained)
+            pretrainings.store_pretrainings(sweep, out, trained)
     scheduler = None
     if request.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -177,83 +173,6 @@ def _grid_search(values: list[str]) -> dict:
     return tune.grid_search(values)
 
 
-# ------------------------------------------------------------------------------------- pretraining cache
-
-
-def cached_pretrainings(sweep: plan.SweepPlan, out: Path, *, resuming: bool,
-                        dry_run: bool = False) -> dict[str, cache.Entry]:
-    """The shared pretrainings the cache holds, verified (`harness.cache.lookup`), by run name; none with
-    --no-cache. On --resume a pretraining that already has its trial folder keeps it (trained here, or copied
-    from the cache before). A dry run leaves a bad entry where it is."""
-    if not sweep.request.pretrain_cache:
-        return {}
-    hits = {}
-    for name, cfg in sorted(sweep.pretrain_configs.items()):
-        if resuming and (out / schema.TRIALS_DIR / name).is_dir():
-            continue
-        try:
-            entry = cache.lookup(cfg, sweep.settings.data_root, discard_bad=not dry_run)
-        except OSError as err:  # an unreadable cache is a miss, never a failed sweep
-            log.warning("pretraining cache: %s not looked up (%s)", name, err)
-            continue
-        if entry is not None:
-            hits[name] = entry
-    return hits
-
-
-def pretrainings_to_train(sweep: plan.SweepPlan, out: Path, cached: dict[str, cache.Entry]) -> list[str]:
-    """Copy the cached pretrainings into their trial folders; the names of those left to train."""
-    left = []
-    for name in sorted(sweep.settings.pretrainings):
-        folder = out / schema.TRIALS_DIR / name
-        if cache.from_cache(folder) is not None:  # copied before an interruption
-            continue
-        entry = cached.get(name)
-        if entry is not None:
-            try:
-                cache.materialise(entry, folder)
-                print(f"  {name}: from the cache ({entry.path}, trained in {entry.source.get('run')}); "
-                      "no pretraining trial runs", flush=True)
-                continue
-            except (cache.CacheError, OSError) as err:
-                log.warning("pretraining cache: %s could not be copied (%s); it is trained", name, err)
-        left.append(name)
-    return left
-
-
-def store_pretrainings(sweep: plan.SweepPlan, out: Path, names: list[str]) -> None:
-    """Keep every pretraining of `names` that finished in the cache (`harness.cache.store`); a failure to store is
-    a warning (the cache saves time, the run does not depend on it)."""
-    configs = sweep.pretrain_configs
-    for name in names:
-        try:
-            cache.store(out / schema.TRIALS_DIR / name, configs[name], sweep.settings.data_root, source_run=out)
-        except (cache.CacheError, OSError) as err:
-            log.warning("pretraining cache: %s not stored (%s)", name, err)
-
-
-def pretrain_outcomes(sweep: plan.SweepPlan, out: Path) -> list:
-    """The shared pretrainings' outcomes: those copied from the cache (scored like trained ones), then Tune's."""
-    from harness.collect import Outcome, tune_outcomes
-
-    names = sorted(n for n in sweep.settings.pretrainings if cache.from_cache(out / schema.TRIALS_DIR / n))
-    outcomes = [Outcome(trial_id=n, run_dir=out / schema.TRIALS_DIR / n, stage=schema.STAGE_PRETRAIN,
-                        params={"run_name": n}) for n in names]
-    if (out / schema.PRETRAIN_TUNE_DIR).is_dir():
-        outcomes += [o for o in tune_outcomes(out / schema.PRETRAIN_TUNE_DIR, out, stage=schema.STAGE_PRETRAIN)
-                     if o.trial_id not in names]
-    return outcomes
-
-
-def cache_record(sweep: plan.SweepPlan, out: Path) -> dict[str, Any]:
-    """run.json's `pretrain_cache`: whether the cache was used, where, and which pretrainings came from it (the
-    entry, and the run that trained it)."""
-    used = {n: cache.from_cache(out / schema.TRIALS_DIR / n) for n in sorted(sweep.settings.pretrainings)}
-    return {"enabled": sweep.request.pretrain_cache,
-            "root": str(cache.cache_root()) if sweep.request.pretrain_cache else None,
-            "from_cache": {n: marker for n, marker in used.items() if marker is not None}}
-
-
 def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: overhead.Timeline | None = None) -> Path:
     """Score the pretrainings (those from the cache too), the GAN trials and bicubic, in parallel as resources
     allow; a sweep whose every trial failed is an error. With the `timeline`, print and keep (run.json
@@ -261,7 +180,7 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
     from harness import validation
     from harness.collect import Scoring, collect_results, plan_problems, tune_outcomes
 
-    outcomes = pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
+    outcomes = pretrainings.pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
     problems = plan_problems(sweep, outcomes, out)
     if problems:  # never a quiet success: the tables are left as they were
@@ -276,7 +195,8 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
         "stages": {name: {"presets": users, "config": sweep.settings.pretrainings[name]}
                    for name, users in sweep.pretrain_users.items()},
         "validation": validation.records(sweep.validated_runs(), sweep.settings.data_root),
-        "selection": r.selection, "pretrain_seed": r.pretrain_seed, "pretrain_cache": cache_record(sweep, out)},
+        "selection": r.selection, "pretrain_seed": r.pretrain_seed,
+        "pretrain_cache": pretrainings.cache_record(sweep, out)},
         timeline=timeline)
     if timeline is not None:
         print(overhead.describe(io.read_json(out / schema.RUN_FILE)["overhead"]), flush=True)
@@ -291,149 +211,6 @@ def unfinished_trials(tune_dir: Path) -> list[str]:
     from ray.tune import ExperimentAnalysis
 
     return [t.trial_id for t in ExperimentAnalysis(str(tune_dir)).trials if t.status not in ("TERMINATED", "ERROR")]
-
-
-# ------------------------------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
-    add_size_argument(p, default="tiny")
-    p.add_argument("--schedule", help=argparse.SUPPRESS)  # replaced by --size paper: named in the error
-    p.add_argument("--steps", type=int, default=120,
-                   help="total steps per trial (pretraining + GAN), the preset's warmup share kept (0: the "
-                        "preset's own)")
-    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
-                   help="values of a config field to sweep (repeatable); default loss.adv_weight=0.001,0.005; "
-                        "`--grid none`: each preset's own values")
-    p.add_argument("--loguniform", action="append", metavar="KEY=LOW:HIGH",
-                   help="sample a field log-uniformly (random search)")
-    p.add_argument("--search", choices=("grid", "random"), default="grid")
-    p.add_argument("--num-samples", type=int, default=1, help="samples (random) or repeats (grid)")
-    add_override_argument(p)  # in every trial
-    p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
-    p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
-    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
-                   help="repeat every trial with these seeds (a grid over train.seed)")
-    add_pretrain_seed_argument(p, default="per-seed")
-    p.add_argument("--preset-budgets", action="store_true",
-                   help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
-                        "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
-                        "default: v1 trains as many as its two-stage partner")
-    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
-    p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
-    p.add_argument("--mode", choices=("max", "min"), default="max")
-    p.add_argument("--grace", type=int, default=1, help="ASHA grace period in reports (default 1)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--save-images", default="set5",
-                   help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
-    add_run_arguments(p, kind="sweep")
-    return p
-
-
-def add_size_argument(p: argparse.ArgumentParser, *, default: str) -> None:
-    """--size on the one ladder (srgan.versions.SIZES); an old name is an error naming today's."""
-    def size(value: str) -> str:
-        try:
-            return check_size(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    p.add_argument("--size", type=size, default=default, metavar="|".join(SIZES),
-                   help="tiny: tests and smoke runs; cpu: networks that learn in minutes on a 2-core CPU; full: the "
-                        f"papers' network sizes, the presets' own steps; paper: full size, published schedules "
-                        f"(default {default})")
-
-
-def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | None) -> None:
-    """--pretrain-seed per-seed|shared; the old word `trial` is an error naming `per-seed`."""
-    def choice(value: str) -> str:
-        try:
-            return plan.check_pretrain_seed(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    p.add_argument("--pretrain-seed", type=choice, default=default, metavar="|".join(plan.PRETRAIN_SEEDS),
-                   help="per-seed: one pretraining per seed, each seed's GAN trials start from their own (the "
-                        "intervals include pretraining variance); shared: one pretraining (--seed) for all seeds, "
-                        "which then vary the GAN stage only" + (f" (default {default})" if default else ""))
-
-
-def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
-    """The options a sweep and a study share: resources, data, folders, weights, selection, dry run, report."""
-    p.add_argument("--workers-per-trial", type=int, default=1)
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
-                   help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
-    p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
-    p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
-    p.add_argument("--fetch", action="store_true",
-                   help="download a missing benchmark set from its public address (checksum verified)")
-    p.add_argument("--out", default=None, help=f"results folder, new or empty (default ./runs/{kind}-<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="DIR", help=f"continue an interrupted {kind} in DIR")
-    p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
-    p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
-    p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
-                   help="explicit opt-in: where VGG19 ImageNet weights are missing, train perceptual presets "
-                        "with untrained features (flagged in the report) instead of failing those trials")
-    p.add_argument("--select", choices=plan.SELECTIONS, default="final",
-                   help="which weights of each trial are scored: final (its last checkpoint, EMA where the recipe "
-                        "has it, as the papers report; default) or best-val (the kept checkpoint with the best "
-                        "validation metric); recorded in trials.parquet `selection`")
-    p.add_argument("--allow-selection-on-test", action="store_true",
-                   help="explicit opt-in: let a run validate on a set that is also scored (refused otherwise); "
-                        "every result of such a run is flagged selected-on-test")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
-    p.add_argument("--no-cache", action="store_true",
-                   help="train every shared pretraining here, and keep none: no use of the pretraining cache "
-                        "($ENHANCE_CACHE, default cache/ under the results root)")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-
-
-def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
-    """The typed request of `harness.sweep`'s command line (strings parsed here, once)."""
-    if args.schedule is not None:
-        raise SweepError("--schedule was replaced by the size ladder: use --size paper for the published schedules")
-    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
-    grid = {} if args.grid == ["none"] else parse_grid(args.grid) if args.grid else dict(plan.DEFAULT_GRID)
-    seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else ()
-    return plan.SweepRequest(
-        presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
-        loguniform=parse_ranges(args.loguniform), search=args.search, num_samples=args.num_samples,
-        overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed, pretrain_seed=args.pretrain_seed,
-        equal_g_updates=not args.preset_budgets, selection=args.select,
-        allow_selection_on_test=args.allow_selection_on_test, scheduler=args.scheduler, metric=args.metric,
-        mode=args.mode, grace=args.grace,
-        workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
-        datasets=tuple(parse_datasets(args.datasets)),
-        save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
-        data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
-
-
-def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
-    """["loss.adv_weight=1e-3,5e-3"] -> {"loss.adv_weight": [0.001, 0.005]} (numbers parsed when they are)."""
-    out: dict[str, list[Any]] = {}
-    for key, raw in parse_set_args(pairs).items():
-        values: list[Any] = []
-        for item in raw.split(","):
-            try:
-                values.append(int(item) if re.fullmatch(r"-?\d+", item) else float(item))
-            except ValueError:
-                values.append(item)
-        out[key] = values
-    return out
-
-
-def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
-    out = {}
-    for key, raw in parse_set_args(pairs).items():
-        lo, sep, hi = raw.partition(":")
-        if not sep:
-            raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
-        out[key] = (float(lo), float(hi))
-    return out
 
 
 class SweepError(Exception):
@@ -550,9 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run a sweep; the CLI builds the report of its results folder."""
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    args = cli.sweep_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     try:
-        launch = Launch(request_from_args(args), entry="harness.sweep", argv=argv, out=args.out,
+        launch = Launch(cli.request_from_args(args), entry="harness.sweep", argv=argv, out=args.out,
                         resume=args.resume, dry_run=args.dry_run)
     except (SweepError, ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -596,7 +373,7 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
         sweep = plan.plan_sweep(request, out)
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
-    cached = cached_pretrainings(sweep, out, resuming=resuming, dry_run=launch.dry_run)
+    cached = pretrainings.cached_pretrainings(sweep, out, resuming=resuming, dry_run=launch.dry_run)
     if not request.address:
         concurrent, account = packing.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
                                                          sweep.trial_gpus, request.max_concurrent)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan, study, sweep
+from harness import cli, plan, study
 from harness.collect import budget
 from srgan.versions import CPU_GAN_STEPS, CPU_PRETRAIN_STEPS, preset
 
@@ -56,10 +56,10 @@ def test_v1_trains_as_many_generator_updates_as_v2_at_every_size(size: str, data
 
 
 def test_preset_budgets_keep_v1s_own_steps_and_say_the_budgets_differ(data_root: Path, tmp_path: Path) -> None:
-    args = sweep.build_parser().parse_args(["--presets", "v1,v2", "--size", "cpu", "--steps", "0", "--grid", "none",
+    args = cli.sweep_parser().parse_args(["--presets", "v1,v2", "--size", "cpu", "--steps", "0", "--grid", "none",
                                             "--preset-budgets", "--datasets", "set5", "--data-root", str(data_root),
                                             "--vgg-fallback", "untrained"])
-    sweep_plan = plan.plan_sweep(sweep.request_from_args(args), tmp_path / "sweep")
+    sweep_plan = plan.plan_sweep(cli.request_from_args(args), tmp_path / "sweep")
     v1 = next(cfg for cfg in sweep_plan.runs if cfg.name == "v1-cpu")
     assert _total(v1) == CPU_GAN_STEPS
     assert "unequal budgets are flagged unequal-budget" in "\n".join(sweep_plan.budget_lines())
@@ -107,7 +107,7 @@ def test_study_defaults_pretrain_seed_by_size_and_per_seed_gives_each_seed_its_o
 
 
 def test_the_old_word_trial_is_an_error_naming_per_seed(capsys) -> None:
-    for parser in (sweep.build_parser(), study.build_parser()):
+    for parser in (cli.sweep_parser(), study.build_parser()):
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args(["--pretrain-seed", "trial"])
         assert exit_.value.code == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import plan, study, sweep, train
+from harness import cli, plan, study, sweep, train
 
 
 @pytest.fixture(autouse=True)
@@ -173,8 +173,8 @@ def test_datasets_naming_nothing_are_refused(capsys, data_root: Path, tmp_path: 
 
 def test_datasets_are_normalised_and_deduplicated(data_root: Path) -> None:
     """18.5: "set5,Set5, set5" scored set5 three times and listed set5 and Set5 apart."""
-    args = sweep.build_parser().parse_args(["--datasets", "set5,Set5, set5,SET14"])
-    assert sweep.request_from_args(args).datasets == ("set5", "set14")
+    args = cli.sweep_parser().parse_args(["--datasets", "set5,Set5, set5,SET14"])
+    assert cli.request_from_args(args).datasets == ("set5", "set14")
     args = study.build_parser().parse_args(["--datasets", "set5,Set5, set5"])
     assert study.study_request(args).datasets == ("set5",)
 

@@ -1,0 +1,155 @@
+"""The command lines of `harness.sweep` and `harness.study`: their options, and the typed `SweepRequest` a sweep's
+command line asks for (every string parsed here, once). A study builds its request itself (`harness.study`)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from benchmarks.datasets import parse_datasets
+from harness import plan
+from srgan.config import ConfigError, add_override_argument, parse_set_args
+from srgan.versions import PRESETS, SIZES, check_size
+
+
+def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights; python -m harness.sweep"
+                 ) -> argparse.ArgumentParser:
+    """`harness.sweep`'s command line (`description`: its --help header)."""
+    p = argparse.ArgumentParser(prog="python -m harness.sweep", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
+    add_size_argument(p, default="tiny")
+    p.add_argument("--schedule", help=argparse.SUPPRESS)  # replaced by --size paper: named in the error
+    p.add_argument("--steps", type=int, default=120,
+                   help="total steps per trial (pretraining + GAN), the preset's warmup share kept (0: the "
+                        "preset's own)")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="values of a config field to sweep (repeatable); default loss.adv_weight=0.001,0.005; "
+                        "`--grid none`: each preset's own values")
+    p.add_argument("--loguniform", action="append", metavar="KEY=LOW:HIGH",
+                   help="sample a field log-uniformly (random search)")
+    p.add_argument("--search", choices=("grid", "random"), default="grid")
+    p.add_argument("--num-samples", type=int, default=1, help="samples (random) or repeats (grid)")
+    add_override_argument(p)  # in every trial
+    p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
+    p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="repeat every trial with these seeds (a grid over train.seed)")
+    add_pretrain_seed_argument(p, default="per-seed")
+    p.add_argument("--preset-budgets", action="store_true",
+                   help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
+                        "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
+                        "default: v1 trains as many as its two-stage partner")
+    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
+    p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
+    p.add_argument("--mode", choices=("max", "min"), default="max")
+    p.add_argument("--grace", type=int, default=1, help="ASHA grace period in reports (default 1)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--save-images", default="set5",
+                   help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
+    add_run_arguments(p, kind="sweep")
+    return p
+
+
+def add_size_argument(p: argparse.ArgumentParser, *, default: str) -> None:
+    """--size on the one ladder (srgan.versions.SIZES); an old name is an error naming today's."""
+    def size(value: str) -> str:
+        try:
+            return check_size(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--size", type=size, default=default, metavar="|".join(SIZES),
+                   help="tiny: tests and smoke runs; cpu: networks that learn in minutes on a 2-core CPU; full: the "
+                        f"papers' network sizes, the presets' own steps; paper: full size, published schedules "
+                        f"(default {default})")
+
+
+def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    """--pretrain-seed per-seed|shared; the old word `trial` is an error naming `per-seed`."""
+    def choice(value: str) -> str:
+        try:
+            return plan.check_pretrain_seed(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--pretrain-seed", type=choice, default=default, metavar="|".join(plan.PRETRAIN_SEEDS),
+                   help="per-seed: one pretraining per seed, each seed's GAN trials start from their own (the "
+                        "intervals include pretraining variance); shared: one pretraining (--seed) for all seeds, "
+                        "which then vary the GAN stage only" + (f" (default {default})" if default else ""))
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
+    """The options a sweep and a study share: resources, data, folders, weights, selection, dry run, report."""
+    p.add_argument("--workers-per-trial", type=int, default=1)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
+    p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
+    p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
+    p.add_argument("--fetch", action="store_true",
+                   help="download a missing benchmark set from its public address (checksum verified)")
+    p.add_argument("--out", default=None, help=f"results folder, new or empty (default ./runs/{kind}-<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="DIR", help=f"continue an interrupted {kind} in DIR")
+    p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
+    p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
+    p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
+                   help="explicit opt-in: where VGG19 ImageNet weights are missing, train perceptual presets "
+                        "with untrained features (flagged in the report) instead of failing those trials")
+    p.add_argument("--select", choices=plan.SELECTIONS, default="final",
+                   help="which weights of each trial are scored: final (its last checkpoint, EMA where the recipe "
+                        "has it, as the papers report; default) or best-val (the kept checkpoint with the best "
+                        "validation metric); recorded in trials.parquet `selection`")
+    p.add_argument("--allow-selection-on-test", action="store_true",
+                   help="explicit opt-in: let a run validate on a set that is also scored (refused otherwise); "
+                        "every result of such a run is flagged selected-on-test")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
+    p.add_argument("--no-cache", action="store_true",
+                   help="train every shared pretraining here, and keep none: no use of the pretraining cache "
+                        "($ENHANCE_CACHE, default cache/ under the results root)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
+    """The typed request of `harness.sweep`'s command line (strings parsed here, once)."""
+    if args.schedule is not None:
+        raise ValueError("--schedule was replaced by the size ladder: use --size paper for the published schedules")
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    grid = {} if args.grid == ["none"] else parse_grid(args.grid) if args.grid else dict(plan.DEFAULT_GRID)
+    seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else ()
+    return plan.SweepRequest(
+        presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
+        loguniform=parse_ranges(args.loguniform), search=args.search, num_samples=args.num_samples,
+        overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed, pretrain_seed=args.pretrain_seed,
+        equal_g_updates=not args.preset_budgets, selection=args.select,
+        allow_selection_on_test=args.allow_selection_on_test, scheduler=args.scheduler, metric=args.metric,
+        mode=args.mode, grace=args.grace,
+        workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
+        datasets=tuple(parse_datasets(args.datasets)),
+        save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
+        data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
+
+
+def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
+    """["loss.adv_weight=1e-3,5e-3"] -> {"loss.adv_weight": [0.001, 0.005]} (numbers parsed when they are)."""
+    out: dict[str, list[Any]] = {}
+    for key, raw in parse_set_args(pairs).items():
+        values: list[Any] = []
+        for item in raw.split(","):
+            try:
+                values.append(int(item) if re.fullmatch(r"-?\d+", item) else float(item))
+            except ValueError:
+                values.append(item)
+        out[key] = values
+    return out
+
+
+def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
+    out = {}
+    for key, raw in parse_set_args(pairs).items():
+        lo, sep, hi = raw.partition(":")
+        if not sep:
+            raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
+        out[key] = (float(lo), float(hi))
+    return out
