@@ -480,10 +480,10 @@ def scan_training_images(
 
     Returns the kept images and the skipped files with their reason; each skipped file is logged once here.
     Byte-identical duplicates are kept once. Files whose sha256 is in `exclude` (the run's validation images:
-    `srgan.holdout.training_exclusions`) are left out, counted in one log line, not listed as skipped. An image whose header declares more than
-    `pixel_limit(max_pixels)` pixels is skipped undecoded (a decompression bomb). With `decode=True` each kept
-    image comes decoded (native depth, see `load_image_u8`); with `decode=False` only its header is read (the
-    tensor is None) and a file that turns out corrupt later is handled where it is decoded."""
+    `srgan.holdout.training_exclusions`) are left out, counted in one log line, not listed as skipped. An image
+    whose header declares more than `pixel_limit(max_pixels)` pixels is skipped undecoded (a decompression bomb).
+    With `decode=True` each kept image comes decoded (native depth, see `load_image_u8`); with `decode=False` only
+    its header is read (the tensor is None) and a file that turns out corrupt later is handled where it is decoded."""
     max_pixels = pixel_limit(max_pixels)  # a bad $ENHANCE_MAX_PIXELS is an error here, not a skip per file
     images: list[tuple[Path, torch.Tensor]] = []
     skipped: list[SkippedFile] = []

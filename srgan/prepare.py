@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import struct
 import sys
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from srgan.checkpoint import atomic_write
-from srgan.data import IMAGE_SUFFIXES, ImageError, load_image_u8
+from srgan.data import IMAGE_SUFFIXES, ImageError, encode_png16, load_image_u8
+from srgan.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +57,7 @@ def write_png(img: torch.Tensor, path: Path) -> None:
     if img.dtype == torch.uint8:
         Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG", compress_level=3)
         return
-    # PIL cannot write 16-bit RGB: a minimal PNG encoder (IHDR, one IDAT, IEND; filter 0 on every row).
-    arr = img.permute(1, 2, 0).numpy().astype(">u2")
-    h, w = arr.shape[:2]
-    rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), arr.reshape(h, -1).view(np.uint8)], axis=1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16-bit, truecolour, no interlace
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(rows.tobytes(), 3)) + chunk(b"IEND", b""))
+    path.write_bytes(encode_png16(img))  # PIL cannot write 16-bit RGB
 
 
 @dataclass
