@@ -84,15 +84,22 @@ def is_stale(holder: Holder) -> bool:
 
 @dataclass
 class FolderLock:
-    """A claimed folder; `release()` removes the lock file if it is still this process's."""
+    """A claimed folder; `release()` removes the lock file if it is still this process's, and the folders the
+    claim created if the run left them empty (a run refused in its plan leaves nothing behind)."""
 
     path: Path
     holder: Holder
+    created: tuple[Path, ...] = ()  # innermost first
 
     def release(self) -> None:
         current = read_holder(self.path)
         if current is not None and current == self.holder:
             self.path.unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only an empty one
+            except OSError:
+                break
 
     def __enter__(self) -> FolderLock:
         return self
@@ -121,11 +128,12 @@ def claim(folder: str | Path, *, command: str = "", take_over_stale: bool = Fals
     when `take_over_stale`; otherwise the error says it is stale and `resume_hint` (e.g. "--resume DIR") says how
     to take it over."""
     folder = Path(folder)
+    created = tuple(p for p in (folder, *folder.parents) if not p.exists())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     me = Holder(pid=os.getpid(), host=_this_host(), started=time.time(), command=command)
     if _create(path, me):
-        return FolderLock(path, me)
+        return FolderLock(path, me, created)
     holder = read_holder(path)
     if holder is None:
         raise FolderLocked(f"{folder} is claimed by another run, but its lock file {path} cannot be read (empty or "

@@ -33,6 +33,21 @@ def _write_lock(folder: Path, **holder) -> Path:
     return folder / lock.LOCK_FILE
 
 
+def test_a_released_claim_leaves_no_folder_it_created_empty(tmp_path: Path) -> None:
+    # a run refused in its plan (nothing written) leaves nothing behind, not even the folders its claim made
+    with lock.claim(tmp_path / "a" / "b"):
+        pass
+    assert not (tmp_path / "a").exists() and tmp_path.is_dir()
+    # a folder that holds something stays, and so does one that existed before the claim
+    with lock.claim(tmp_path / "kept"):
+        (tmp_path / "kept" / "sweep.json").write_text("{}")
+    assert (tmp_path / "kept" / "sweep.json").is_file() and not (tmp_path / "kept" / lock.LOCK_FILE).exists()
+    (tmp_path / "existing").mkdir()
+    with lock.claim(tmp_path / "existing"):
+        pass
+    assert (tmp_path / "existing").is_dir()
+
+
 def test_a_claim_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
     claim = lock.claim(tmp_path / "out", command="python -m harness.study --out out")
     record = json.loads((tmp_path / "out" / lock.LOCK_FILE).read_text())
