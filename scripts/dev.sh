@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up the project's virtual environment (idempotent), then run one of its jobs.
-#   bash scripts/dev.sh study [ARGS...]   the study (python -m harness.study ARGS; --size tiny: v1..ESRGAN x 3 seeds
-#                                         on the local embedded Ray in about 15 minutes), ending in an HTML report
+#   bash scripts/dev.sh study [ARGS...]   the study (python -m harness.study ARGS; --size cpu: v1..ESRGAN x 3 seeds
+#                                         on the local embedded Ray), ending in an HTML report
 #   bash scripts/dev.sh sweep [ARGS...]   a sweep (python -m harness.sweep ARGS)
-#   bash scripts/dev.sh test  [ARGS...]   the whole test suite (also installs Debian's Chromium for the report tests)
+#   bash scripts/dev.sh test  [ARGS...]   the whole test suite on up to 4 pytest-xdist workers (also installs Debian's
+#                                         Chromium for the report tests)
 #   bash scripts/dev.sh setup             only the environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,15 @@ case "$job" in
     exec "$VENV/bin/python" -m harness.sweep "$@" ;;
   test)
     bash scripts/install_chromium.sh
+    # one module per worker (tests/conftest.py groups them), up to 4 workers (ENHANCE_TEST_WORKERS overrides;
+    # 0 runs serially); arguments that name -n/--numprocesses or -p no:xdist take precedence
+    workers=${ENHANCE_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+    parallel=()
+    if [ "$workers" -gt 1 ] && [[ " $* " != *" -n "* && " $* " != *"--numprocesses"* && " $* " != *"no:xdist"* ]]; then
+      parallel=(-n "$workers" --dist loadgroup)
+    fi
     set +e
-    "$VENV/bin/python" -m pytest "$@"
+    "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
     rc=$?
     set -e
     if [ "$rc" -eq 5 ]; then

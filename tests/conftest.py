@@ -17,6 +17,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Under pytest-xdist (`scripts/dev.sh test` runs `-n N --dist loadgroup`), the tests of one module run on one
+# worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A test that uses a costly
+# session fixture joins the module that builds it; a session fixture is otherwise built once per worker.
+SESSION_FIXTURE_HOMES = {"resumed_sweep": "tests/harness/test_harness_sweep.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = item.nodeid.split("::")[0]
+        for fixture, home in SESSION_FIXTURE_HOMES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                group = home
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shared_data_in_ci() -> None:
     """Data-dependent tests skip on a machine without the shared data; in CI that would hide them, so there
