@@ -124,16 +124,17 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
     - SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4 after
       250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features (growth 12),
       a 3-stage D (16 features, dense 64); linear-output generators add a bicubic skip, as in `tiny`.
-    - The pixel-loss pretraining (`pretrain_stage`): CPU_PRETRAIN_STEPS on batches of 16 64-px patches at lr 5e-4,
-      halved at 75 % and 90 % (0.62 s a step for SRResNet, 0.40 for RRDB, as the study's cost estimate measured
-      them on an idle 2-core machine).
-    - The GAN stage: CPU_GAN_STEPS on batches of 8 48-px patches at the preset's lr (v2 0.20 s a step, v3 0.33,
-      RaGAN 0.46, ESRGAN 0.30). Sixty steps left every model at its pretraining; with 300 + 150 steps v2's NIQE
-      on Set5 went 8.29 -> 7.82 (3 seeds), but the study took 15.5 minutes after a 3.5-minute set-up, past the
-      15-minute budget of the README's main job; 200 + 100 fits it.
+    - The pixel-loss pretraining (`pretrain_stage`): CPU_PRETRAIN_STEPS on batches of 12 64-px patches at lr 5e-4,
+      halved at 75 % and 90 % (at batch 16, 0.62 s a step for SRResNet and 0.40 for RRDB, as the study's cost
+      estimate measured them on an idle 2-core machine).
+    - The GAN stage: CPU_GAN_STEPS on batches of 8 48-px patches at the preset's lr (v2 0.18-0.25 s a step alone,
+      about 0.28 with two trials sharing the 2 cores; v3 0.49, RaGAN 0.52, ESRGAN 0.46 there). Sixty steps left
+      every model at its pretraining. Measured on a fresh clone, set-up (3.6-3.9 min) included: 300 + 150 steps
+      (batch 16) took 19.0 min (v2's NIQE on Set5 8.29 -> 7.82 over its GAN stage), 200 + 100 took 15.5 min
+      (v2: +0.15 dB, NIQE -0.23 on Set5, -0.43 on Set14); 200 (batch 12) + 80 fits the README's 15 minutes.
     - The perceptual loss uses VGG19's conv2_2 (SRGAN's "VGG22", Ledig et al. 2017 sec. 3.4) instead of conv5_4
       (SRGAN's VGG54, ESRGAN's layer): a GAN step with conv5_4 took 0.89 s, with conv2_2 0.33 s.
-    - ESRGAN's EMA decay fits the stage: 1 - 5 / CPU_GAN_STEPS (0.95), so that the pretrained weights' share
+    - ESRGAN's EMA decay fits the stage: 1 - 5 / CPU_GAN_STEPS (0.9375), so that the pretrained weights' share
       in the scored EMA model is e^-5 (0.7 %) at the end; the paper's (BasicSR's) 0.999 would keep 86 % of them.
     - v1 (single stage) gets as many generator updates as its two-stage partners (`harness.plan`'s equal budget).
     """
@@ -152,12 +153,12 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
         train=replace(t, size="cpu", warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10,
                       val_every=CPU_GAN_STEPS // 3, ckpt_every=CPU_GAN_STEPS // 3, pretrain_lr=5e-4,
                       pretrain_gamma=0.5, pretrain_milestones=(int(warmup * 0.75), int(warmup * 0.9)) if warmup else (),
-                      pretrain_batch_size=16, pretrain_patch_size=_fit(64, cfg.scale)),
+                      pretrain_batch_size=12, pretrain_patch_size=_fit(64, cfg.scale)),
     )
 
 
 CPU_PRETRAIN_STEPS = 200
-CPU_GAN_STEPS = 100
+CPU_GAN_STEPS = 80
 
 
 def _fit(size: int, scale: int) -> int:
