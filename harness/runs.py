@@ -72,6 +72,9 @@ def resolve_config(version: str, *, size: str = "full", scale: int = 4, data_roo
     return resolve_perceptual(cfg, vgg_fallback=vgg_fallback)
 
 
+_WARNED_UNTRAINED: set[str] = set()  # config names this process has warned about
+
+
 def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> ExperimentConfig:
     """Check the VGG19 weights a config needs before training starts.
 
@@ -84,8 +87,10 @@ def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> Ex
     except WeightsUnavailable:
         if vgg_fallback != "untrained":
             raise
-        log.warning("VGG19 ImageNet weights unavailable: %s uses UNTRAINED perceptual features "
-                    "(explicit --vgg-fallback untrained; flagged in its results)", cfg.name)
+        if cfg.name not in _WARNED_UNTRAINED:  # a run's config is resolved more than once in one process
+            _WARNED_UNTRAINED.add(cfg.name)
+            log.warning("VGG19 ImageNet weights unavailable: %s uses UNTRAINED perceptual features "
+                        "(explicit --vgg-fallback untrained; flagged in its results)", cfg.name)
         return override(cfg, {"loss.perceptual_weights": "untrained"})
     return cfg
 

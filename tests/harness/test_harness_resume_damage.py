@@ -280,34 +280,25 @@ def _fresh(study_folder) -> Path:
 
 
 @pytest.mark.slow
-def test_resume_after_a_cut_off_newest_pretraining_state(study_folder) -> None:
+def test_resume_after_a_cut_off_newest_state_and_a_later_named_cut_off_state(study_folder) -> None:
     """The repro: the newest tune_pretrain state cut off (the resume that wrote it ran out of disk). The next
-    resume names it, resumes from the intact one, re-runs nothing and rewrites the same tables."""
+    resume names it, resumes from the intact one, re-runs nothing and rewrites the same tables. With it, a cut-off
+    state with a later name in tune/: each resume used to add one more phantom trial, so it resumes twice."""
     out = _fresh(study_folder)
     states = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))
     assert len(states) >= 2  # the first run's and the resume's
     _cut(states[-1])
+    newest = sorted((out / schema.TUNE_DIR).glob(recovery.STATE_GLOB))[-1]
+    (out / schema.TUNE_DIR / "experiment_state-2099-01-01_00-00-00.json").write_bytes(newest.read_bytes()[:300])
     starts = _starts(out)
-    done = _resume(out)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert f"{states[-1]}: damaged Tune experiment state" in done.stdout + done.stderr
-    assert _rows(out) == study_folder[1]
-    assert _starts(out) == starts  # nothing trained again
-    assert states[-1].with_name(states[-1].name + recovery.DAMAGED).exists()
-
-
-@pytest.mark.slow
-def test_resume_with_a_later_named_cut_off_state_in_both_stages(study_folder) -> None:
-    """A cut-off state with a later name in tune_pretrain/ and tune/: each resume used to add one more phantom."""
-    out = _fresh(study_folder)
-    for stage in (schema.PRETRAIN_TUNE_DIR, schema.TUNE_DIR):
-        newest = sorted((out / stage).glob(recovery.STATE_GLOB))[-1]
-        (out / stage / "experiment_state-2099-01-01_00-00-00.json").write_bytes(newest.read_bytes()[:300])
-    starts = _starts(out)
-    for _ in range(2):
-        done = _resume(out, entry="harness.study")
+    for attempt in range(2):
+        done = _resume(out, entry="harness.study" if attempt else "harness.sweep")
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        assert _rows(out) == study_folder[1] and _starts(out) == starts
+        if not attempt:
+            assert f"{states[-1]}: damaged Tune experiment state" in done.stdout + done.stderr
+        assert _rows(out) == study_folder[1]
+        assert _starts(out) == starts  # nothing trained again
+    assert states[-1].with_name(states[-1].name + recovery.DAMAGED).exists()
     trials = pl.read_parquet(out / schema.TRIALS_FILE)
     assert sorted(trials.filter(pl.col("stage") == "pretrain")["trial_id"]) == ["rrdb-pretrain", "srresnet-pretrain"]
     assert trials["error"].is_null().all()
