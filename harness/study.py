@@ -12,7 +12,7 @@ Power, before the compute: `--dry-run --variance-from DIR` reads a previous stud
 per comparison, dataset and metric, the minimum difference the chosen `--seeds` could detect (80 % power, alpha
 0.05) and, with `--target-diff`, how many seeds that difference needs (`results.study.plan`).
 
-Sizes (srgan.versions.SIZES): `tiny` (tests and smoke runs, a few minutes), `cpu` (a 2-core CPU, about 15 minutes:
+Sizes (srgan.versions.SIZES): `tiny` (tests and smoke runs, a few minutes), `cpu` (a 2-core CPU, about 10 minutes:
 CPU-sized networks trained long enough to learn; see srgan.versions.cpu), `full` (the papers' network sizes and
 the presets' own steps, for a GPU cluster), `paper` (full size with the published schedules: weeks of GPU time;
 see `--dry-run`).

@@ -36,12 +36,12 @@ case "$job" in
     exec "$VENV/bin/python" -m harness.sweep "$@" ;;
   test)
     bash scripts/install_chromium.sh
-    # one module per worker (tests/conftest.py groups them), up to 4 workers (ENHANCE_TEST_WORKERS overrides;
+    # one module per worker (--dist loadscope; tests/conftest.py's scheduler), up to 4 workers (ENHANCE_TEST_WORKERS overrides;
     # 0 runs serially); arguments that name -n/--numprocesses or -p no:xdist take precedence
     workers=${ENHANCE_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
     parallel=()
     if [ "$workers" -gt 1 ] && [[ " $* " != *" -n "* && " $* " != *"--numprocesses"* && " $* " != *"no:xdist"* ]]; then
-      parallel=(-n "$workers" --dist loadgroup)
+      parallel=(-n "$workers" --dist loadscope)
     fi
     set +e
     "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"

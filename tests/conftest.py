@@ -17,19 +17,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-# Under pytest-xdist (`scripts/dev.sh test` runs `-n N --dist loadgroup`), the tests of one module run on one
-# worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A test that uses a costly
-# session fixture joins the module that builds it; a session fixture is otherwise built once per worker.
-SESSION_FIXTURE_HOMES = {"resumed_sweep": "tests/harness/test_harness_sweep.py"}
+# Under pytest-xdist (`scripts/dev.sh test` runs `-n N --dist loadscope`), the tests of one module run on one
+# worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A session fixture is built
+# once per worker that uses it: the one test outside its module that uses the costly `resumed_sweep` (a real
+# sweep, interrupted and resumed) is sent to the worker of the module that builds it.
+SCOPE_OF = {"tests/reports/test_reports_browser.py::test_report_renders_offline": "tests/harness/test_harness_sweep.py"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = item.nodeid.split("::")[0]
-        for fixture, home in SESSION_FIXTURE_HOMES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                group = home
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown (and unused) without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SCOPE_OF.get(nodeid.split("[")[0]) or nodeid.split("::", 1)[0]
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
