@@ -72,7 +72,14 @@ def test_sweep_as_a_ray_job(ray_head, data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "job-results"
     entrypoint = (f"{sys.executable} -m harness.sweep --presets v1 --grid loss.adv_weight=0.001 --steps 4 "
                   f"--datasets set5 --address auto --out {out} --data-root {data_root}")
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+    job_id, deadline = None, time.time() + 90
+    while job_id is None:  # the head's job agent registers a few seconds after its dashboard answers
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.time() > deadline:
+                raise
+            time.sleep(2)
     deadline = time.time() + 400
     status = None
     while time.time() < deadline:
