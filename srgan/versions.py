@@ -129,7 +129,7 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
       estimate measured them on an idle 2-core machine).
     - The GAN stage: CPU_GAN_STEPS on batches of 8 48-px patches at the preset's lr (v2 0.18-0.25 s a step alone,
       about 0.28 with two trials sharing the 2 cores; v3 0.49, RaGAN 0.52, ESRGAN 0.46 there). Sixty steps left
-      every model at its pretraining. Measured on a fresh clone, set-up (3.6-3.9 min) included: 300 + 150 steps
+      every model at its pretraining. Measured on a fresh clone, set-up (3 to 4 minutes) included: 300 + 150 steps
       (batch 16) took 19.0 min (v2's NIQE on Set5 8.29 -> 7.82 over its GAN stage), 200 + 100 took 15.5 min
       (v2: +0.15 dB, NIQE -0.23 on Set5, -0.43 on Set14); 200 (batch 12) + 80 fits the README's 15 minutes.
     - The perceptual loss uses VGG19's conv2_2 (SRGAN's "VGG22", Ledig et al. 2017 sec. 3.4) instead of conv5_4
