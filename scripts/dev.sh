@@ -3,8 +3,8 @@
 #   bash scripts/dev.sh study [ARGS...]   the study (python -m harness.study ARGS; --size cpu: v1..ESRGAN x 3 seeds
 #                                         on the local embedded Ray), ending in an HTML report
 #   bash scripts/dev.sh sweep [ARGS...]   a sweep (python -m harness.sweep ARGS)
-#   bash scripts/dev.sh test  [ARGS...]   the whole test suite on up to 4 pytest-xdist workers (also installs Debian's
-#                                         Chromium for the report tests)
+#   bash scripts/dev.sh test  [ARGS...]   the whole test suite (ENHANCE_TEST_WORKERS=N: on N pytest-xdist workers;
+#                                         also installs Debian's Chromium for the report tests)
 #   bash scripts/dev.sh setup             only the environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +36,10 @@ case "$job" in
     exec "$VENV/bin/python" -m harness.sweep "$@" ;;
   test)
     bash scripts/install_chromium.sh
-    # one module per worker (--dist loadscope; tests/conftest.py's scheduler), up to 4 workers (ENHANCE_TEST_WORKERS overrides;
-    # 0 runs serially); arguments that name -n/--numprocesses or -p no:xdist take precedence
-    workers=${ENHANCE_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+    # one process by default: on 2 cores, 2 xdist workers took 20-22 min instead of 32 but starved two Ray tests
+    # (a job agent that never registered, a GPU-packing wait). ENHANCE_TEST_WORKERS=N runs N workers, one module
+    # per worker (--dist loadscope; tests/conftest.py's scheduler); -n/--numprocesses or -p no:xdist take precedence
+    workers=${ENHANCE_TEST_WORKERS:-1}
     parallel=()
     if [ "$workers" -gt 1 ] && [[ " $* " != *" -n "* && " $* " != *"--numprocesses"* && " $* " != *"no:xdist"* ]]; then
       parallel=(-n "$workers" --dist loadscope)
