@@ -397,17 +397,16 @@ def _show_overhead(value: object) -> str:
 
 
 # run.json keys a newer harness adds, shown when present (never required), in this order
-RUN_EXTRAS = {"validation": _show, "overhead": _show_overhead, "pretrain_cache": _show}
-# run.json keys the page says elsewhere, once (the missing metrics' reasons, near the top)
-RUN_SHOWN_ABOVE = {"metrics_missing": "see Missing metrics, near the top"}
+RUN_EXTRAS = {"validation": _show, "overhead": _show_overhead, "pretrain_cache": _show,
+              # the missing metrics' reasons are said once, near the top
+              "metrics_missing": lambda v: "see Missing metrics, near the top" if v else _show(v)}
 
 
 def run_metadata(results: Results) -> dict:
     run = results.run
     fields = [(name, _show(run.get(name))) for name in schema.RUN_FIELDS if name != "protocol"]
     fields += [(name, show(run[name])) for name, show in RUN_EXTRAS.items() if name in run]
-    fields += [(k, (RUN_SHOWN_ABOVE.get(k) if v else None) or _show(v)) for k, v in run.items()
-               if k not in schema.RUN_FIELDS and k not in RUN_EXTRAS]
+    fields += [(k, _show(v)) for k, v in run.items() if k not in schema.RUN_FIELDS and k not in RUN_EXTRAS]
     protocol = run.get("protocol") or {}
     protocol_rows = [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in
                      (protocol.items() if isinstance(protocol, dict) else [("protocol", protocol)])]

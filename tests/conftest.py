@@ -17,10 +17,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-# Under pytest-xdist (`scripts/dev.sh test` runs `-n N --dist loadscope`), the tests of one module run on one
-# worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A session fixture is built
-# once per worker that uses it: the one test outside its module that uses the costly `resumed_sweep` (a real
-# sweep, interrupted and resumed) is sent to the worker of the module that builds it.
+# Under pytest-xdist (`ENHANCE_TEST_WORKERS=N bash scripts/dev.sh test`: `-n N --dist loadscope`), the tests of
+# one module run on one worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A
+# session fixture is built once per worker that uses it: the one test outside its module that uses the costly
+# `resumed_sweep` (a real sweep, interrupted and resumed) is sent to the worker of the module that builds it.
 SCOPE_OF = {"tests/reports/test_reports_browser.py::test_report_renders_offline": "tests/harness/test_harness_sweep.py"}
 
 
