@@ -312,7 +312,7 @@ def estimate(stages: Mapping[str, Sequence[ExperimentConfig]], *, concurrency: i
             s = (t.warmup_steps * seconds(cfg, "warmup") if t.warmup_steps else 0.0) + (
                 t.gan_steps * seconds(cfg, "gan") if t.gan_steps else 0.0)
             run_seconds.append(s)
-            total_steps += t.warmup_steps + t.gan_steps
+            total_steps += t.total_steps
         device_s = math.fsum(run_seconds)  # W devices for t / W each
         wall = makespan([s / devices_per_run for s in run_seconds], concurrency)
         costs.append(StageCost(name, len(runs), total_steps, device_s, wall))

@@ -173,7 +173,7 @@ def store(run_dir: Path, cfg: ExperimentConfig, data_root: str | Path, *, source
     entry is kept (ours is dropped), a bad one replaced."""
     run_dir = Path(run_dir)
     kept = checkpoints(run_dir)
-    steps = cfg.train.warmup_steps + cfg.train.gan_steps
+    steps = cfg.train.total_steps
     if not kept or not kept[-1].name.endswith(f"{steps:07d}"):
         raise CacheError(f"{run_dir}: not a finished pretraining (no checkpoint of step {steps})")
     path, key, digest = entry_path(root or cache_root(), cfg, data_root)

@@ -357,8 +357,9 @@ def _diverged(history: list[dict]) -> str | None:
 
 
 def _planned_steps(cfg: dict) -> int:
-    t = cfg.get("train", {})
-    return int(t.get("warmup_steps", 0)) + int(t.get("gan_steps", 0))
+    from srgan.config import TrainConfig, from_dict
+
+    return from_dict(TrainConfig, cfg.get("train", {}), _where="train").total_steps
 
 
 def _short_error(err: BaseException | str) -> str:

@@ -213,7 +213,7 @@ def pretrain_run_names(pretrainings: dict[str, ExperimentConfig]) -> dict[str, s
 def reports_per_trial(cfg: ExperimentConfig) -> int:
     """Reports a GAN trial makes (its stage's steps over its validation cadence)."""
     t = cfg.train
-    return max(math.ceil((t.warmup_steps + t.gan_steps) / max(t.val_every, 1)), 1)
+    return max(math.ceil(t.total_steps / max(t.val_every, 1)), 1)
 
 
 def trial_label(params: dict[str, Any]) -> str:
@@ -396,7 +396,7 @@ def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
 
 
 def _steps(cfg: ExperimentConfig) -> int:
-    return cfg.train.warmup_steps + cfg.train.gan_steps
+    return cfg.train.total_steps
 
 
 def settings_from(request: SweepRequest, out: Path) -> SweepSettings:

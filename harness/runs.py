@@ -52,7 +52,7 @@ def resolve_config(version: str, *, size: str = "full", scale: int = 4, data_roo
     cfg = with_present_train_dirs(preset(sized_name(version, size), scale=scale), data_root)
     if steps:
         t = cfg.train
-        warmup = round(steps * t.warmup_steps / max(t.warmup_steps + t.gan_steps, 1))
+        warmup = round(steps * t.warmup_steps / max(t.total_steps, 1))
         cfg = replace(cfg, train=replace(t, warmup_steps=warmup, gan_steps=steps - warmup))
     if seed is not None:
         cfg = replace(cfg, train=replace(cfg.train, seed=seed))
@@ -67,7 +67,7 @@ def resolve_config(version: str, *, size: str = "full", scale: int = 4, data_roo
         raise ValueError(f"unknown stage {stage!r}; stages: single, pretrain, gan")
     if reports_per_stage > 0:
         t = cfg.train
-        every = max((t.warmup_steps + t.gan_steps) // reports_per_stage, 1)
+        every = max(t.total_steps // reports_per_stage, 1)
         cfg = replace(cfg, train=replace(t, log_every=every, val_every=every, ckpt_every=every))
     return resolve_perceptual(cfg, vgg_fallback=vgg_fallback)
 

@@ -125,7 +125,7 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     print(watch_line(out), flush=True)
     trained = pretrainings.pretrainings_to_train(sweep, out, cached or {})
     if trained:
-        steps = {name: cfg.train.warmup_steps + cfg.train.gan_steps for name, cfg in sweep.pretrain_configs.items()}
+        steps = {name: cfg.train.total_steps for name, cfg in sweep.pretrain_configs.items()}
         progress = tune_progress("pretraining", lambda p: steps[p["run_name"]], trials=len(trained),
                                  total_steps=sum(steps[n] for n in trained), label=plan.trial_label)
         space = {"run_name": _grid_search(sorted(trained))}
@@ -160,7 +160,7 @@ def watch_line(out: Path) -> str:
 
 
 def plan_steps(cfg) -> int:
-    return cfg.train.warmup_steps + cfg.train.gan_steps
+    return cfg.train.total_steps
 
 
 def _planned_steps(settings: plan.SweepSettings, params: dict[str, Any]) -> int:

@@ -125,6 +125,11 @@ class TrainConfig:
     pretrain_batch_size: int = 0
     pretrain_patch_size: int = 0
 
+    @property
+    def total_steps(self) -> int:
+        """The run's generator updates: its pixel warmup plus its GAN phase (the one place the two are added)."""
+        return self.warmup_steps + self.gan_steps
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -191,7 +196,7 @@ def check_values(cfg: ExperimentConfig) -> None:
         ("data.batch_size", data.batch_size, data.batch_size >= 1, "at least 1"),
         ("data.num_workers", data.num_workers, data.num_workers >= 0, "at least 0"),
         ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, "at least 0"),
-        ("train.gan_steps", t.gan_steps, t.gan_steps >= 0 and t.warmup_steps + t.gan_steps >= 1,
+        ("train.gan_steps", t.gan_steps, t.gan_steps >= 0 and t.total_steps >= 1,
          "at least 0, with train.warmup_steps + train.gan_steps at least 1"),
         ("train.log_every", t.log_every, t.log_every >= 1, "at least 1"),
         ("train.val_every", t.val_every, t.val_every >= 1, "at least 1"),

@@ -321,7 +321,7 @@ class GanEngine:
 
     @property
     def total_steps(self) -> int:
-        return self.cfg.train.warmup_steps + self.cfg.train.gan_steps
+        return self.cfg.train.total_steps
 
     def collects_after(self, steps_done: int) -> bool:
         """Whether the loop collects metrics (log, validation or checkpoint) once `steps_done` steps are done."""
