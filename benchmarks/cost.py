@@ -6,7 +6,8 @@
 
 A step's time depends on the network and the batch, not on the loss weights: it is measured once per network
 signature (generator, discriminator, perceptual network, adversarial loss type, patch, batch, EMA, AMP,
-compile, phase, device) with random tensors, and cached in `<cache_dir>/step_times.json`. A pixel-only step
+compile, phase, device) with random tensors, and cached in `<cache_dir>/step_times.json` (`cache_folder`:
+$ENHANCE_STEP_TIMES, where set, names one cache for every run). A pixel-only step
 (warmup / pretraining) and a GAN step are measured separately. Stages run one after another (a sweep trains
 its pretrainings before the GAN trials); the runs of a stage start in order on `concurrency` slots, each run
 on its own device(s).
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "step_times.json"
 CACHE_VERSION = 1
+CACHE_ENV = "ENHANCE_STEP_TIMES"  # a folder for step_times.json shared by every run (else each run's own folder)
 Phase = Literal["warmup", "gan"]
 
 
@@ -155,6 +157,13 @@ def _read_cache(path: Path) -> dict:
                     CACHE_VERSION)
         return {}
     return data["entries"]
+
+
+def cache_folder(default: str | Path) -> Path:
+    """Where step times are cached: `$ENHANCE_STEP_TIMES` when it is set (one cache shared by every run on this
+    machine, so no run times its networks again), else `default` (the run's results folder)."""
+    shared = os.environ.get(CACHE_ENV, "").strip()
+    return Path(shared) if shared else Path(default)
 
 
 # A step slower than this is not a plausible measurement but a corrupted or hand-edited cache entry.

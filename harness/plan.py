@@ -340,8 +340,9 @@ class SweepPlan:
         return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
 
     def describe(self, *, concurrency: int, cache_dir: Path | None = None, cached: Collection[str] = ()) -> str:
-        """The plan and its cost; step times are cached in `cache_dir` (default: the sweep folder). The
-        pretrainings named in `cached` come from the pretraining cache (harness.cache): said, and not costed."""
+        """The plan and its cost; step times are cached in `cache_dir` (default: $ENHANCE_STEP_TIMES, else the
+        sweep folder). The pretrainings named in `cached` come from the pretraining cache (harness.cache): said,
+        and not costed."""
         shared, alone = self.step_counts()
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
                  f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({', '.join(self.request.presets)})"]
@@ -355,7 +356,8 @@ class SweepPlan:
                   "gan": self.runs * self.request.num_samples}
         lines.append(cost_lines({k: v for k, v in stages.items() if v}, concurrency=concurrency,
                                 gpus=self.settings.gpus_per_worker, workers=self.settings.workers,
-                                cache_dir=Path(cache_dir or self.settings.out), cpus=self.settings.cpus_per_worker))
+                                cache_dir=Path(cache_dir or step_times_folder(self.settings.out)),
+                                cpus=self.settings.cpus_per_worker))
         return "\n".join(lines)
 
 
@@ -383,8 +385,8 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
 
 
 def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
-    """What `harness.train` is about to run, and its cost (step times cached in `cache_dir`, default the results
-    root)."""
+    """What `harness.train` is about to run, and its cost (step times cached in `cache_dir`, default
+    $ENHANCE_STEP_TIMES, else the results root)."""
     t = spec.cfg.train
     head = (f"plan: {spec.cfg.name} x{spec.cfg.scale}, stage {t.stage}"
             + (f" from {t.init_from}" if t.init_from else "")
@@ -392,7 +394,14 @@ def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
               f"{spec.workers} worker(s)")
     return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
                                     cpus=spec.cpus_per_worker, workers=spec.workers,
-                                    cache_dir=cache_dir or spec.run_dir.parent)
+                                    cache_dir=cache_dir or step_times_folder(spec.run_dir.parent))
+
+
+def step_times_folder(default: Path) -> Path:
+    """The step-time cache of a run: `$ENHANCE_STEP_TIMES` when set (shared by every run), else `default`."""
+    from benchmarks.cost import cache_folder
+
+    return cache_folder(default)
 
 
 def _steps(cfg: ExperimentConfig) -> int:

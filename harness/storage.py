@@ -87,12 +87,13 @@ def outside_data_root(folder: str | Path, root: str | Path, *, what: str) -> Pat
 @contextmanager
 def dry_run_cache(folder: str | Path) -> Iterator[Path]:
     """A throwaway folder for the cost estimate's step-time cache during a dry run, which writes nothing: it
-    starts with `folder`'s step_times.json where there is one (so cached times are used), and is deleted after."""
-    from benchmarks.cost import CACHE_FILE
+    starts with the step_times.json of `folder` (or of $ENHANCE_STEP_TIMES, when set) where there is one (so cached
+    times are used), and is deleted after."""
+    from benchmarks.cost import CACHE_FILE, cache_folder
 
     tmp = Path(tempfile.mkdtemp(prefix="enhance-dry-run-"))
     try:
-        cached = Path(folder) / CACHE_FILE
+        cached = cache_folder(folder) / CACHE_FILE
         if cached.is_file():
             shutil.copyfile(cached, tmp / CACHE_FILE)
         yield tmp
