@@ -71,7 +71,7 @@ def bench_preset(name: str, *, device: torch.device, steps: int, warmup: int, ba
     holder: dict[str, torch.Tensor] = {}
 
     def g_step() -> None:
-        holder["sr"] = engine.generator_step(lq, gt)[1]
+        holder["sr"] = engine.generator_step(lq, gt)
 
     t_warm = timed(lambda: engine.warmup_step(lq, gt), repeats=steps, warmup=warmup, device=device)
     t_g = timed(g_step, repeats=steps, warmup=warmup, device=device)

@@ -1,6 +1,7 @@
-"""The GAN step, one readable function per phase: warmup (pixel only), generator (D frozen), discriminator,
-EMA update. `GanEngine` holds the models and optimisers and dispatches on the step's phase; `StepRecord` keeps
-the interval's metrics and the non-finite record on the device.
+"""The GAN step: `GanEngine.train_step` and its three phases, read top to bottom in one screen — warmup (pixel
+loss only), generator (D frozen), discriminator — then the EMA. `GanEngine` holds the models and optimisers; the
+bookkeeping (the interval's metrics, grad norms, learning rates and the non-finite record, all on the device) lives
+in `srgan.step_record.StepRecord`, and every metric reaches a caller through `pop_metrics`.
 
 What is guaranteed: `train_step` never reads a value from the device
 -----------------------------------------------------------------------
@@ -82,35 +83,22 @@ from srgan.generator import build_generator
 from srgan.losses import (
     BatchMean,
     build_perceptual,
-    d_gap,
     pixel_loss,
-    relative_logits,
     relativistic_d_losses,
     relativistic_g_loss,
     vanilla_d_losses,
     vanilla_g_loss,
 )
+from srgan.step_record import Metrics, NonFiniteLoss, Reduce, StepRecord, d_outputs, phase_metrics
+
+__all__ = ["GanEngine", "NonFiniteLoss", "ema_update", "learning_rates", "unwrap"]
 
 log = logging.getLogger(__name__)
-
-Metrics = dict[str, float]
-Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 # bf16 autocast measured faster than fp32 only from this per-device batch on (H100, issue 10: ESRGAN G+D at
 # batch 16 ran 75 images/s in bf16 against 102 in fp32; at batch 64, 684 against 494). `python -m
 # benchmarks.throughput --compare --batch 16,32,64` prints both on a GPU to move this threshold.
 AMP_MIN_BATCH = 64
-
-# The non-finite record names a phase and a loss by their index here (see `StepRecord`).
-PHASES = ("warmup", "generator", "discriminator")
-LOSS_NAMES = ("loss_pixel", "loss_perceptual", "loss_adv_g", "loss_g", "loss_d_real", "loss_d_fake")
-_VALUE_KINDS = (float("nan"), float("inf"), float("-inf"))
-_MAX_STEP = 2**36  # keys stay below 2**44: exact in float64
-
-
-class NonFiniteLoss(FloatingPointError):
-    """A loss became NaN or infinite; the message names the step, phase and loss."""
-
 
 def unwrap(net: nn.Module) -> nn.Module:
     """The module inside a DDP (or similar) wrapper."""
@@ -192,76 +180,6 @@ def ema_update(net_ema: nn.Module, net: nn.Module, decay: float, *, frozen: torc
         torch._foreach_copy_(ema_buffers, buffers)
 
 
-def phase_metrics(cfg: ExperimentConfig) -> dict[str, tuple[str, ...]]:
-    """The metrics each phase of a step records, in order. The losses among them (`LOSS_NAMES`) come first and
-    are checked for non-finite values; `loss_adv_raw` (the unweighted adversarial loss) and D's outputs are
-    recorded only."""
-    generator = ("loss_pixel", *(("loss_perceptual",) if cfg.loss.perceptual_weight > 0 else ()), "loss_adv_g",
-                 "loss_g", "loss_adv_raw")
-    return {"warmup": ("loss_pixel",), "generator": generator,
-            "discriminator": ("loss_d_real", "loss_d_fake", "d_real", "d_fake", "d_gap")}
-
-
-class StepRecord:
-    """The interval's metric sums and the earliest non-finite loss, on the device.
-
-    `add` (once per phase of a step) stacks the phase's values, adds them to the interval's sums and keeps the
-    earliest non-finite loss as one float64 key, `((MAX - step) * 64 + 63 - code) * 4 + kind + 1` with `code` =
-    16 * phase + loss index: a larger key is an earlier step, then phase, then loss, so the maximum over steps
-    (and over ranks) is the first failure; 0 is "all finite". Nothing reads a value: the first bad loss is found
-    by a masked maximum, not by indexing. `found_inf` (1 from the first bad step on) makes Adam skip updates."""
-
-    def __init__(self, names: dict[str, tuple[str, ...]], *, step: int, device: torch.device) -> None:
-        self.names = names
-        self.checked: dict[str, int] = {}
-        self._ranks: dict[str, torch.Tensor] = {}  # per checked loss: (63 - code) * 4 + 1; made here, not per step
-        for phase, metrics in names.items():
-            losses = [n for n in metrics if n in LOSS_NAMES]
-            assert tuple(losses) == metrics[: len(losses)], f"{phase}: losses must come first in {metrics}"
-            self.checked[phase] = len(losses)
-            codes = [PHASES.index(phase) * 16 + LOSS_NAMES.index(n) for n in losses]
-            self._ranks[phase] = torch.tensor([(63 - c) * 4 + 1 for c in codes], dtype=torch.float64,
-                                              device=device)
-        self.step = torch.full((), float(step), dtype=torch.float64, device=device)
-        self.bad_key = torch.zeros((), dtype=torch.float64, device=device)
-        self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, phase: str, values: dict[str, torch.Tensor]) -> None:
-        if tuple(values) != self.names[phase]:
-            raise KeyError(f"{phase} records {self.names[phase]}, got {tuple(values)}")
-        vec = torch.stack([v.detach().to(torch.float64) for v in values.values()])  # (n,)
-        if phase in self.sums:
-            self.sums[phase].add_(vec)
-        else:
-            self.sums[phase] = vec  # a fresh tensor (the stack): safe to add into
-        self.counts[phase] = self.counts.get(phase, 0) + 1
-        losses = vec[: self.checked[phase]]
-        kind = torch.where(torch.isnan(losses), 0.0, torch.where(losses > 0, 1.0, 2.0))  # nan, inf, -inf
-        keys = (_MAX_STEP - self.step) * 256 + self._ranks[phase] + kind
-        first_bad = torch.where(torch.isfinite(losses), 0.0, keys).amax()
-        torch.maximum(self.bad_key, first_bad, out=self.bad_key)
-        self.found_inf.copy_(self.bad_key > 0)
-
-    def end_step(self) -> None:
-        self.step += 1
-
-    def take(self) -> list[tuple[str, int, torch.Tensor]]:
-        """(phase, steps, sums) of every phase recorded since the last call; starts a new interval."""
-        taken = [(phase, self.counts[phase], sums) for phase, sums in self.sums.items()]
-        self.sums, self.counts = {}, {}
-        return taken
-
-    @staticmethod
-    def decode(key: float) -> str:
-        k = int(key) - 1
-        kind, k = k % 4, k // 4
-        code, k = 63 - k % 64, k // 64
-        phase, loss = PHASES[code // 16], LOSS_NAMES[code % 16]
-        return f"{phase} step {_MAX_STEP - k}: {loss} is {_VALUE_KINDS[kind]}"
-
-
 class GanEngine:
     """Models, optimisers and the step counter of one SRGAN-family run (see the module docstring)."""
 
@@ -299,14 +217,11 @@ class GanEngine:
         self._init_device_state()
 
     def _init_device_state(self) -> None:
-        """The step record (sums and non-finite record on the device); reset by `load_state_dict`."""
+        """The step record (sums, norms and non-finite record on the device); reset by `load_state_dict`."""
         self.record = StepRecord(phase_metrics(self.cfg), step=self.step, device=self.device)
         for opt in (self.opt_g, self.opt_d):
             if any(g.get("fused") for g in opt.param_groups):
                 opt.found_inf = self.record.found_inf  # read by fused Adam, as a GradScaler sets it
-        self._norms: dict[str, torch.Tensor] = {}
-        self._interval_last: int | None = None
-        self._lrs: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------ phases
 
@@ -336,9 +251,10 @@ class GanEngine:
         img = img.to(self.device, non_blocking=True)
         return img.contiguous(memory_format=torch.channels_last) if self.use_amp else img
 
-    def _set_lrs(self) -> None:
+    def _start_step(self) -> None:
+        """Set this step's learning rates (derived from the step: a resume continues them exactly)."""
         lr_g, lr_d = learning_rates(self.cfg, self.step)
-        self._lrs = {"lr_g": lr_g, "lr_d": lr_d}
+        self.record.start_step(lr_g, lr_d)
         for opt, lr in ((self.opt_g, lr_g), (self.opt_d, lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -357,7 +273,7 @@ class GanEngine:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if norm:
-            self._norms[norm] = self._grad_norm(net)
+            self.record.norms[norm] = self._grad_norm(net)
         opt.step()
 
     # -------------------------------------------------------------------------------------- the step
@@ -369,21 +285,19 @@ class GanEngine:
         exactly before a collection (`collects_after(step + 1)`)."""
         if grad_norms is None:
             grad_norms = self.collects_after(self.step + 1)
-        self._norms = {}
         lq, gt = self._prepare(lq), self._prepare(gt)
-        self._set_lrs()
+        self._start_step()
         if self.phase == "warmup":
             self.warmup_step(lq, gt, grad_norms=grad_norms)
         else:
-            _, sr = self.generator_step(lq, gt, grad_norms=grad_norms)
+            sr = self.generator_step(lq, gt, grad_norms=grad_norms)
             self.discriminator_step(gt, sr, grad_norms=grad_norms)
         if self.net_g_ema is not None:  # frozen after a non-finite step: the EMA keeps the last good weights
             ema_update(self.net_g_ema, unwrap(self.net_g), self.cfg.optim.ema_decay, frozen=self.record.found_inf)
-        self.record.end_step()
-        self._interval_last = self.step
+        self.record.end_step(self.step)
         self.step += 1
 
-    def warmup_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True) -> dict[str, torch.Tensor]:
+    def warmup_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True) -> None:
         """Pixel loss only: a stable reconstruction to start the GAN from."""
         self.net_g.train()
         with self._autocast():
@@ -391,19 +305,17 @@ class GanEngine:
         loss_pixel = pixel_loss(sr.float(), gt, self.cfg.loss.pixel_type)
         self.record.add("warmup", {"loss_pixel": loss_pixel})
         self._update(self.opt_g, loss_pixel, self.net_g, "grad_norm_g" if grad_norms else None)
-        return {"loss_pixel": loss_pixel.detach(), **self._norms}
 
-    def generator_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True
-                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Weighted pixel + perceptual + adversarial loss; D is frozen and used unwrapped (see module doc)."""
-        w = self.cfg.loss
-        net_d = unwrap(self.net_d)
+    def generator_step(self, lq: torch.Tensor, gt: torch.Tensor, *, grad_norms: bool = True) -> torch.Tensor:
+        """Weighted pixel + perceptual + adversarial loss; D frozen and run unwrapped (no D gradients, no DDP
+        reduction for D). Returns SR, detached, for the D step."""
+        w, net_d = self.cfg.loss, unwrap(self.net_d)
         set_requires_grad(net_d, False)
         try:
             self.net_g.train()
             net_d.train()
             with self._autocast():
-                sr = self.net_g(lq)
+                sr = self.net_g(lq)  # (B, 3, h*s, w*s)
                 fake_logits = net_d(sr).float()
                 real_logits = net_d(gt).float() if w.adv_type == "relativistic" else None
             sr = sr.float()
@@ -416,17 +328,14 @@ class GanEngine:
                 adv = vanilla_g_loss(fake_logits)
             losses["loss_adv_g"] = w.adv_weight * adv
             losses["loss_g"] = loss_g = sum(losses.values())
-            losses["loss_adv_raw"] = adv
-            self.record.add("generator", losses)
+            self.record.add("generator", {**losses, "loss_adv_raw": adv})
             self._update(self.opt_g, loss_g, self.net_g, "grad_norm_g" if grad_norms else None)
         finally:
             set_requires_grad(net_d, True)
-        out = {k: v.detach() for k, v in losses.items()}
-        return {**out, **self._norms}, sr.detach()
+        return sr.detach()
 
-    def discriminator_step(self, gt: torch.Tensor, sr: torch.Tensor, *, grad_norms: bool = True
-                           ) -> dict[str, torch.Tensor]:
-        """Real and fake through the (wrapped) D, one backward. `sr` is the G step's output, detached."""
+    def discriminator_step(self, gt: torch.Tensor, sr: torch.Tensor, *, grad_norms: bool = True) -> None:
+        """Real and fake through the (wrapped) D, one backward: one all-reduce under DDP."""
         relativistic = self.cfg.loss.adv_type == "relativistic"
         self.net_d.train()
         with self._autocast():
@@ -436,20 +345,9 @@ class GanEngine:
             loss_d_real, loss_d_fake = relativistic_d_losses(real_logits, fake_logits, self.batch_mean)
         else:
             loss_d_real, loss_d_fake = vanilla_d_losses(real_logits, fake_logits)
-        with torch.no_grad():
-            d_real, d_fake = torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
-            if relativistic:  # D_Ra's own gap, with the loss's batch mean (global under DDP: two scalar all-reduces)
-                gap = d_gap(*relative_logits(real_logits, fake_logits, self.batch_mean))
-            else:
-                gap = d_real - d_fake
-        values = {"loss_d_real": loss_d_real, "loss_d_fake": loss_d_fake, "d_real": d_real, "d_fake": d_fake,
-                  "d_gap": gap}
-        self.record.add("discriminator", values)
+        d_means = d_outputs(real_logits, fake_logits, relativistic=relativistic, batch_mean=self.batch_mean)
+        self.record.add("discriminator", {"loss_d_real": loss_d_real, "loss_d_fake": loss_d_fake, **d_means})
         self._update(self.opt_d, loss_d_real + loss_d_fake, self.net_d, "grad_norm_d" if grad_norms else None)
-        out = {k: v.detach() for k, v in values.items()}
-        if "grad_norm_d" in self._norms:
-            out["grad_norm_d"] = self._norms["grad_norm_d"]
-        return out
 
     # ------------------------------------------------------------------------------------ collection
 
@@ -458,31 +356,7 @@ class GanEngine:
 
         Raises `NonFiniteLoss` naming the first bad step, phase and loss (of any rank, with `reduce`; see the
         module docstring for what `reduce` must do)."""
-        key = self.record.bad_key.reshape(1).clone()
-        if reduce is not None:
-            key = reduce(key)
-        taken = self.record.take()
-        norms = list(self._norms.items())
-        parts = [key, *(sums for _, _, sums in taken), *(n.detach().reshape(1).double() for _, n in norms)]
-        flat = torch.cat([part.to(torch.float64) for part in parts]).cpu().tolist()  # the one host sync
-        if flat[0] > 0:
-            raise NonFiniteLoss(StepRecord.decode(flat[0]))
-        totals: dict[str, list[float]] = {}  # name -> [sum, steps] (loss_pixel: warmup and GAN steps together)
-        i = 1
-        for phase, steps, _ in taken:
-            for name in self.record.names[phase]:
-                acc = totals.setdefault(name, [0.0, 0])
-                acc[0] += flat[i]
-                acc[1] += steps
-                i += 1
-        out: Metrics = {name: total / n for name, (total, n) in totals.items()}
-        out.update({name: value for (name, _), value in zip(norms, flat[i:], strict=True)})
-        steps = sum(n for phase, n, _ in taken if phase in ("warmup", "generator"))
-        out["steps"] = float(steps)
-        if steps:
-            out.update(step=float(self._interval_last), **self._lrs)
-        self._norms = {}
-        return out
+        return self.record.pop(reduce=reduce)
 
     # -------------------------------------------------------------------------------------- inference
 

@@ -34,18 +34,18 @@ def test_generator_step_leaves_d_unchanged_and_discriminator_step_leaves_g_uncha
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
     g0, d0 = snapshot(engine.net_g), snapshot(engine.net_d)
-    metrics, sr = engine.generator_step(lq, gt)
+    sr = engine.generator_step(lq, gt)
     assert unchanged(engine.net_d, d0), "the G step changed D's parameters"
     assert not unchanged(engine.net_g, g0), "the G step did not train G"
     assert all(p.grad is None for p in engine.net_d.parameters()), "the G step computed D gradients"
     assert all(p.requires_grad for p in engine.net_d.parameters()), "D left frozen after the G step"
     assert not sr.requires_grad and sr.shape == gt.shape
-    assert {"loss_pixel", "loss_adv_g", "loss_g", "grad_norm_g"} <= set(metrics)
+    assert {"loss_pixel", "loss_adv_g", "loss_g", "grad_norm_g"} <= set(engine.pop_metrics())
     g1, d1 = snapshot(engine.net_g), snapshot(engine.net_d)
-    metrics = engine.discriminator_step(gt, sr)
+    engine.discriminator_step(gt, sr)
     assert unchanged(engine.net_g, g1), "the D step changed G's parameters"
     assert not unchanged(engine.net_d, d1), "the D step did not train D"
-    assert {"loss_d_real", "loss_d_fake", "d_real", "d_fake"} <= set(metrics)
+    assert {"loss_d_real", "loss_d_fake", "d_real", "d_fake", "grad_norm_d"} <= set(engine.pop_metrics())
 
 
 def test_warmup_step_trains_only_g_with_the_pixel_loss() -> None:
@@ -145,7 +145,7 @@ def test_d_gap_and_raw_adversarial_loss_against_a_hand_computation(name: str) ->
     cfg = micro(name, train__warmup_steps=0, data__batch_size=3)
     engine = GanEngine(cfg, device="cpu")
     lq, gt = batch(cfg)
-    g_out, sr = engine.generator_step(lq, gt)
+    sr = engine.generator_step(lq, gt)
     twin = copy.deepcopy(engine.net_d).train()  # D as the D step will see it: same weights, batch statistics
     with torch.no_grad():
         real = twin(gt).flatten().tolist()
@@ -155,11 +155,13 @@ def test_d_gap_and_raw_adversarial_loss_against_a_hand_computation(name: str) ->
         expected = _mean([_sig(r - mean_fake) for r in real]) - _mean([_sig(f - mean_real) for f in fake])
     else:
         expected = _mean([_sig(r) for r in real]) - _mean([_sig(f) for f in fake])
-    d_out = engine.discriminator_step(gt, sr)
-    assert d_out["d_gap"].item() == pytest.approx(expected, abs=1e-6)
-    assert g_out["loss_adv_raw"].item() == pytest.approx(g_out["loss_adv_g"].item() / cfg.loss.adv_weight, rel=1e-6)
-    if name == "v3":
-        assert d_out["d_gap"].item() == pytest.approx((d_out["d_real"] - d_out["d_fake"]).item(), abs=1e-12)
+    engine.discriminator_step(gt, sr)
+    out = engine.pop_metrics()  # one G and one D step: the interval's means are the step's values (float32 exactly)
+    assert out["d_gap"] == pytest.approx(expected, abs=1e-6)
+    assert out["loss_adv_raw"] == pytest.approx(out["loss_adv_g"] / cfg.loss.adv_weight, rel=1e-6)
+    if name == "v3":  # the gap as the engine computes it: d_real - d_fake in float32
+        f32 = torch.tensor([out["d_real"], out["d_fake"]], dtype=torch.float32)
+        assert out["d_gap"] == pytest.approx((f32[0] - f32[1]).item(), abs=1e-12)
 
 
 def test_relativistic_gap_sees_a_saturated_d_that_the_plain_gap_misses() -> None:
