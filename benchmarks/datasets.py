@@ -456,18 +456,15 @@ def extract(archive_path: Path, target: Path) -> None:
     raises `UnsafeArchiveError` naming it, and the target is left untouched."""
     archive_path, target = Path(archive_path), Path(target)
     if zipfile.is_zipfile(archive_path):
-        with zipfile.ZipFile(archive_path) as zf:
-            entries = _zip_entries(zf)
-            target.mkdir(parents=True, exist_ok=True)
-            _write_entries(entries, target)
-        return
-    if tarfile.is_tarfile(archive_path):
-        with tarfile.open(archive_path) as tf:
-            entries = _tar_entries(tf)
-            target.mkdir(parents=True, exist_ok=True)
-            _write_entries(entries, target)
-        return
-    raise ValueError(f"{archive_path}: neither a zip nor a tar archive")
+        open_archive, entries_of = zipfile.ZipFile, _zip_entries
+    elif tarfile.is_tarfile(archive_path):
+        open_archive, entries_of = tarfile.open, _tar_entries
+    else:
+        raise ValueError(f"{archive_path}: neither a zip nor a tar archive")
+    with open_archive(archive_path) as archive:
+        entries = entries_of(archive)  # every entry checked before anything is written
+        target.mkdir(parents=True, exist_ok=True)
+        _write_entries(entries, target)
 
 
 def fetch(name: str, root: str | Path | None = None, *,

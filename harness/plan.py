@@ -258,11 +258,6 @@ class SweepPlan:
     def trial_gpus(self) -> float:
         return self.settings.workers * self.settings.gpus_per_worker
 
-    def pretrain_space(self) -> dict[str, Any]:
-        from ray import tune
-
-        return {"run_name": tune.grid_search(sorted(self.settings.pretrainings))}
-
     def gan_space(self) -> dict[str, Any]:
         from ray import tune
 

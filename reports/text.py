@@ -19,7 +19,6 @@ METRIC_DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "niqe": 3}
 # NIQE scores the SR image alone); PSNR and SSIM both measure distortion and are never that axis.
 PERCEPTION_ORDER = ("lpips", "niqe")
 MISSING = "—"
-NOT_COMPUTED = "not computed"
 
 
 def metric_names(names: Iterable[str] | None = None) -> dict[str, str]:
