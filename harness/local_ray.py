@@ -20,6 +20,9 @@ is here rather than one of Ray's own options:
   `init_local_ray`). Its state-API client does not ask the cluster it runs in where the dashboard is: it reads
   `RAY_API_SERVER_ADDRESS` / `RAY_ADDRESS`, else looks for GCS processes on the machine and gives up when it
   finds several ("Found multiple active Ray instances"), so `RAY_API_SERVER_ADDRESS` points it at ours.
+- Always a Ray of its own (`ray.init(address="local")`): without an address, `ray.init` joins the cluster a
+  `ray start` on this machine recorded in `<tmp>/ray/ray_current_cluster`, and then refuses our `_system_config`
+  and CPU counts (a raw "When connecting to an existing cluster ..." ValueError) or runs on someone else's Ray.
 - Gloo/NCCL bootstrap sockets of a local DDP run on the loopback interface (`GLOO_SOCKET_IFNAME=lo`,
   `NCCL_SOCKET_IFNAME=lo`, unless already set): torch's own variables, read by torch, not Ray.
 """
@@ -117,6 +120,7 @@ def init_local_ray(num_cpus: int | None = None, *, num_gpus: float | None = None
     try:
         with scoped_environ(env, drop=("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")), _loopback_node_ip():
             context = ray.init(
+                address="local",  # start our own: never join a `ray start` cluster recorded in <tmp>/ray
                 num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources) if resources else None,
                 include_dashboard=include_dashboard, dashboard_host=LOOPBACK,
                 **({"dashboard_port": dashboard_port} if dashboard_port else {}),

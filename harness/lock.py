@@ -114,11 +114,29 @@ def _create(path: Path, holder: Holder) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(asdict(holder)))
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(holder)))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:  # e.g. a full disk: an empty or cut-off lock would block every later run, --resume too
+        path.unlink(missing_ok=True)
+        raise
     return True
+
+
+def live_claim(folder: str | Path) -> tuple[Path, Holder | None] | None:
+    """The lock file that holds `folder` or a folder above it (a run folder inside a live study's folder is that
+    study's), with its holder, when a run may still hold it; a stale lock holds nothing. An unreadable lock holds
+    `folder` itself (holder None) but not the folders below it: a `.lock` above may be another tool's (pytest's)."""
+    folder = Path(folder)
+    for place in (folder, *folder.parents):
+        path = place / LOCK_FILE
+        if path.is_file():
+            holder = read_holder(path)
+            if holder is None and place == folder or holder is not None and not is_stale(holder):
+                return path, holder
+    return None
 
 
 def claim(folder: str | Path, *, command: str = "", take_over_stale: bool = False, resume_hint: str = "") -> FolderLock:

@@ -288,7 +288,7 @@ def open_folder(launch: Launch) -> tuple[Path, Launch, bool, FolderLock | None]:
         raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state ({err})") from None
     if launch.dry_run:
         return out, resumed, True, None
-    return out, resumed, True, _claim(out, resumed, resuming=True)
+    return out, resumed, True, _claim(out, launch, resuming=True)  # the lock names the command that resumed it
 
 
 def _claim(out: Path, launch: Launch, *, resuming: bool) -> FolderLock:

@@ -8,7 +8,8 @@ Three layers, as Ray Train V2 wants them:
 - `train_in_trial(spec)` runs the same loop in a Tune trial's own process, for single-worker sweep trials: no
   worker group to start (`harness.session`);
 - `main()` is the CLI. Everything that can be checked before Ray starts a worker is checked first
-  (`prepare_run`): unknown preset or key, missing data, a resource request the cluster cannot hold.
+  (`prepare_run`): unknown preset or key, missing data, a resource request the cluster cannot hold. It claims the
+  run folder (`harness.lock`, as sweeps do) before writing to it: a folder another run holds is refused.
 
 GAN-under-DDP decisions (recorded in every run's config.json under "ddp"):
 - D is frozen in the G step by running its *unwrapped* module with requires_grad off (see srgan/engine.py):
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from typing import Any
 
 import torch
 
-from harness import worker
+from harness import lock, worker
 from harness.runs import FAILED_FILE, RunSpec, prepare_run, resolve_config, validate_run
 from harness.session import RayTrainSession, Session, TuneTrialSession
 from harness.storage import data_root, default_storage, dry_run_cache, outside_data_root, resolve_train_dirs, run_folder
@@ -249,27 +251,69 @@ def make_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness import local_ray, plan, resources
+    from harness import plan, resources
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    claimed = None
     try:
         spec = make_spec(args)
         if not args.address:
             resources.check_run(spec, resources.local_resources())
         validate_run(spec)  # data, validation set, the init source (before Ray, before the plan), the run folder
-        if args.dry_run:  # writes nothing: step times cached in a throwaway copy of the results root's cache
+        if args.dry_run:  # writes nothing, claims nothing: step times cached in a throwaway copy of the cache
+            check_unclaimed(spec.run_dir)
             with dry_run_cache(spec.run_dir.parent) as cache:
                 print(plan.run_plan(spec, cache_dir=cache), flush=True)
             return 0
+        claimed = claim_run_folder(spec.run_dir, command=shlex.join(["python", "-m", "harness.train", *argv]))
         print(plan.run_plan(spec), flush=True)
-        prepare_run(spec)
-    except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
+        prepare_run(spec)  # checks the run folder again, now that this run holds it
+    except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable, lock.FolderLocked) as err:
+        if claimed is not None:
+            claimed.release()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if claimed is not None:
+            claimed.release()
         print("interrupted before the run started; nothing was trained", file=sys.stderr)
         return 130
+    with claimed:
+        return _train(spec, args)
+
+
+def check_unclaimed(run_dir: Path) -> None:
+    """Raise `lock.FolderLocked` when a live run holds `run_dir` or a folder above it (a sweep's or study's)."""
+    held = lock.live_claim(run_dir)
+    if held is not None:
+        path, holder = held
+        who = holder.describe() if holder is not None else f"its lock file {path} cannot be read"
+        where = "" if path.parent == run_dir else f" lies inside {path.parent}, which"
+        raise lock.FolderLocked(f"{run_dir}{where} is in use by another run ({who}); choose another --name or "
+                                "--storage", holder=holder)
+
+
+def claim_run_folder(run_dir: Path, *, command: str) -> lock.FolderLock:
+    """Claim the run folder (`harness.lock`, as sweeps and studies do) before anything reads or writes it: two trains
+    on one --name, or a train into a live sweep's or study's folder, are refused naming the run that holds it. A
+    stale lock (a train that was killed) is taken over: repeating the command is how a train resumes. A sweep's or
+    study's results folder is not a run folder, live or not."""
+    check_unclaimed(run_dir)
+    if (run_dir / "sweep.json").is_file():
+        raise ValueError(f"{run_dir} is the results folder of a sweep or study, not a run folder; choose another "
+                         "--name")
+    try:
+        return lock.claim(run_dir, command=command, take_over_stale=True)
+    except OSError as err:
+        raise ValueError(f"{run_dir}: cannot claim the run folder ({err.strerror or err})") from None
+
+
+def _train(spec: RunSpec, args: argparse.Namespace) -> int:
+    """Start Ray (local, or the cluster at --address), train, say how it ended."""
+    from harness import local_ray, resources
+
     try:
         local_ray.init_ray(args.address)
         if args.address:
