@@ -119,6 +119,14 @@ TRIAL_COLUMNS = {
     "device_hours": "f64",  # wall time x devices (GPUs, or CPU workers) used by the trial
     "flags": "str",
     "config_json": "str",  # the resolved ExperimentConfig as JSON (null for baselines)
+    # The trial's role in a study, written by the harness when the row is made (harness.arms; null in folders
+    # written before): its study version ("v2", "srresnet-pretrain", "srresnet-continued", "v2@adv_weight=0.1",
+    # "bicubic"), the version of its equal-budget control (pair by seed), and the ladder arm it is, if any.
+    "version": "str",
+    "control": "str",
+    "ladder_recipe": "str",  # the preset whose recipe the ladder varies ("v2")
+    "ladder_key": "str",  # the config key it varies ("loss.adv_weight")
+    "ladder_value": "f64",  # this arm's value (0.0 for the 0 arm, which is the control)
 }
 
 SCORE_COLUMNS = {
@@ -178,6 +186,8 @@ STUDY_VERSIONS_FILE = "study_versions.parquet"  # STUDY_VERSION_COLUMNS: per (ve
 STUDY_VERSIONS_JSON = "study_versions.json"
 STUDY_PROFILE_FILE = "study_profile.parquet"  # STUDY_PROFILE_COLUMNS: per version, config facts + stability
 STUDY_PROFILE_JSON = "study_profile.json"
+STUDY_DOSE_FILE = "study_dose.parquet"  # STUDY_DOSE_COLUMNS: per (recipe, ladder key, dataset, metric)
+STUDY_DOSE_JSON = "study_dose.json"
 
 STUDY_COLUMNS = {
     "comparison": "str",  # "v3 - v2", "v3 - srresnet-pretrain"
@@ -268,6 +278,41 @@ STUDY_PROFILE_COLUMNS = {
     "divergence_stops": "i64",  # trials stopped or failed for divergence (stops.json, stop_reason or error)
     "stopped": "i64",
     "failed": "i64",
+}
+
+
+# A loss weight's dose-response (`results.dose`): the trend of a metric over a ladder's arms (same recipe,
+# pretraining per seed and budget; one weight `key` varied, 0 included).
+STUDY_DOSE_COLUMNS = {
+    "recipe": "str",  # the preset the ladder varies ("v2")
+    "key": "str",  # the varied config key ("loss.adv_weight")
+    "dataset": "str",
+    "metric": "str",
+    "weights": "str",  # JSON list of the arms' values, ascending (0 included when the ladder has it)
+    "n_arms": "i64",
+    "zero_arm": "bool",  # the ladder has a 0 arm (its reference in study.parquet's arm rows)
+    "slope": "f64",  # the metric's change per decade (x10) of the weight: least-squares over the non-zero arms
+    "ci_low": "f64",  # its t interval over (seed, image) (`method`); null with one seed or no data
+    "ci_high": "f64",
+    "ci_level": "f64",
+    "method": "str",
+    "df": "f64",
+    "p_value": "f64",  # two-sided t test of slope = 0
+    "p_holm": "f64",  # Holm-adjusted in the study's family for the metric (with study.parquet's comparisons)
+    "distinguishable": "bool",  # p_holm < 0.05
+    "verdict": "str",  # "rises with the weight" | "falls with the weight" | "not distinguishable" | "one seed" | ...
+    "n_seeds": "i64",
+    "n_images": "i64",
+    "mdd": "f64",  # the smallest slope this design detects with 80 % power
+    "sd_seed": "f64",  # the slope contrast's variance components (standard deviations)
+    "sd_image": "f64",
+    "sd_resid": "f64",
+    "arm_means": "str",  # JSON list per arm (order of `weights`): mean over seeds of the mean over images
+    "arm_low": "str",  # ... the lowest seed's mean (null for an arm without scores)
+    "arm_high": "str",  # ... the highest seed's mean
+    "budget": "str",  # "unequal-budget" | "unknown" | null (every arm's g_updates equal)
+    "higher_is_better": "bool",
+    "note": "str",
 }
 
 

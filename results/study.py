@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from results import io, schema, stats
+from results import dose, io, schema, stats
 from results.rows import SIZE_SUFFIXES, json_list
 
 log = logging.getLogger(__name__)
@@ -118,16 +118,25 @@ def load_study_input(results_dir: str | Path) -> StudyInput:
     stage = (pl.when(pl.col("stage").is_not_null()).then(pl.col("stage"))
              .when(pl.col("status") == schema.STATUS_BASELINE).then(pl.lit(schema.STAGE_BASELINE))
              .otherwise(pl.lit(schema.STAGE_GAN)))
-    trials = trials.with_columns(stage.alias("stage"), pl.col("seed").fill_null(-1))
-    versions = [pretrain_version(r["preset"], r["config_json"]) if r["stage"] == schema.STAGE_PRETRAIN
-                else _strip_size(r["preset"] or r["label"] or "?") for r in trials.iter_rows(named=True)]
-    trials = trials.with_columns(pl.Series("version", versions, dtype=pl.Utf8))
+    trials = dose.with_ladder_columns(trials.with_columns(stage.alias("stage"), pl.col("seed").fill_null(-1)))
+    trials = trials.with_columns(pl.Series("version", [_version(r) for r in trials.iter_rows(named=True)],
+                                           dtype=pl.Utf8))
     if history is None:
         history = pl.DataFrame(schema=schema.polars_schema(schema.HISTORY_COLUMNS))
     history = _with_columns(history, {"loss_adv_raw": pl.Float64, "d_gap": pl.Float64})
     if summary is None:
         summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
     return StudyInput(trials, scores, summary, history, {str(k): str(v) for k, v in stops.items()})
+
+
+def _version(row: dict) -> str:
+    """A trial's study version: the one its row was written with (the harness writes it since issue 25), else
+    (older folders) `pretrain_version` for a pretraining and the preset without its size suffix."""
+    if row["version"]:
+        return row["version"]
+    if row["stage"] == schema.STAGE_PRETRAIN:
+        return pretrain_version(row["preset"], row["config_json"])
+    return _strip_size(row["preset"] or row["label"] or "?")
 
 
 def _with_columns(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:
@@ -234,7 +243,7 @@ def comparisons(trials: pl.DataFrame) -> list[Comparison]:
     """Consecutive versions present (v2 - v1, ...), then each GAN version against the pretraining(s) its trials
     started from, each GAN trial paired with its own (one per seed, or one shared by every seed)."""
     used = _used(trials)
-    gan = used.filter(pl.col("stage") == schema.STAGE_GAN)
+    gan = used.filter(~dose.compared_by_dose(used)).filter(pl.col("stage") == schema.STAGE_GAN)
     by_version: dict[str, list[tuple[str, int]]] = {}
     for row in gan.iter_rows(named=True):
         by_version.setdefault(row["version"], []).append((row["trial_id"], row["seed"]))
@@ -266,7 +275,10 @@ def comparisons(trials: pl.DataFrame) -> list[Comparison]:
             out.append(Comparison(version, pre_version, KIND_PRETRAIN, tuple((t, s) for t, s, _ in triples),
                                   tuple((src, s) for _, s, src in triples),
                                   "; ".join(x for x in (note, missing) if x)))
-    return out
+    controls = dose.control_pairings(trials)
+    extra = controls + dose.arm_pairings(trials, already={(p.a, p.b) for p in controls})
+    return out + [Comparison(p.a, p.b, p.kind, p.a_trials, p.b_trials, p.note) for p in extra]
+
 
 
 # ---------------------------------------------------------------------------------- one comparison row
@@ -438,7 +450,8 @@ def _row(comp: Comparison, dataset: str, metric: str, measured: Measured, no_dat
 
 
 def _adjust(rows: list[dict[str, Any]]) -> None:
-    """p_holm within each metric's family, then `distinguishable` and the verdict from it."""
+    """p_holm within each metric's family, then `distinguishable` and the verdict from it (a ladder's trend row,
+    which has a slope instead of a mean difference, gets its verdict from `dose.trend_verdicts`)."""
     for metric in dict.fromkeys(r["metric"] for r in rows):
         family = [r for r in rows if r["metric"] == metric]
         for r, adjusted in zip(family, stats.holm([r.get("p_value") for r in family]), strict=True):
@@ -447,6 +460,8 @@ def _adjust(rows: list[dict[str, Any]]) -> None:
                 r["distinguishable"] = None
                 continue
             r["distinguishable"] = adjusted < ALPHA
+            if "mean_diff" not in r:
+                continue
             if not r["distinguishable"]:
                 r["verdict"] = VERDICT_NONE
             else:
@@ -704,7 +719,8 @@ def profile_rows(data: StudyInput, *, gap: float = COLLAPSE_GAP) -> list[dict[st
     trials = data.trials
     by_id = {r["trial_id"]: r for r in trials.iter_rows(named=True)}
     rows = []
-    for version in _ordered_versions(_used(trials)):
+    used = _used(trials)
+    for version in _ordered_versions(used.filter(~dose.arms_only(used))):  # the ladder's own arms: study_dose
         every = trials.filter(pl.col("version") == version)
         part = _used(every)
         stage = part["stage"][0]
@@ -786,8 +802,14 @@ def compute_study(results_dir: str | Path, *, ci: float = CI_LEVEL) -> dict[str,
     root = Path(results_dir)
     data = load_study_input(root)
     io.check_writable(root)
+    rows = comparison_rows(data, ci=ci)
+    trend = dose.dose_rows(data.trials, data.scores, _datasets(data), _metrics(data), ci=ci)
+    if trend:  # the trends join each metric's family: p_holm over the comparisons and the trends together
+        _adjust(rows + trend)
+        dose.trend_verdicts(trend)
     tables = {
-        "study": (comparison_rows(data, ci=ci), schema.STUDY_COLUMNS, schema.STUDY_FILE, schema.STUDY_JSON),
+        "study": (rows, schema.STUDY_COLUMNS, schema.STUDY_FILE, schema.STUDY_JSON),
+        "dose": (trend, schema.STUDY_DOSE_COLUMNS, schema.STUDY_DOSE_FILE, schema.STUDY_DOSE_JSON),
         "versions": (version_rows(data), schema.STUDY_VERSION_COLUMNS, schema.STUDY_VERSIONS_FILE,
                      schema.STUDY_VERSIONS_JSON),
         "profile": (profile_rows(data), schema.STUDY_PROFILE_COLUMNS, schema.STUDY_PROFILE_FILE,
