@@ -43,7 +43,7 @@ from torch import nn
 from benchmarks import datasets as ds
 from benchmarks import metrics as M
 from results import io, provenance, rows, schema
-from srgan.data import IMAGE_SUFFIXES, imresize, list_images, load_image, modcrop, save_image
+from srgan.data import IMAGE_SUFFIXES, imresize, list_images, load_oriented_image, modcrop, save_image
 from srgan.upscale import check_finite_output, upscale
 
 log = logging.getLogger(__name__)
@@ -252,9 +252,16 @@ def summarise(scores: pl.DataFrame, missing: dict[str, str]) -> pl.DataFrame:
     """Means per (trial, dataset): `schema.SUMMARY_COLUMNS` plus `<metric>_missing` for every null metric.
 
     A metric null on any image of a dataset is null for the dataset (a mean over some of its images is not the
-    set's score); its `<metric>_missing` says why."""
+    set's score); its `<metric>_missing` says why. An SR identical to its HR has an infinite PSNR, so its set's mean
+    PSNR is infinite too: that is warned, naming the images, and the summary's `psnr_infinite` says how many images
+    of each set were."""
     metric_cols = [c for c in scores.columns if c not in ("trial_id", "dataset", "image", "scale")]
     means = [pl.when(pl.col(c).is_null().any()).then(None).otherwise(pl.col(c).mean()).alias(c) for c in metric_cols]
+    if "psnr" in scores.columns and (infinite := scores.filter(pl.col("psnr").is_infinite())).height:
+        named = [f"{r['dataset']}/{r['image']}" for r in infinite.head(MAX_NAMED).iter_rows(named=True)]
+        log.warning("%d image(s) identical to their HR (PSNR inf, so their set's mean PSNR is inf): %s%s",
+                    infinite.height, ", ".join(named), " ..." if infinite.height > MAX_NAMED else "")
+        means.append(pl.col("psnr").is_infinite().sum().cast(pl.Int64).alias("psnr_infinite"))
     summary = (
         scores.group_by(["trial_id", "dataset", "scale"], maintain_order=True)
         .agg(pl.len().cast(pl.Int64).alias("num_images"), *means)
@@ -354,7 +361,12 @@ def match_images(images: Path, *, scale: int, hr: Path | None = None, datasets: 
     if hr is not None:
         if not hr.is_dir():
             raise ImagesError(f"{hr}: no such HR folder")
-        hr_files = {p.stem: p for p in list_images(hr)}
+        hr_files: dict[str, Path] = {}
+        for path in list_images(hr):  # baby.bmp and baby.png: which one is the HR is not guessed
+            if path.stem in hr_files:
+                raise ImagesError(f"{path}: a second HR image named {path.stem!r} (the first is "
+                                  f"{hr_files[path.stem]}); keep one of them in {hr}")
+            hr_files[path.stem] = path
         pairs = _pair_up(_sr_names(images, suffix), hr_files, where=str(hr), suffix=suffix)
         return [_Match(hr.name, name, sr_path, gt_path=gt_path) for name, sr_path, gt_path in pairs]
     if not datasets:
@@ -380,7 +392,9 @@ def score_images(images: str | Path, *, scale: int, trial_id: str | None = None,
     """Score SR images made elsewhere, with the protocol of `score_trial`: (scores, summary).
 
     Matched to their HR by `match_images` (all names first); an SR image whose size differs from its HR is an
-    `ImagesError` naming both files. Without `hr` or `datasets`, only the no-reference metrics (NIQE)."""
+    `ImagesError` naming both files. Without `hr` or `datasets`, only the no-reference metrics (NIQE). Files are
+    read as `python -m srgan.upscale` reads its input, as a viewer shows them: an EXIF orientation is applied (to
+    the SR and to an `hr` file alike), so an SR made from a rotated photo meets its HR the right way up."""
     images = Path(images)
     trial_id = trial_id or images.resolve().name
     device = torch.device(device) if device else _default_device()
@@ -394,10 +408,10 @@ def score_images(images: str | Path, *, scale: int, trial_id: str | None = None,
 
     rows: list[dict[str, Any]] = []
     for match in tqdm(matches, desc=f"{trial_id} (images)", unit="img", disable=not progress):
-        sr = load_image(match.sr_path)[None].to(device)
+        sr = load_oriented_image(match.sr_path)[0][None].to(device)  # as `srgan.upscale` reads: EXIF orientation
         gt = match.gt
         if gt is None and match.gt_path is not None:
-            gt = modcrop(load_image(match.gt_path), scale)
+            gt = modcrop(load_oriented_image(match.gt_path)[0], scale)
         if gt is not None:
             gt = gt[None].to(device)
             if sr.shape != gt.shape:
