@@ -12,6 +12,11 @@ tiles run one at a time, so peak memory is the output plus one tile's activation
 Every model output is checked before it is clamped: NaN or infinite values (a diverged checkpoint) raise
 `NonFiniteOutputError` naming the image, instead of becoming a black picture.
 
+The CLI runs an image larger than `--tile` (default 512 LR px, as `benchmarks.evaluate`) in tiles with the exact
+overlap, so a large photo needs the output plus one tile's activations, not the whole image's (a 6 MP input at x4
+untiled died in the allocator). An output over the project's pixel limit (`srgan.data.pixel_limit`) is refused
+before the model runs, and an allocation failure is an error naming the image and a smaller `--tile`.
+
 The CLI reads each image as a viewer shows it (its EXIF orientation applied) and keeps what the output holds of
 it: a 16-bit input gives a 16-bit PNG, an RGB ICC profile is embedded again, and an animated or multi-page file
 is refused (`srgan.data.load_oriented_image`, `srgan.data.save_image`). Each output is written atomically.
@@ -40,6 +45,32 @@ class NonFiniteOutputError(ValueError):
 
 class UpscaleError(ValueError):
     """An upscale request that would lose data (colliding outputs, an input overwritten); nothing is written."""
+
+
+DEFAULT_TILE = 512  # LR px: the CLI runs larger images in tiles (as benchmarks.evaluate does), smaller ones whole
+
+
+def is_allocation_failure(err: BaseException) -> bool:
+    """Whether `err` is torch failing to allocate memory (CUDA's OutOfMemoryError, or the CPU allocator's
+    RuntimeError), rather than a bug."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def check_output_size(src: Path, height: int, width: int, scale: int) -> None:
+    """Refuse (`UpscaleError`, naming the image) an output over the pixel limit the project's readers decode
+    (`srgan.data.pixel_limit`, 100 MP unless $ENHANCE_MAX_PIXELS says otherwise): the result could not be read back
+    by them, and its float output alone takes 12 bytes a pixel."""
+    from srgan.data import MAX_PIXELS_ENV, pixel_limit
+
+    out_h, out_w, limit = height * scale, width * scale, pixel_limit()
+    if out_h * out_w > limit:
+        raise UpscaleError(f"{src}: {width}x{height} px at x{scale} gives {out_w}x{out_h} px "
+                           f"({out_h * out_w / 1e6:.2g} MP, {out_h * out_w * 12 / 2**30:.1f} GiB as float), over "
+                           f"the limit of {limit / 1e6:g} MP; raise {MAX_PIXELS_ENV} to allow it. Nothing was written "
+                           "for it")
 
 
 def check_finite_output(sr: torch.Tensor, what: str) -> None:
@@ -235,8 +266,9 @@ def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 the run failed (non-finite model output, or an output that could not be written:
-    the images before it are kept), 2 bad arguments, input or checkpoint."""
+    """Exit status: 0 done, 1 the run failed (non-finite model output, memory exhausted, or an output that could
+    not be written: the images before it are kept), 2 bad arguments, input (an output over the pixel limit too) or
+    checkpoint."""
     from srgan.checkpoint import CheckpointError, load_generator
     from srgan.data import ImageError, ImageWriteError, load_oriented_image, save_image
 
@@ -246,12 +278,18 @@ def main(argv: list[str] | None = None) -> int:
                         ".ppm), else a folder (existing, or a name without a suffix) that gets <name>.png files")
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="checkpoint folder (or its .safetensors), or a published ESRGAN generator .pth")
-    parser.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"tile side in LR pixels: an image larger than this on a side runs in tiles, each "
+                             f"with its context (default {DEFAULT_TILE}, as benchmarks.evaluate; 0: the whole image "
+                             "at once)")
     parser.add_argument("--overlap", type=int, default=None,
                         help="context around each tile in LR px (default: the generator's receptive radius, "
                              "so tiled output equals untiled output)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.tile < 0:
+        parser.error(f"--tile must be a side in LR pixels, or 0 for the whole image; got {args.tile}")
+    tile = args.tile or None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
@@ -260,20 +298,30 @@ def main(argv: list[str] | None = None) -> int:
     except (UpscaleError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.tile is not None and args.overlap is None:
+    if tile is not None and args.overlap is None:
         log.info("tile overlap: %d LR px (the generator's receptive radius)", receptive_radius(net_g))
     from tqdm import tqdm
 
     for src, dst in tqdm(pairs, desc=f"x{cfg.scale}", unit="img"):
         try:
             lq, meta = load_oriented_image(src)  # EXIF orientation applied; 16-bit depth and ICC profile kept
-        except ImageError as err:
+            check_output_size(src, *lq.shape[-2:], cfg.scale)
+        except (ImageError, UpscaleError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         try:
-            sr = upscale(net_g, lq, cfg.scale, tile=args.tile, overlap=args.overlap, name=str(src))
+            sr = upscale(net_g, lq, cfg.scale, tile=tile, overlap=args.overlap, name=str(src))
         except NonFiniteOutputError as err:
             print(f"error: {err}; {dst} not written", file=sys.stderr)
+            return 1
+        except (RuntimeError, MemoryError) as err:
+            if not (isinstance(err, MemoryError) or is_allocation_failure(err)):
+                raise
+            h, w = lq.shape[-2:]
+            how = (f"in tiles of {tile} px" if tile is not None and max(h, w) > tile else "whole")
+            print(f"error: {src} ({w}x{h} px, run {how} on {args.device}): out of memory "
+                  f"({str(err).strip().splitlines()[0][:200]}); give a smaller --tile (e.g. "
+                  f"{max(16, min(tile or max(h, w), max(h, w)) // 2)}). {dst} not written", file=sys.stderr)
             return 1
         try:
             save_image(sr, dst, bits=meta.bits, icc_profile=meta.icc_profile)
