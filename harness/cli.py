@@ -153,3 +153,16 @@ def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
             raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
         out[key] = (float(lo), float(hi))
     return out
+
+
+def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]) -> None:
+    """A study's --ladder and --ladder-presets (`harness.arms`); `defaults`: the ladder of each size."""
+    shown = "; ".join(f"{size}: {ladder}" for size, ladder in defaults.items())
+    p.add_argument("--ladder", default=None, metavar="KEY=V1,V2,...",
+                   help="a dose-response: the GAN stage of each --ladder-presets recipe trained once per value of one "
+                        "config key, every arm from the same pretraining per seed with the same budget; the 0 arm "
+                        "of a pixel-only recipe is its equal-budget control (trained once). `none`: no ladder. "
+                        f"Default by --size ({shown})")
+    p.add_argument("--ladder-presets", default="v2", metavar="P1,P2",
+                   help="the two-stage presets whose recipes the ladder varies (default v2: L1 + adversarial, no VGG "
+                        "features; e.g. v2,esrgan)")

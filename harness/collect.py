@@ -38,6 +38,7 @@ class Outcome:
     error: str | None = None
     wall_s: float | None = None  # Tune's time_total_s of the trial
     params: dict | None = None  # the trial's Tune parameters (None: not known)
+    role: dict | None = None  # its study version, control and ladder arm (harness.arms.trial_role), for its row
 
 
 def tune_outcomes(tune_dir: Path, out: Path, *, stage: str) -> list[Outcome]:
@@ -201,7 +202,7 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
                flags=list(payload.get("flags", [])) + _selection_flags(config, scoring),
                steps=history[-1]["step"] if history else 0, wall_s=outcome.wall_s or _history_wall(history),
                devices=int(payload.get("workers", 1)), stage=outcome.stage,
-               init_from=Path(init_from).name if init_from else None)
+               init_from=Path(init_from).name if init_from else None, **(outcome.role or {}))
     into.history += [{"trial_id": outcome.trial_id, **{k: h.get(k) for k in schema.HISTORY_COLUMNS
                                                        if k != "trial_id"}} for h in history]
     ckpt, _ = select_checkpoint(run_dir, scoring.selection, metric=scoring.metric, mode=scoring.mode)

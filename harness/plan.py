@@ -7,16 +7,17 @@ import dataclasses
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import validation
+from harness import arms, validation
 from harness.runs import RunSpec, resolve_config
 from harness.storage import data_root, resolve_train_dirs
 from results import schema
 from srgan.config import ExperimentConfig, from_dict
 from srgan.losses import WeightsUnavailable
-from srgan.versions import PRESETS, SIZES, check_size, pretrain_key, two_stage
+from srgan.versions import PRESETS, SIZES, check_size, continued_stage, pretrain_key, two_stage
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
 PRETRAIN_SEEDS = ("per-seed", "shared")
@@ -75,6 +76,11 @@ class SweepRequest:
     vgg_fallback: str | None = None
     kind: str = "sweep"  # "study": the sweep ends with the study tables (results.study)
     pretrain_cache: bool = True  # reuse finished pretrainings across runs, and keep new ones (harness.cache)
+    # A study's extra trials (harness.arms): the equal-budget control of every GAN stage, and a ladder
+    # {key: values} of one GAN-stage setting run on each of `ladder_presets`' recipes
+    controls: bool = False
+    ladder: dict[str, list[float]] = field(default_factory=dict)
+    ladder_presets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_size(self.size)
@@ -94,7 +100,7 @@ class SweepRequest:
         values["pretrain_seed"] = RENAMED_PRETRAIN_SEEDS.get(values.get("pretrain_seed"), values.get("pretrain_seed",
                                                                                                       "per-seed"))
         values.setdefault("equal_g_updates", False)  # before it existed, every preset kept its own steps
-        for key in ("presets", "seeds", "datasets", "save_images"):
+        for key in ("presets", "seeds", "datasets", "save_images", "ladder_presets"):
             if key in values:
                 values[key] = tuple(values[key])
         if "loguniform" in values:
@@ -122,6 +128,8 @@ class SweepSettings:
     budget_partners: dict[str, str] = field(default_factory=dict)
     pretrainings: dict[str, dict] = field(default_factory=dict)  # run name -> pretraining config (as a dict)
     pretrain_names: dict[str, str] = field(default_factory=dict)  # pretrain_key -> run name
+    arms: dict[str, dict] = field(default_factory=dict)  # a study's controls and ladder arms (harness.arms)
+    roles: dict[str, dict] = field(default_factory=dict)  # trial name -> its study version, control, ladder arm
 
 
 def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "single",
@@ -178,6 +186,7 @@ def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentCon
         if params["run_name"] not in settings.pretrainings:
             raise ValueError(f"pretraining {params['run_name']} is not in this sweep's plan")
         return from_dict(ExperimentConfig, settings.pretrainings[params["run_name"]])
+    params, control = arms.expand(settings.arms, params)  # a control or ladder arm: its recipe's parameters
     whole = _recipe(replace(settings, vgg_fallback="untrained"), params)  # only its stages matter here
     if not two_stage(whole):
         return _recipe(settings, params)
@@ -186,7 +195,8 @@ def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentCon
         raise ValueError(f"{params}: its pretraining was not planned (a sampled value changes the pretraining; "
                          "sweep it with --grid instead)")
     source = Path(settings.out) / schema.TRIALS_DIR / settings.pretrain_names[key]
-    return _recipe(settings, params, stage="gan", init_from=str(source))
+    cfg = _recipe(settings, params, stage="gan", init_from=str(source))
+    return continued_stage(cfg) if control else cfg
 
 
 def pretrain_run_names(pretrainings: dict[str, ExperimentConfig]) -> dict[str, str]:
@@ -263,7 +273,8 @@ class SweepPlan:
 
         r = self.request
         pick = tune.grid_search if r.search == "grid" else (lambda values: tune.choice(list(values)))
-        space: dict[str, Any] = {"preset": pick(list(r.presets)), **{k: pick(list(v)) for k, v in self.grid.items()}}
+        space: dict[str, Any] = {"preset": pick([*r.presets, *self.settings.arms]),
+                                 **{k: pick(list(v)) for k, v in self.grid.items()}}
         space.update({k: tune.loguniform(lo, hi) for k, (lo, hi) in r.loguniform.items()})
         space["_num_samples"] = r.num_samples
         return space
@@ -339,8 +350,9 @@ class SweepPlan:
         sweep folder). The pretrainings named in `cached` come from the pretraining cache (harness.cache): said,
         and not costed."""
         shared, alone = self.step_counts()
+        names = ", ".join([*self.request.presets, *self.settings.arms])  # a study's controls and ladder arms too
         lines = [f"plan: {len(self.settings.pretrainings)} shared pretraining(s), "
-                 f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({', '.join(self.request.presets)})"]
+                 f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({names})"]
         pretrain = self.pretrain_configs
         for name, users in sorted(self.pretrain_users.items()):
             lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
@@ -430,13 +442,16 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
         wholes = {name: _recipe(explore, {"preset": name, **first}) for name in request.presets}
         settings = replace(settings, budget_partners=budget_partners(request.presets, wholes))
         explore = replace(settings, vgg_fallback="untrained")
+    settings = replace(settings, **arms.study_arms(request, grid_points(grid)[0], partial(_recipe, explore)))
+    explore = replace(settings, vgg_fallback="untrained")
     trials, pretrainings, users = [], {}, {}
-    for name in request.presets:
+    for name in (*request.presets, *settings.arms):
         for values in grid_points(grid):
             params = {"preset": name, **values, **{k: lo for k, (lo, _hi) in request.loguniform.items()}}
-            whole = _recipe(explore, params)
+            recipe, _ = arms.expand(settings.arms, params)
+            whole = _recipe(explore, recipe)
             if two_stage(whole):
-                pre = _recipe(settings, params, stage="pretrain")
+                pre = _recipe(settings, recipe, stage="pretrain")
                 key = pretrain_key(pre)
                 pretrainings.setdefault(key, pre)
                 users.setdefault(key, []).append(name)

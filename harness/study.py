@@ -8,6 +8,14 @@ model's final weights scored on the benchmark sets, then the study tables (`resu
 with confidence intervals, mean +- std over seeds, GAN stability) and the report, whose "Study" section answers
 the original study's comparison table with measured values.
 
+What the adversarial term buys and costs, at equal budgets (`harness.arms`): every GAN stage has a control, its
+pretraining continued with the pixel loss only for the same generator updates, data order, lr schedule and seed
+(`srresnet-continued` for v2, v3 and RaGAN, `rrdb-continued` for ESRGAN; no D step, so cheaper); and a ladder
+(`--ladder KEY=V1,...`, default v2's `loss.adv_weight` at 0, 1e-3, 1e-2, 0.1 and 1; `--ladder none` turns it off;
+`--ladder-presets` picks the recipes) runs the GAN stage once per value, every arm from the same pretraining per
+seed with the same budget. The 0 arm of v2's ladder is its control and the 1e-3 arm is v2's own trial: no run is
+trained twice.
+
 Power, before the compute: `--dry-run --variance-from DIR` reads a previous study's variance components and prints,
 per comparison, dataset and metric, the minimum difference the chosen `--seeds` could detect (80 % power, alpha
 0.05) and, with `--target-diff`, how many seeds that difference needs (`results.study.plan`).
@@ -32,6 +40,7 @@ from pathlib import Path
 
 from benchmarks.datasets import parse_datasets
 from harness import cli, sweep
+from harness.arms import parse_ladder, parse_ladder_presets
 from harness.plan import SweepRequest
 from srgan.versions import PRESETS
 
@@ -42,6 +51,11 @@ STEPS = {"tiny": 8, "cpu": None, "full": None, "paper": None}
 # One pretraining per seed where a study can afford it (the intervals then include pretraining variance); the small
 # sizes share one for all seeds, for their cost.
 PRETRAIN_SEED = {"tiny": "shared", "cpu": "shared", "full": "per-seed", "paper": "per-seed"}
+# The dose-response each size runs by default (`--ladder`, harness.arms): v2's adversarial weight over four decades,
+# 0 included (its 0 arm is srresnet-continued, its 1e-3 arm v2's own trial: neither trained twice). None at tiny,
+# where the test suite's real study stays small, nor at paper, where each arm is weeks of GPU time (opt in).
+LADDER = {"tiny": "none", "cpu": "loss.adv_weight=0,0.001,0.01,0.1,1", "full": "loss.adv_weight=0,0.001,0.01,0.1,1",
+          "paper": "none"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "before any compute)")
     p.add_argument("--target-diff", type=float, default=None, metavar="X",
                    help="with --variance-from: the difference to detect (in each metric's unit: dB, SSIM, ...)")
+    cli.add_ladder_arguments(p, defaults=LADDER)
     cli.add_run_arguments(p, kind="study")
     p.epilog = (p.epilog or "") + ("--pretrain-seed defaults: " +
                                    ", ".join(f"{size} {seed}" for size, seed in PRETRAIN_SEED.items()))
@@ -64,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def study_request(args: argparse.Namespace) -> SweepRequest:
     """The sweep this study is: every preset x seed, no early stopping, pretrainings shared by the presets of one
-    generator (per seed or for all seeds), equal generator updates, final weights scored."""
+    generator (per seed or for all seeds), equal generator updates, final weights scored; with every GAN stage's
+    equal-budget control and the ladder's arms (`harness.arms`)."""
     return SweepRequest(
         presets=tuple(PRESETS), size=args.size, steps=STEPS[args.size], grid={},
         seeds=tuple(range(args.seeds)), pretrain_seed=args.pretrain_seed or PRETRAIN_SEED[args.size],
@@ -73,7 +89,8 @@ def study_request(args: argparse.Namespace) -> SweepRequest:
         datasets=tuple(parse_datasets(args.datasets)), save_images=("set5",),
         workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker,
         max_concurrent=args.max_concurrent, fetch=args.fetch, address=args.address, data_root=args.data_root,
-        vgg_fallback=args.vgg_fallback, kind="study", pretrain_cache=not args.no_cache)
+        vgg_fallback=args.vgg_fallback, kind="study", pretrain_cache=not args.no_cache, controls=True,
+        ladder=parse_ladder(args.ladder or LADDER[args.size]), ladder_presets=parse_ladder_presets(args.ladder_presets))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,12 @@ import contextlib
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import cache, cli, local_ray, lock, overhead, packing, plan, pretrainings, recovery, resources
+from harness import arms, cache, cli, local_ray, lock, overhead, packing, plan, pretrainings, recovery, resources
 from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
 from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
@@ -182,6 +182,8 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
 
     outcomes = pretrainings.pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
+    outcomes = [replace(o, role=arms.trial_role(sweep.settings.pretrainings, sweep.settings.roles, o.params))
+                for o in outcomes]  # each row's study version, control and ladder arm, from the plan
     problems = plan_problems(sweep, outcomes, out)
     if problems:  # never a quiet success: the tables are left as they were
         raise SweepError(f"what the {sweep.request.kind} ran does not match its plan; nothing was scored or written:"

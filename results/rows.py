@@ -19,11 +19,14 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
               steps: int | None = None, wall_s: float | None = None, devices: int = 1, stage: str | None = None,
               init_from: str | None = None, error: str | None = None, stop_reason: str | None = None,
               seed: int | None = None, preset: str | None = None, g_updates: int | None = None,
-              images_seen: int | None = None, selection: str | None = None) -> dict[str, Any]:
+              images_seen: int | None = None, selection: str | None = None, version: str | None = None,
+              control: str | None = None, ladder_recipe: str | None = None, ladder_key: str | None = None,
+              ladder_value: float | None = None) -> dict[str, Any]:
     """A trials.parquet row (`schema.TRIAL_COLUMNS`) from a resolved config dict (`asdict(ExperimentConfig)`).
 
     `preset` is the config's name without its size suffix (`-tiny`, `-cpu`, `-paper`); `device_hours` is wall time x
-    devices."""
+    devices. `version`, `control` and `ladder_*`: the trial's role in a study as its plan gave it (harness.arms;
+    a baseline's version is its preset)."""
     config = config or {}
     loss = config.get("loss", {})
     train = config.get("train", {})
@@ -52,6 +55,11 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
         "device_hours": wall_s * devices / 3600 if wall_s is not None else None,
         "flags": json.dumps(list(flags)),
         "config_json": json.dumps(config, sort_keys=True) if config else None,
+        "version": version if version is not None else (preset if status == schema.STATUS_BASELINE else None),
+        "control": control,
+        "ladder_recipe": ladder_recipe,
+        "ladder_key": ladder_key,
+        "ladder_value": float(ladder_value) if ladder_value is not None else None,
     }
 
 

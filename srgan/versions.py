@@ -354,6 +354,23 @@ def gan_stage(cfg: ExperimentConfig, init_from: str | Path) -> ExperimentConfig:
     return replace(cfg, train=replace(cfg.train, stage="gan", init_from=str(init_from), warmup_steps=0))
 
 
+def continued_stage(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The equal-budget control of a GAN stage (`gan_stage`): its pretraining continued with the pixel loss only.
+
+    Every one of the stage's generator updates becomes a pixel-loss warmup step (no D step, no perceptual
+    network: cheaper than a GAN step); everything else is the GAN stage's own: pretrained generator, seed (hence
+    the data order: sample i depends only on the seed and i), batch, patch, lr schedule (a "gan" stage's warmup
+    runs `optim`'s schedule from its first step, as its GAN phase would: `srgan.engine.learning_rates`), EMA
+    and validation cadence. The pixel loss is unweighted (`pixel_weight` 1), as in the pretraining: Adam's update
+    does not depend on a constant loss scale."""
+    t = cfg.train
+    if t.stage != "gan" or t.warmup_steps:
+        raise ValueError(f"{cfg.name}: continued_stage() takes a GAN-stage config (gan_stage), got stage {t.stage!r}")
+    return replace(cfg, name=continued_name(cfg.generator.arch),
+                   loss=replace(cfg.loss, pixel_weight=1.0, perceptual_weight=0.0, adv_weight=0.0),
+                   train=replace(t, warmup_steps=t.gan_steps, gan_steps=0))
+
+
 VALIDATION_FIELDS = ("val_set", "val_dirs", "val_count", "val_crop")
 
 
@@ -441,6 +458,11 @@ def split_name(name: str) -> tuple[str, str]:
 def pretrain_name(arch: str) -> str:
     """A pretraining's name: its generator family's ("srresnet-pretrain", "rrdb-pretrain")."""
     return f"{GENERATOR_FAMILIES[arch]}-pretrain"
+
+
+def continued_name(arch: str) -> str:
+    """An equal-budget control's name (`continued_stage`): its generator family's ("srresnet-continued")."""
+    return f"{GENERATOR_FAMILIES[arch]}-continued"
 
 
 def preset(name: str, *, scale: int = 4) -> ExperimentConfig:

@@ -99,7 +99,7 @@ def test_study_defaults_pretrain_seed_by_size_and_per_seed_gives_each_seed_its_o
         if params["preset"] == "v1":
             continue
         cfg = plan.run_config(sweep_plan.settings, params)
-        family = "rrdb" if params["preset"] == "esrgan" else "srresnet"
+        family = "rrdb" if params["preset"] in ("esrgan", "rrdb-continued") else "srresnet"  # its control too
         assert Path(cfg.train.init_from).name == f"{family}-pretrain-seed{params['train.seed']}"
     assert "one per seed (per-seed: pretraining variance included)" in "\n".join(sweep_plan.protocol_lines())
     shared = _study_plan(tmp_path, data_root, "--size", "tiny", "--seeds", "2")

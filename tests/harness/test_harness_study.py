@@ -40,8 +40,9 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_stu
     out, stdout = tiny_study
     trials = pl.read_parquet(out / "trials.parquet")
     gan = trials.filter(pl.col("stage") == "gan")
+    # every preset, and the equal-budget control of each pretraining's GAN stages (issue 25), x seeds
     assert sorted(zip(gan["preset"], gan["seed"], strict=True)) == [
-        (p, s) for p in sorted(study.PRESETS) for s in (0, 1)]
+        (p, s) for p in sorted([*study.PRESETS, "srresnet-continued", "rrdb-continued"]) for s in (0, 1)]
     assert set(gan["status"]) == {"ok"}
     pretrain = trials.filter(pl.col("stage") == "pretrain")
     assert pretrain.height == 2  # one SRResNet (v2, v3, ragan) and one RRDB (esrgan), shared by both seeds
@@ -64,8 +65,8 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_stu
     assert set(trials.filter(pl.col("stage") != "baseline")["selection"]) == {"final"}
     (split,) = run["validation"]
     assert split["kind"] == "holdout" and split["folders"] == ["train/T91"] and len(split["images"]) == 10
-    assert sorted(split["runs"]) == sorted(["rrdb-pretrain", "srresnet-pretrain",
-                                           *(f"{p}-tiny" for p in study.PRESETS)])
+    assert sorted(split["runs"]) == sorted(["rrdb-pretrain", "srresnet-pretrain", "rrdb-continued",
+                                           "srresnet-continued", *(f"{p}-tiny" for p in study.PRESETS)])
     assert all("selected-on-test" not in flags for flags in trials["flags"])
 
 
@@ -110,7 +111,7 @@ def test_dry_run_prints_the_cost_and_starts_nothing(data_root: Path, tmp_path: P
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cost estimate" in done.stdout and "device-hours" in done.stdout and "s/step" in done.stdout
-    assert "2 shared pretraining(s), 15 GAN trial(s)" in done.stdout
+    assert "2 shared pretraining(s), 21 GAN trial(s)" in done.stdout  # 5 presets + 2 controls (issue 25), x 3 seeds
     # a dry run writes nothing (issue 18.9): no step-time cache, no trial, no Tune state, no Ray
     assert not out.exists()
     assert "sweep folder" not in done.stdout
