@@ -2,7 +2,8 @@
 
 Only the Holm-adjusted verdict (`verdict`, from `p_holm`) is ever a verdict. A row with no data, a non-finite
 number, or columns that contradict each other (a verdict that does not follow from its p_holm or the sign of
-its difference) is "not computed" with the reason; a row with one seed has no seed-level interval; a row of a
+its difference) is "not computed" with the reason; a row with one seed has no seed-level interval; a row whose
+pairs all differ by one non-zero constant says "no variation" (no test applies, so it is no verdict); a row of a
 table written before the adjustment has no verdict at all.
 """
 
@@ -21,7 +22,7 @@ UNEQUAL_BUDGET = "unequal-budget"  # study.parquet's `budget` when the sides' ge
 class Assessment:
     """What one study.parquet row lets the report say."""
 
-    state: str  # "a-better" | "b-better" | "zero" | "one-seed" | "unadjusted" | "no-data"
+    state: str  # "a-better" | "b-better" | "zero" | "one-seed" | "no-variation" | "unadjusted" | "no-data"
     short: str  # "v2 better (p_holm 0.003)", "not distinguishable (p_holm 0.41)", "not computed: …"
     reason: str = ""  # why nothing is computed (no data, a non-finite number, a contradiction)
 
@@ -37,10 +38,11 @@ def assess(r: dict, *, adjusted: bool) -> Assessment:
         reason = r["note"] or "no data"
         return Assessment("no-data", f"not computed: {reason}", reason)
     one_seed = not has_interval(r)
+    no_variation = r["verdict"] == "no variation"  # no test, so no p-value to check
     numbers = [("mean difference", r["mean_diff"])]
     if not one_seed:
         numbers += [("interval's lower end", r["ci_low"]), ("interval's upper end", r["ci_high"])]
-        if adjusted:
+        if adjusted and not no_variation:
             numbers.append(("adjusted p-value", r["p_holm"]))
     for what, value in numbers:
         bad = non_finite(value) or ("missing" if value is None else None)
@@ -49,6 +51,13 @@ def assess(r: dict, *, adjusted: bool) -> Assessment:
             return Assessment("no-data", f"not computed: {reason}", reason)
     if one_seed:
         return Assessment("one-seed", "one seed: no seed-level interval, no verdict")
+    if no_variation:
+        if r.get("p_holm") is not None or r["mean_diff"] == 0:
+            reason = f"the table contradicts itself: verdict 'no variation' with p_holm {r.get('p_holm')}"
+            return Assessment("no-data", f"not computed: {reason}", reason)
+        unit = METRIC_UNITS.get(r["metric"], "")
+        return Assessment("no-variation", f"no variation: every pair differs by "
+                                          f"{_num(r['mean_diff'], r['metric'], sign=True)}{unit}, no test, no verdict")
     if not adjusted:
         side = "excludes" if r["excludes_zero"] else "contains"
         return Assessment("unadjusted", f"no adjusted verdict (the raw interval {side} 0)")

@@ -208,7 +208,8 @@ STUDY_COLUMNS = {
     "p_value": "f64",  # two-sided t test of mean_diff = 0
     "p_holm": "f64",  # p_value Holm-adjusted over the metric's family (every comparison, every dataset)
     "distinguishable": "bool",  # p_holm < 0.05; null without a test
-    "verdict": "str",  # from p_holm: "a better" | "b better" | "not distinguishable" | "one seed" | "no data"
+    "verdict": "str",  # from p_holm: "a better" | "b better" | "not distinguishable" | "one seed" | "no data" |
+    # "no variation" (every pair differs by one non-zero constant: no p-value, no test)
     "excludes_zero": "bool",  # the raw (unadjusted) interval lies entirely on one side of 0
     "p_improve": "f64",  # P(a random seed of a beats one of b on the dataset mean), ties 1/2 (Agarwal et al. 2021)
     "mdd": "f64",  # the smallest true difference this design detects with 80 % power (alpha 0.05, two-sided)

@@ -28,6 +28,11 @@ Coverage, measured (tests/results/simulate_intervals.py, 1,000 null studies of 5
 mean squares, which makes it a little liberal where a few-df seed term dominates and the image term is moderate
 (6.4 % at 3 seeds; about 10 % at 2 seeds): use 3 seeds or more for a verdict.
 
+No variation: when every pair differs by the same amount (to float rounding, `NO_VARIATION_RTOL`), the mean
+squares are zero and the t statistic is 0/0 or d/0. No test applies: the result is the constant itself with a
+zero-width interval and no p-value (a difference of exactly zero gets p = 1), and the study calls it "no variation"
+rather than a verdict: these seeds and images say nothing about how the difference varies with others.
+
 Missing cells: the mean-square identities need a complete grid, so the seed or image line with the largest
 share of missing cells is dropped until the grid is complete (`complete_grid`). One image: the seeds' values
 give a plain t interval over seeds (image-to-image variation cannot be measured). One seed: no seed-level
@@ -60,6 +65,7 @@ POWER = 0.8
 CI_LEVEL = 0.95
 METHOD = "seed x image random effects (ANOVA), Satterthwaite t"
 METHOD_ONE_IMAGE = "t over seeds (one image)"
+NO_VARIATION_RTOL = 1e-12  # differences within this (relative to max(1, |mean|)) of their mean are one constant
 
 # ----------------------------------------------------------------------------------- distributions
 
@@ -336,6 +342,11 @@ class SeedImageT:
             return None
         return self.ci_low > 0 or self.ci_high < 0
 
+    @property
+    def no_variation(self) -> bool:
+        """Every pair differs by the same non-zero amount: no test applies, and there is no p-value."""
+        return self.se == 0.0 and self.p_value is None
+
 
 def seed_image_t(a: np.ndarray | Sequence, b: np.ndarray | Sequence, *, ci: float = CI_LEVEL) -> SeedImageT | None:
     """The mean of `a - b` over a (seeds, images) grid with its t interval and two-sided p-value (module
@@ -368,9 +379,12 @@ def seed_image_t(a: np.ndarray | Sequence, b: np.ndarray | Sequence, *, ci: floa
     if not (math.isfinite(mean) and math.isfinite(design.variance) and (design.df is None or math.isfinite(design.df))):
         # values near the float range overflowed: the statistics are NaN, never a number (the study says why)
         return SeedImageT(ci_low=math.nan, ci_high=math.nan, df=math.nan, p_value=math.nan, se=math.nan, **common)
+    tolerance = NO_VARIATION_RTOL * max(1.0, abs(mean))
+    if design.df is None or float(np.max(np.abs(diff - mean))) <= tolerance:
+        # no variation between the pairs (module docstring): a zero-width interval, no test; p = 1 for none at all
+        return SeedImageT(ci_low=mean, ci_high=mean, df=None, p_value=1.0 if abs(mean) <= tolerance else None,
+                          se=0.0, **common)
     se = math.sqrt(design.variance)
-    if design.df is None:  # no variation at all between the pairs: a zero-width interval
-        return SeedImageT(ci_low=mean, ci_high=mean, df=None, p_value=1.0 if mean == 0 else 0.0, se=0.0, **common)
     half = t_ppf((1 + ci) / 2, design.df) * se
     t_stat = mean / se
     p_value = 2 * t_cdf(-abs(t_stat), design.df)

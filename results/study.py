@@ -64,6 +64,7 @@ KIND_PRETRAIN = "GAN stage vs its pretraining"
 USED_STATUSES = (schema.STATUS_OK, schema.STATUS_STOPPED, schema.STATUS_BASELINE)
 VERDICT_A, VERDICT_B, VERDICT_NONE = "a better", "b better", "not distinguishable"
 VERDICT_ONE_SEED, VERDICT_NO_DATA = "one seed", "no data"
+VERDICT_NO_VARIATION = "no variation"  # every pair differs by the same non-zero amount: no test applies
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -433,7 +434,12 @@ def _row(comp: Comparison, dataset: str, metric: str, measured: Measured, no_dat
                          "interval needs at least 2)")
         elif r.n_images < 2:
             notes.append("one image: the interval covers seed-to-seed variation only")
-        if r.df is None and r.ci_low is not None:
+        if r.no_variation:
+            row["verdict"] = VERDICT_NO_VARIATION
+            notes.append(f"no variation between the pairs: every pair differs by {r.mean_diff:+.6g}, so no test "
+                         "applies (no p-value) and nothing measures how the difference varies with other seeds or "
+                         "images")
+        elif r.df is None and r.ci_low is not None:
             notes.append("no variation between the pairs: the interval has zero width")
         bad = [name for name in ("mean_diff", "ci_low", "ci_high", "df", "p_value", "mdd", "p_improve", "sd_seed",
                                  "sd_image", "sd_resid")
