@@ -93,17 +93,34 @@ def _usable(path: Path) -> bool:
 
 def holdout_split(folder: str | Path, *, count: int) -> ValidationSplit:
     """The held-out split of `folder` (module docstring). Raises `ValueError` naming the folder when it has fewer
-    than two usable source images (nothing would be left to train on)."""
-    folder = Path(folder)
-    return _holdout(folder.resolve(), count, folder.stat().st_mtime_ns)
+    than two usable source images (nothing would be left to train on).
+
+    Computed once per content: the split is cached on the folder's file names and their sha256 (`file_digest`),
+    not on the folder's mtime, which a file rewritten in place leaves as it was."""
+    folder = Path(folder).resolve()
+    return _holdout(folder, count, tuple((path.name, file_digest(path)) for path in _image_files(folder)))
+
+
+def file_digest(path: Path) -> str:
+    """`sha256_of(path)`, remembered while the file's stat signature (device, inode, size, mtime and ctime in ns)
+    stays the same: any write to the file changes its ctime, which no user call can set back (unlike the mtime),
+    so a rewritten file is read again. Use `sha256_of` where the bytes must be read whatever the metadata says."""
+    st = path.stat()
+    return _digest_at(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@lru_cache(maxsize=8192)
+def _digest_at(path: str, _dev: int, _ino: int, _size: int, _mtime_ns: int, _ctime_ns: int) -> str:
+    return sha256_of(Path(path))
 
 
 @lru_cache(maxsize=16)
-def _holdout(folder: Path, count: int, _mtime: int) -> ValidationSplit:
+def _holdout(folder: Path, count: int, contents: tuple[tuple[str, str], ...]) -> ValidationSplit:
     groups: dict[str, list[tuple[str, Path, bool]]] = {}  # group -> (sha256, file, usable)
-    for path in _image_files(folder):
+    for name, digest in contents:
+        path = folder / name
         match = _TILE.match(path.stem)
-        groups.setdefault(match["stem"] if match else path.stem, []).append((sha256_of(path), path, _usable(path)))
+        groups.setdefault(match["stem"] if match else path.stem, []).append((digest, path, _usable(path)))
     units = {}  # smallest usable sha256 -> (file, group); byte-identical files are one image (as in training)
     for group, members in groups.items():
         usable = sorted((digest, path) for digest, path, ok in members if ok)
