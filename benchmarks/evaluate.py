@@ -27,6 +27,7 @@ Exit codes: 0 done, 1 a run failed (e.g. a full disk while writing), 2 bad input
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
@@ -42,6 +43,7 @@ from torch import nn
 
 from benchmarks import datasets as ds
 from benchmarks import metrics as M
+from benchmarks import prepared
 from results import io, provenance, rows, schema
 from srgan.data import IMAGE_SUFFIXES, imresize, list_images, load_oriented_image, modcrop, save_image
 from srgan.upscale import check_finite_output, upscale
@@ -110,11 +112,14 @@ class _Scorers:
     missing: dict[str, str]  # metric -> why it is null
     too_small: list[str] = field(default_factory=list)  # images NIQE could not score, with the reason
 
-    def row(self, sr: torch.Tensor, gt: torch.Tensor | None, row: dict[str, Any], label: str) -> dict[str, Any]:
-        """`row` plus every metric of one (1, 3, H, W) SR image (and its HR, None for no-reference only)."""
+    def row(self, sr: torch.Tensor, gt: torch.Tensor | None, row: dict[str, Any], label: str,
+            reference: M.Reference | None = None) -> dict[str, Any]:
+        """`row` plus every metric of one (1, 3, H, W) SR image (and its HR, None for no-reference only; its
+        `reference`, when given, is the HR side of PSNR/SSIM computed once: the same numbers)."""
         if gt is not None:
             if "psnr" in self.metrics or "ssim" in self.metrics:
-                psnr, ssim = M.psnr_ssim(sr, gt, crop=self.crop, color=self.color)
+                psnr, ssim = (M.psnr_ssim_against(sr, reference) if reference is not None
+                              else M.psnr_ssim(sr, gt, crop=self.crop, color=self.color))
                 row.update({m: float(v[0]) for m, v in (("psnr", psnr), ("ssim", ssim)) if m in self.metrics})
             for name, net in self.nets.items():
                 row[name] = float(M.learned_score(sr, gt, net=net)[0])
@@ -209,12 +214,14 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
         raise ValueError("save_images needs images_dir")
     scorers = _load_scorers(metrics, device, crop=scale if crop is None else crop, color=color,
                             data_root=data_root, reference=True)
-    pairs = [(name, pair) for name in datasets for pair in ds.load_pairs(name, scale, data_root)]
+    # read, moved to the device and the HR side of PSNR/SSIM computed once per process (every model of a sweep)
+    images = prepared.benchmark_images(datasets, scale, data_root, device=device, crop=scorers.crop, color=color,
+                                       reference="psnr" in metrics or "ssim" in metrics)
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []
-    for dataset, pair in tqdm(pairs, desc=f"{trial_id} x{scale}", unit="img", disable=not progress):
-        lq = pair.lq[None].to(device)  # (1, 3, h, w)
+    for image in tqdm(images, desc=f"{trial_id} x{scale}", unit="img", disable=not progress):
+        dataset, pair, lq = image.dataset, image.pair, image.lq  # lq: (1, 3, h, w)
         source = pair.lq_path or pair.gt_path
         if isinstance(model, nn.Module):
             sr = upscale(model, lq, scale, tile=tile, overlap=overlap, name=f"{trial_id} on {source}")
@@ -223,15 +230,29 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
                 sr = model(lq)
             check_finite_output(sr, f"{trial_id} on {source}")
             sr = sr.clamp(0, 1)
-        gt = pair.gt[None].to(device)  # (1, 3, h*s, w*s)
+        gt = image.gt  # (1, 3, h*s, w*s)
         if sr.shape != gt.shape:
             raise ValueError(f"{trial_id}: output {tuple(sr.shape)} for {pair.lq_path or pair.gt_path} does not "
                              f"match the HR {tuple(gt.shape)} (is the model x{scale}?)")
         base = {"trial_id": trial_id, "dataset": dataset, "image": pair.name, "scale": scale}
-        rows.append(scorers.row(sr, gt, base, f"{dataset}/{pair.name}"))
+        rows.append(scorers.row(sr, gt, base, f"{dataset}/{pair.name}", image.reference))
         if _wants(save_images, dataset, pair.name):
             _keep_images(sr, pair.gt, Path(images_dir), trial_id, dataset, pair.name)
     return _scores_frame(rows, metrics), scorers.reasons()
+
+
+def warm_up(datasets: Sequence[str], scale: int, *, data_root: str | Path | None = None,
+            metrics: Sequence[str] = DEFAULT_METRICS, device: str | torch.device | None = None,
+            color: M.Color = "ycbcr_bt601", crop: int | None = None) -> None:
+    """Read what scoring models with these arguments reads once per process (`score_trial`: the benchmark images,
+    pyiqa's NIQE code), so a scoring process does it before its first model. A problem is left to the scoring,
+    which names it."""
+    device = torch.device(device) if device else _default_device()
+    with contextlib.suppress(ValueError, OSError, M.MetricUnavailable):
+        if "niqe" in metrics:
+            import pyiqa.archs.niqe_arch  # noqa: F401  (pyiqa's import: about a second)
+        prepared.benchmark_images(datasets, scale, data_root, device=device, crop=scale if crop is None else crop,
+                                  color=color, reference="psnr" in metrics or "ssim" in metrics)
 
 
 def evaluate_model(model: Model, datasets: Sequence[str], scale: int, *, data_root: str | Path | None = None,

@@ -7,6 +7,7 @@ GPU without leaving the device:
     psnr(sr, gt, *, crop=scale)  -> (B,) float64 dB
     ssim(sr, gt, *, crop=scale)  -> (B,) float64
     psnr_ssim(sr, gt, *, crop=scale) -> both, sharing the quantisation and colour conversion
+    psnr_ssim_against(sr, reference(gt, crop=scale)) -> the same, the HR side computed once for many SR images
     learned_score(sr, gt, *, net=load_learned("lpips", device=...))  -> (B,) float64 (LPIPS, other pyiqa FR)
     niqe(sr, *, crop=scale, params=load_niqe_params())  -> (B,) float64, lower is better
 
@@ -122,21 +123,26 @@ def _single_thread_on_cpu(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop: int, color: Color) -> tuple[torch.Tensor, torch.Tensor]:
-    if sr.dim() == 3:
-        sr, gt = sr[None], gt[None]
-    if sr.shape != gt.shape:
-        raise ValueError(f"sr {tuple(sr.shape)} and gt {tuple(gt.shape)} differ in shape")
+def _check(sr: torch.Tensor, gt_shape: torch.Size, crop: int) -> None:
+    if sr.shape != gt_shape:
+        raise ValueError(f"sr {tuple(sr.shape)} and gt {tuple(gt_shape)} differ in shape")
     if sr.shape[1] != 3:
         raise ValueError(f"expected RGB (B, 3, H, W) images, got {tuple(sr.shape)}")
     h, w = sr.shape[-2:]
     if crop < 0 or 2 * crop >= min(h, w):
         raise ValueError(f"crop {crop} leaves nothing of a {h}x{w} image")
-    sr_y = to_y(to_u8_scale(sr), color=color)
-    gt_y = to_y(to_u8_scale(gt), color=color)
-    if crop:
-        sr_y, gt_y = sr_y[..., crop:-crop, crop:-crop], gt_y[..., crop:-crop, crop:-crop]
-    return sr_y, gt_y
+
+
+def _cropped_y(img: torch.Tensor, crop: int, color: Color) -> torch.Tensor:
+    y = to_y(to_u8_scale(img), color=color)
+    return y[..., crop:-crop, crop:-crop] if crop else y
+
+
+def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop: int, color: Color) -> tuple[torch.Tensor, torch.Tensor]:
+    if sr.dim() == 3:
+        sr, gt = sr[None], gt[None]
+    _check(sr, gt.shape, crop)
+    return _cropped_y(sr, crop, color), _cropped_y(gt, crop, color)
 
 
 def psnr(sr: torch.Tensor, gt: torch.Tensor, *, crop: int, color: Color = "ycbcr_bt601") -> torch.Tensor:
@@ -186,14 +192,58 @@ def psnr_ssim(sr: torch.Tensor, gt: torch.Tensor, *, crop: int,
         return 10 * torch.log10(PEAK**2 / mse), _ssim(sr_y, gt_y)
 
 
-def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
+@dataclass(frozen=True)
+class Reference:
+    """The HR side of `psnr_ssim`, computed once for scoring many SR images against one HR batch (every model of a
+    sweep on the same benchmark image): its cropped Y and its two SSIM local statistics. `psnr_ssim_against` with
+    it gives `psnr_ssim`'s numbers bit for bit (the same operations on the same values)."""
+
+    shape: torch.Size  # the HR batch's (B, 3, H, W)
+    crop: int
+    color: Color
+    y: torch.Tensor  # (B, C, h, w) float64: cropped Y (C = 3 for "rgb")
+    mu: torch.Tensor  # (B * C, 1, h - 10, w - 10): the Gaussian-filtered Y
+    sq: torch.Tensor  # the same, of Y squared
+
+
+def reference(gt: torch.Tensor, *, crop: int, color: Color = "ycbcr_bt601") -> Reference:
+    """The `Reference` of a (B, 3, H, W) HR batch (float in [0, 1] or uint8)."""
+    gt = gt[None] if gt.dim() == 3 else gt
+    _check(gt, gt.shape, crop)
+    with _single_thread_on_cpu(gt.device):
+        y = _cropped_y(gt, crop, color)
+        b, c, h, w = y.shape
+        _ssim_size(h, w)
+        flat = y.reshape(b * c, 1, h, w)
+        mu, sq = _filter_valid(torch.cat([flat, flat * flat])).chunk(2)
+    return Reference(gt.shape, crop, color, y, mu, sq)
+
+
+def psnr_ssim_against(sr: torch.Tensor, ref: Reference) -> tuple[torch.Tensor, torch.Tensor]:
+    """`psnr_ssim(sr, gt, crop=ref.crop, color=ref.color)` with the HR side taken from `reference(gt)`."""
+    sr = sr[None] if sr.dim() == 3 else sr
+    _check(sr, ref.shape, ref.crop)
+    with _single_thread_on_cpu(sr.device):
+        sr_y = _cropped_y(sr, ref.crop, ref.color)
+        mse = (sr_y - ref.y).pow(2).mean(dim=(1, 2, 3))
+        return 10 * torch.log10(PEAK**2 / mse), _ssim(sr_y, ref.y, ref_stats=(ref.mu, ref.sq))
+
+
+def _ssim_size(h: int, w: int) -> None:
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} px after the crop, got {h}x{w}")
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor, *,
+          ref_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    b, c, h, w = x.shape
+    _ssim_size(h, w)
     x, y = x.reshape(b * c, 1, h, w), y.reshape(b * c, 1, h, w)
-    # the five local statistics in one filtering pass: (5 * B * C, 1, H, W)
-    stats = _filter_valid(torch.cat([x, y, x * x, y * y, x * y]))
-    mu_x, mu_y, xx, yy, xy = stats.chunk(5)
+    if ref_stats is None:  # the five local statistics in one filtering pass: (5 * B * C, 1, H, W)
+        mu_x, mu_y, xx, yy, xy = _filter_valid(torch.cat([x, y, x * x, y * y, x * y])).chunk(5)
+    else:  # y's two were filtered once (`reference`): the filter works per image, so they are the same values
+        mu_y, yy = ref_stats
+        mu_x, xx, xy = _filter_valid(torch.cat([x, x * x, x * y])).chunk(3)
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * PEAK) ** 2, (SSIM_K2 * PEAK) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
@@ -461,11 +511,13 @@ def niqe(img: torch.Tensor, *, crop: int, params: NiqeParams) -> torch.Tensor:
     """NIQE per image of a (B, 3, H, W) batch (float in [0, 1] or uint8), float64; lower is better.
 
     pyiqa's `niqe` (its colour conversion, block features, MATLAB imresize, MVG fit) on the protocol's input:
-    the 8-bit image's BT.601 Y rounded to integers, `crop` px shaved from every border, 96x96 blocks. Raises
+    the 8-bit image's BT.601 Y rounded to integers, `crop` px shaved from every border, 96x96 blocks. The block
+    features are pyiqa's, computed batched (`benchmarks.niqe_features`: equal bit for bit). Raises
     ValueError (`niqe_problem`) for an image with fewer than two blocks."""
-    from pyiqa.archs.niqe_arch import compute_feature
     from pyiqa.matlab_utils import blockproc, imresize, nancov, nanmean
     from pyiqa.utils.color_util import to_y_channel
+
+    from benchmarks.niqe_features import block_features
 
     if img.dim() == 3:
         img = img[None]
@@ -481,7 +533,7 @@ def niqe(img: torch.Tensor, *, crop: int, params: NiqeParams) -> torch.Tensor:
         features = []
         for level in (1, 2):  # the image, then its half-size (MATLAB bicubic with antialiasing)
             block = NIQE_BLOCK // level
-            features.append(blockproc(_mscn(y), [block, block], fun=compute_feature))
+            features.append(blockproc(_mscn(y), [block, block], fun=block_features))
             if level == 1:
                 y = imresize(y / PEAK, scale=0.5, antialiasing=True) * PEAK
         feats = torch.cat(features, dim=-1)  # (B, blocks, 36)
