@@ -163,6 +163,6 @@ def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]
                         "config key, every arm from the same pretraining per seed with the same budget; the 0 arm "
                         "of a pixel-only recipe is its equal-budget control (trained once). `none`: no ladder. "
                         f"Default by --size ({shown})")
-    p.add_argument("--ladder-presets", default="v2", metavar="P1,P2",
+    p.add_argument("--ladder-presets", default=None, metavar="P1,P2",
                    help="the two-stage presets whose recipes the ladder varies (default v2: L1 + adversarial, no VGG "
                         "features; e.g. v2,esrgan)")

@@ -149,6 +149,7 @@ def no_ray(monkeypatch):
     ("train.seed=0,1", "v2", "--seeds"),
     ("loss.adv_weight=0,1", "v1", "v1 is single-stage"),
     ("loss.adv_weight=0,1", "v9", "--ladder-presets: unknown preset 'v9'"),
+    ("none", "v2", "--ladder-presets v2: no ladder at size tiny"),
 ])
 def test_a_bad_ladder_is_refused_before_ray_starts(ladder: str, presets: str, said: str, no_ray, capsys,
                                                    tmp_path: Path, data_root: Path) -> None:
