@@ -492,7 +492,7 @@ def study(results: Results, perception: dict[str, str | None] | None = None) -> 
     return study_section(results.study, results.study_versions, results.study_profile, results.trials,
                          results.datasets, present=results.present.get(schema.STUDY_FILE),
                          perception=perception if perception is not None else perception_metrics(results),
-                         metrics=results.metrics)
+                         metrics=results.metrics, dose=results.study_dose)
 
 
 

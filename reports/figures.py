@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -20,6 +21,8 @@ import polars as pl
 from plotly.utils import PlotlyJSONEncoder
 
 from reports.text import METRIC_DIGITS, METRIC_NAMES, higher_is_better, long_name
+from results import pareto
+from results.schema import METRICS
 
 BASELINE_STATUS = "baseline"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -51,8 +54,12 @@ def template_json() -> str:
     return _escape_json(json.dumps(pio.templates[TEMPLATE].to_plotly_json(), cls=PlotlyJSONEncoder))
 
 
-def _color(i: int) -> str:
+def color(i: int) -> str:
+    """The palette's i-th colour (cycled)."""
     return _PALETTE[i % len(_PALETTE)]
+
+
+_color = color
 
 
 def _finite(value: object) -> bool:
@@ -68,16 +75,12 @@ class PlanePoint:
 
 
 def pareto_front(points: Sequence[PlanePoint], *, x_lower_is_better: bool) -> list[PlanePoint]:
-    """The points no other point beats on both axes (y = PSNR, higher is better), ordered along x."""
+    """The points no other point beats on both axes (y = PSNR, higher is better), ordered along x best first:
+    `results.pareto`'s non-dominated sorting, the one front computation of the report and the search."""
+    modes = ("min" if x_lower_is_better else "max", "max")
+    ranks = pareto.nondominated_ranks([(p.x, p.y) for p in points], modes)
     sign = 1.0 if x_lower_is_better else -1.0
-    ordered = sorted(points, key=lambda p: (sign * p.x, -p.y))  # best x first, then best y
-    front: list[PlanePoint] = []
-    best_y = -math.inf
-    for point in ordered:
-        if point.y > best_y:
-            front.append(point)
-            best_y = point.y
-    return front
+    return sorted((p for p, rank in zip(points, ranks, strict=True) if rank == 0), key=lambda p: (sign * p.x, -p.y))
 
 
 def _axis_format(metric: str) -> str:
@@ -136,40 +139,211 @@ def _plane_layout(fig: go.Figure, title: str, metric: str) -> None:
 
 
 @dataclass(frozen=True)
-class VersionPoint:
-    """A version's mean ± std over seeds on both axes (`x`: the perception metric)."""
+class PlaneMark:
+    """One point on the PD plane: `x` the perception metric, `y` PSNR, each with an optional interval (a seed range
+    or a CI, never ± std: `pd_plane` clips it to the metric's range anyway)."""
 
-    version: str
+    label: str
     x: float
-    x_std: float | None
-    psnr: float
-    psnr_std: float | None
-    n_seeds: int
-    baseline: bool
-    pretraining: bool = False
+    y: float
+    x_low: float | None = None
+    x_high: float | None = None
+    y_low: float | None = None
+    y_high: float | None = None
+    flag: str | None = None  # e.g. "untrained VGG19 features": a "†" after the label, an open marker, the hover says it
+    hover: str | None = None  # an extra hover line ("3 seeds")
 
 
-def study_plane(points: Sequence[VersionPoint], dataset: str, metric: str) -> go.Figure:
-    """PSNR against the perception metric per version, mean ± std over seeds as error bars (none where a
-    version has one seed), and the Pareto front of the means."""
-    front = pareto_front([PlanePoint(p.version, p.x, p.psnr, p.baseline) for p in points],
-                         x_lower_is_better=not higher_is_better(metric))
+@dataclass(frozen=True)
+class PlaneSeries:
+    """A set of marks drawn one way: `faint` small grey markers without labels; `front` a dashed line through the
+    marks in their order; `points` labelled markers with interval bars; `path` the same joined in their order (a
+    ladder in weight order)."""
+
+    name: str
+    marks: Sequence[PlaneMark]
+    style: Literal["faint", "front", "points", "path"]
+    color: str | None = None  # default: the palette by series index
+    symbol: str = "circle"  # plotly marker symbol ("star" for a baseline, "diamond" for a pretraining)
+
+
+FENCE = 3.0  # a mark more than FENCE interquartile ranges beyond the quartiles of its axis is an outlier
+_LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",
+                "top left", "bottom right")
+
+
+def _fences(values: Sequence[float]) -> tuple[float, float]:
+    """The range outside which a value is a runaway: quartiles -/+ FENCE x IQR (Tukey's far-out fences), with the
+    spread at least 5 % of the median's size so a tight cluster does not call its neighbours outliers."""
+    if len(values) < 4:
+        return -math.inf, math.inf
+    q1, q3 = (float(q) for q in _quantiles(values))
+    spread = max(q3 - q1, 0.05 * abs(float(sorted(values)[len(values) // 2])), 1e-12)
+    return q1 - FENCE * spread, q3 + FENCE * spread
+
+
+def _quantiles(values: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        pos = q * (len(ordered) - 1)
+        low = math.floor(pos)
+        return ordered[low] + (ordered[min(low + 1, len(ordered) - 1)] - ordered[low]) * (pos - low)
+
+    return at(0.25), at(0.75)
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    m = METRICS.get(metric)
+    return (m.lower, m.upper) if m is not None else (-math.inf, math.inf)
+
+
+def clip_interval(low: float | None, high: float | None, value: float, metric: str) -> tuple[float, float] | None:
+    """An interval around `value` as (minus, plus) error-bar lengths, its ends clipped to the metric's range; None
+    when it has no finite ends or no width."""
+    if not (_finite(low) and _finite(high)):
+        return None
+    lower, upper = metric_range(metric)
+    low, high = max(min(low, value), lower), min(max(high, value), upper)
+    if low == high:  # one seed (or identical ones): nothing to draw
+        return None
+    return value - low, high - value
+
+
+def _view(marks: Sequence[PlaneMark], metric: str) -> tuple[tuple[float, float], tuple[float, float], set[int]]:
+    """The axes' ranges (x, y) that keep the marks that matter readable, and the indices of the runaway marks
+    drawn at the edge instead."""
+    xs, ys = [m.x for m in marks], [m.y for m in marks]
+    (x_lo, x_hi), (y_lo, y_hi) = _fences(xs), _fences(ys)
+    out = {k for k, m in enumerate(marks) if not (x_lo <= m.x <= x_hi and y_lo <= m.y <= y_hi)}
+    kept = [m for k, m in enumerate(marks) if k not in out] or list(marks)
+
+    def span(values: list[float], metric_name: str) -> tuple[float, float]:
+        low, high = min(values), max(values)
+        pad = max((high - low) * 0.08, abs(high) * 0.01, 1e-6)
+        lower, upper = metric_range(metric_name)
+        return max(low - pad, lower), min(high + pad, upper)
+
+    x_ends = [v for m in kept for v in (m.x, m.x_low, m.x_high) if _finite(v) and x_lo <= v <= x_hi]
+    y_ends = [v for m in kept for v in (m.y, m.y_low, m.y_high) if _finite(v) and y_lo <= v <= y_hi]
+    return span(x_ends, metric), span(y_ends, "psnr"), out
+
+
+def _label_spots(points: Sequence[tuple[float, float, str]], x_range: tuple[float, float],
+                 y_range: tuple[float, float]) -> list[str]:
+    """A text position per point (greedy): the first spot whose label box does not overlap a label already placed
+    or another point, in axis fractions (a label's box ~ 1.1 % of the width per character, 6 % of the height)."""
+    width, height = (x_range[1] - x_range[0]) or 1.0, (y_range[1] - y_range[0]) or 1.0
+    norm = [((x - x_range[0]) / width, (y - y_range[0]) / height, len(label)) for x, y, label in points]
+    boxes: list[tuple[float, float, float, float]] = []
+    spots = []
+    for k, (x, y, chars) in enumerate(norm):
+        w, h, gap = 0.011 * chars + 0.01, 0.06, 0.02
+        best, best_hits = _LABEL_SPOTS[0], math.inf
+        for spot in _LABEL_SPOTS:
+            vertical, horizontal = spot.split()
+            cy = y + (h / 2 + gap if vertical == "top" else -h / 2 - gap if vertical == "bottom" else 0.0)
+            cx = x + (w / 2 + gap if horizontal == "right" else -w / 2 - gap if horizontal == "left" else 0.0)
+            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            hits = sum(_overlap(box, other) for other in boxes) + sum(
+                box[0] <= px <= box[2] and box[1] <= py <= box[3] for j, (px, py, _) in enumerate(norm) if j != k)
+            hits += 0.5 * (box[0] < 0 or box[2] > 1 or box[1] < 0 or box[3] > 1)  # leaving the plot: a last resort
+            if hits < best_hits:
+                best, best_hits, best_box = spot, hits, box
+            if hits == 0:
+                break
+        boxes.append(best_box)
+        spots.append(best)
+    return spots
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Figure:
+    """PSNR (y) against a perception metric (x; reversed when lower is better, so better is up and right).
+
+    Readable whatever the marks: the axes cover the marks that matter (a mark beyond its axis' far-out fences is a
+    runaway: drawn at the edge of the view as a triangle, named with its value in the subtitle); interval bars are
+    clipped to the metric's range; labels are placed so that they do not print over each other; a flagged mark
+    (untrained perceptual features) keeps its flag: a "†" after its label, an open marker and the flag in its hover."""
+    every = [m for s in series for m in s.marks]
+    if not every:
+        raise ValueError("pd_plane needs at least one mark")
+    x_range, y_range, _ = _view(every, metric)
+    name, fmt = plot_text(METRIC_NAMES.get(metric, metric)), _axis_format(metric)
     fig = go.Figure()
-    _add_front(fig, front)
-    name, fmt = plot_text(METRIC_NAMES[metric]), _axis_format(metric)
-    for i, p in enumerate(points):
-        fig.add_scatter(
-            x=[p.x], y=[p.psnr], mode="markers+text", name=plot_text(p.version),
-            text=[plot_text(p.version)], textposition="top center",
-            error_x={"type": "data", "array": [p.x_std or 0.0], "visible": _finite(p.x_std)},
-            error_y={"type": "data", "array": [p.psnr_std or 0.0], "visible": _finite(p.psnr_std)},
-            marker={"size": 13 if p.baseline else 10, "color": "#222" if p.baseline else _color(i),
-                    "symbol": "star" if p.baseline else ("diamond" if p.pretraining else "circle")},
-            hovertemplate=(f"{plot_text(p.version)} ({p.n_seeds} seed{'s' if p.n_seeds != 1 else ''})"
-                           f"<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>"),
-        )
-    _plane_layout(fig, f"{dataset}: versions, PSNR against {METRIC_NAMES[metric]} (mean ± std over seeds)", metric)
+    outside: list[str] = []
+    labelled = [(m.x, m.y, m.label + (" †" if m.flag else "")) for s in series if s.style in ("points", "path")
+                for m in s.marks]
+    spots = iter(_label_spots([(min(max(x, x_range[0]), x_range[1]), min(max(y, y_range[0]), y_range[1]), t)
+                               for x, y, t in labelled], x_range, y_range))
+    for i, s in enumerate(series):
+        color = s.color or _color(i)
+        inside = [m for m in s.marks if x_range[0] <= m.x <= x_range[1] and y_range[0] <= m.y <= y_range[1]]
+        if s.style == "front":
+            fig.add_scatter(x=[m.x for m in s.marks], y=[m.y for m in s.marks], mode="lines", name=plot_text(s.name),
+                            line={"color": s.color or "#999", "dash": "dash"}, hoverinfo="skip")
+            continue
+        if s.style == "faint":
+            fig.add_scatter(x=[m.x for m in inside], y=[m.y for m in inside], mode="markers", name=plot_text(s.name),
+                            marker={"size": 6, "color": s.color or "#bbb"}, text=[plot_text(m.label) for m in inside],
+                            hovertemplate=f"%{{text}}<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>")
+            continue
+        marks = list(s.marks)
+        text_spots = [next(spots) for _ in marks]
+        if s.style == "path" and len(marks) > 1:  # the path through every mark, runaways at the edge
+            fig.add_scatter(x=[_clamp(m.x, x_range) for m in marks], y=[_clamp(m.y, y_range) for m in marks],
+                            mode="lines", line={"color": color, "width": 1.5}, hoverinfo="skip", showlegend=False,
+                            legendgroup=plot_text(s.name))
+        for k, m in enumerate(marks):
+            runaway = not (x_range[0] <= m.x <= x_range[1] and y_range[0] <= m.y <= y_range[1])
+            label = m.label + (" †" if m.flag else "")
+            hover = [plot_text(label), f"PSNR {m.y:.2f} dB", f"{name} {format(m.x, fmt)}"]
+            hover += [plot_text(m.hover)] if m.hover else []
+            hover += [plot_text(f"flag: {m.flag}")] if m.flag else []
+            if runaway:
+                outside.append(plot_text(f"{label}: {METRIC_NAMES.get(metric, metric)} {format(m.x, fmt)}, "
+                                         f"PSNR {m.y:.2f} dB"))
+            ex = None if runaway else clip_interval(m.x_low, m.x_high, m.x, metric)
+            ey = None if runaway else clip_interval(m.y_low, m.y_high, m.y, "psnr")
+            symbol = s.symbol if not runaway else _edge_symbol(m, x_range, y_range, metric)
+            fig.add_scatter(
+                x=[_clamp(m.x, x_range)], y=[_clamp(m.y, y_range)], mode="markers+text", name=plot_text(s.name),
+                legendgroup=plot_text(s.name), showlegend=k == 0, text=[plot_text(label)], textposition=text_spots[k],
+                error_x={"type": "data", "symmetric": False, "array": [ex[1] if ex else 0.0],
+                         "arrayminus": [ex[0] if ex else 0.0], "visible": ex is not None},
+                error_y={"type": "data", "symmetric": False, "array": [ey[1] if ey else 0.0],
+                         "arrayminus": [ey[0] if ey else 0.0], "visible": ey is not None},
+                marker={"size": 11, "color": color, "symbol": symbol + ("-open" if m.flag else ""),
+                        "line": {"width": 2, "color": color}},
+                hovertemplate="<br>".join(hover) + "<extra></extra>")
+    notes = ["outside this view, drawn at its edge: " + "; ".join(outside)] if outside else []
+    flags = sorted({m.flag for m in every if m.flag})
+    notes += [plot_text("† " + "; ".join(flags))] if flags else []
+    _plane_layout(fig, title, metric)
+    fig.update_layout(title={"text": plot_text(title) + (f"<br><sub>{'<br>'.join(notes)}</sub>" if notes else "")},
+                      height=480, margin={**_LAYOUT["margin"], "t": 60 + 20 * len(notes)})
+    reverse = not higher_is_better(metric)
+    fig.update_xaxes(range=[x_range[1], x_range[0]] if reverse else list(x_range), autorange=False)
+    fig.update_yaxes(range=list(y_range), autorange=False)
     return fig
+
+
+def _clamp(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def _edge_symbol(m: PlaneMark, x_range: tuple[float, float], y_range: tuple[float, float], metric: str) -> str:
+    """A triangle at the edge pointing to where the runaway mark really is (x reversed when lower is better)."""
+    if m.y > y_range[1]:
+        return "triangle-up"
+    if m.y < y_range[0]:
+        return "triangle-down"
+    beyond_high = m.x > x_range[1]
+    right = beyond_high != (not higher_is_better(metric))  # a reversed x axis draws high values on the left
+    return "triangle-right" if right else "triangle-left"
 
 
 def _phase_boundaries(history: pl.DataFrame) -> list[tuple[int, str, str]]:

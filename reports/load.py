@@ -31,6 +31,7 @@ REQUIRED_COLUMNS = {
     schema.STUDY_FILE: ("comparison", "dataset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high"),
     schema.STUDY_VERSIONS_FILE: ("version", "dataset", "metric", "mean"),
     schema.STUDY_PROFILE_FILE: ("version", "stage"),
+    schema.STUDY_DOSE_FILE: ("recipe", "key", "dataset", "metric", "slope", "ci_low", "ci_high"),
 }
 # The rows' keys: a key seen twice means the table contradicts itself (a trial counted twice).
 UNIQUE_KEYS = {
@@ -40,6 +41,7 @@ UNIQUE_KEYS = {
     schema.STUDY_FILE: ("comparison", "dataset", "metric"),
     schema.STUDY_VERSIONS_FILE: ("version", "dataset", "metric"),
     schema.STUDY_PROFILE_FILE: ("version",),
+    schema.STUDY_DOSE_FILE: ("recipe", "key", "dataset", "metric"),
 }
 # study.parquet as `results.study` writes it since verdicts are Holm-adjusted (issue 17); these extend
 # `schema.STUDY_COLUMNS` (which wins where both name a column), so a table of either age conforms.
@@ -80,6 +82,7 @@ class Results:
     study: pl.DataFrame | None = None  # the study tables, when `results.study.compute_study` wrote them
     study_versions: pl.DataFrame | None = None
     study_profile: pl.DataFrame | None = None
+    study_dose: pl.DataFrame | None = None  # a ladder's trends (results.dose), when the study ran one
     present: dict[str, frozenset[str]] = field(default_factory=dict)  # file name -> the columns it had
     problems: list[str] = field(default_factory=list)  # tables that disagreed, and what the report did
 
@@ -151,6 +154,7 @@ def load_results(results_dir: Path | str) -> Results:
                              present=present),
         study_profile=_read(root / schema.STUDY_PROFILE_FILE, schema.STUDY_PROFILE_COLUMNS, required=False,
                             present=present),
+        study_dose=_read(root / schema.STUDY_DOSE_FILE, schema.STUDY_DOSE_COLUMNS, required=False, present=present),
         present=present, problems=problems)
 
 

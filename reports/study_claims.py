@@ -16,8 +16,8 @@ from reports.text import pct as _pct
 from reports.verdicts import ALPHA, assess
 from reports.verdicts import flags as _flags
 from reports.verdicts import has_interval as _has_interval
+from results import dose, schema
 from results import rows as result_rows
-from results import schema
 from results.rows import json_list
 from results.study import STUDY_ORDER
 
@@ -28,6 +28,7 @@ KIND_STEP = "version step"
 
 
 KIND_PRETRAIN = "GAN stage vs its pretraining"
+KIND_CONTROL = dose.KIND_CONTROL  # the GAN stage against its equal-budget control: these rows carry its claim
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ STUDY_CLAIMS = (
           pairs=(("v2", "v1"),), expect=(("distortion", "a"), ("perception", "a"))),
     Claim("v3's perceptual (VGG feature) loss gives more realistic, less smoothed images than v2",
           pairs=(("v3", "v2"),), expect=(("perception", "a"),)),
-    Claim("the GAN stage trades PSNR for perceptual quality", kind=KIND_PRETRAIN,
+    Claim("the GAN stage trades PSNR for perceptual quality", kind=KIND_CONTROL,
           expect=(("distortion", "b"), ("perception", "a"))),
     Claim("a relativistic discriminator (RaGAN, its proposed next step) improves perceptual quality over v3",
           pairs=(("ragan", "v3"),), expect=(("perception", "a"),)),
@@ -83,6 +84,10 @@ def claim_sentence(claim: Claim, study: pl.DataFrame, datasets: list[str], perce
     comps = list(dict.fromkeys(
         (r["comparison"], r["kind"]) for r in study.iter_rows(named=True)
         if (claim.kind is not None and r["kind"] == claim.kind) or (r["a"], r["b"]) in claim.pairs))
+    if not comps and claim.kind == KIND_CONTROL:
+        return (f"The study claims {claim.text}: not tested (these results have no equal-budget control; the GAN "
+                "stage against its pretraining adds generator updates, so it cannot separate the adversarial term "
+                "from more training).")
     if not comps:
         return f"The study claims {claim.text}: not tested (these results have no such comparison)."
     if not adjusted:  # the older table's verdicts come from unadjusted intervals: none of them is used
@@ -123,7 +128,8 @@ def claim_sentence(claim: Claim, study: pl.DataFrame, datasets: list[str], perce
         outcome = "not tested (one seed: no seed-level interval)"
     elif outcome == "not tested" and caveats:
         outcome = "not tested as a version effect (unequal budget)"
-    sides = claim.pairs[0] if len(claim.pairs) == 1 else ("the GAN stage", "its pretraining")
+    sides = claim.pairs[0] if len(claim.pairs) == 1 else (
+        "the GAN stage", "its control" if claim.kind == KIND_CONTROL else "its pretraining")
     used = sorted({_name(m) for m in perception.values() if m})
     perceived = used[0] if len(used) == 1 else "perception"
     by_side: dict[str, list[str]] = {}
@@ -177,8 +183,9 @@ def protocol(study: pl.DataFrame, *, adjusted: bool, one_seed: bool) -> str:
     text = ("How to read the verdicts: the unit of replication is the training seed (each version is trained once "
             "per seed and scored on every image), and a − b is paired by seed and image. Each interval is a "
             f"{level_text} interval for the mean difference that includes the sources of variation named below; it is "
-            "shown raw, not adjusted. The p-values of each metric's family (every consecutive-version comparison and "
-            "every GAN stage against its pretraining, on all datasets"
+            "shown raw, not adjusted. The p-values of each metric's family (every consecutive-version comparison, "
+            "every GAN stage against its pretraining and against its equal-budget control, every ladder arm against "
+            "its 0 arm and the ladder's trend, on all datasets"
             + (f": {families}" if families else "") + ") are Holm-adjusted (p_holm), and only they give verdicts: "
             f"\u201ca better\u201d or \u201cb better\u201d means p_holm < {ALPHA:g}; \u201cnot distinguishable\u201d "
             "means this study could not tell the two apart, not that they are equal (MDD is the smallest difference it "

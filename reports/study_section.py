@@ -18,12 +18,14 @@ import polars as pl
 from reports import figures
 from reports.load import STUDY_CONTRACT
 from reports.study_claims import claims, method, protocol, stability_finding, untested, variance_line
+from reports.study_ladder import UNTRAINED_FLAG, UNTRAINED_VGG, Ladder, ladder_section
 from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell, non_finite, pct, plural
 from reports.text import finite as _finite
 from reports.text import fmt as _num
 from reports.verdicts import assess, estimate, has_interval
 from reports.verdicts import flags as row_flags
 from results import schema
+from results.rows import json_list
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
 CLAIMS = {
@@ -92,6 +94,7 @@ class StudySection:
     method: str
     notes: list[str] = field(default_factory=list)
     adjusted: bool = True  # the table has Holm-adjusted verdicts
+    ladder: Ladder | None = None  # a loss weight's dose-response (study_dose.parquet), when the study ran one
 
 
 # ------------------------------------------------------------------------------------------- formatting
@@ -309,23 +312,36 @@ def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None, *, adjusted
 
 def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str],
            perception: dict[str, str | None]) -> tuple[list[Plane], list[str]]:
-    """Per dataset, PSNR against its perception metric (LPIPS, else NIQE), a point per version."""
+    """Per dataset, PSNR against its perception metric (LPIPS, else NIQE), a point per version: its mean over
+    seeds with the seed range as bars (`figures.pd_plane`: runaways at the edge, labels apart), a version trained
+    with untrained VGG19 features flagged on its point, and the Pareto front of the means."""
     order = profile["version"].to_list()
     stage = dict(zip(profile["version"], profile["stage"], strict=True))
+    flags = dict(zip(profile["version"], profile["flags"], strict=True))
     out, notes = [], []
     for i, dataset in enumerate(datasets):
         metric = perception.get(dataset)
         part = versions.filter(pl.col("dataset") == dataset)
         by = {(r["version"], r["metric"]): r for r in part.iter_rows(named=True)}
-        points = []
-        for version in order:
+        series = []
+        for k, version in enumerate(order):
             x, ps = by.get((version, metric)), by.get((version, "psnr"))
-            if x and ps and _finite(x["mean"]) and _finite(ps["mean"]):
-                points.append(figures.VersionPoint(
-                    version, x["mean"], x["std"], ps["mean"], ps["std"], ps["n_seeds"],
-                    stage.get(version) == schema.STAGE_BASELINE, stage.get(version) == schema.STAGE_PRETRAIN))
-        if metric and points:
-            fig = figures.study_plane(points, dataset, metric)
+            if not (x and ps and _finite(x["mean"]) and _finite(ps["mean"])):
+                continue
+            flag = UNTRAINED_FLAG if UNTRAINED_VGG in json_list(flags.get(version)) else None
+            mark = figures.PlaneMark(version, x["mean"], ps["mean"], x.get("low"), x.get("high"), ps.get("low"),
+                                     ps.get("high"), flag=flag, hover=plural(ps["n_seeds"], "seed") + (
+                                         ": mean, bars the seed range" if (ps["n_seeds"] or 0) > 1 else ""))
+            symbol = {schema.STAGE_BASELINE: "star", schema.STAGE_PRETRAIN: "diamond"}.get(stage.get(version), "circle")
+            series.append(figures.PlaneSeries(version, [mark], "points", figures.color(k), symbol))
+        if metric and series:
+            marks = [s.marks[0] for s in series]
+            points = [figures.PlanePoint(m.label, m.x, m.y, False) for m in marks]
+            front = figures.pareto_front(points, x_lower_is_better=not schema.HIGHER_IS_BETTER[metric])
+            front_marks = [figures.PlaneMark(p.label, p.x, p.y) for p in front]
+            title = f"{dataset}: versions, PSNR against {METRIC_NAMES[metric]} (mean over seeds; bars: seed range)"
+            fig = figures.pd_plane([figures.PlaneSeries("Pareto front", front_marks, "front"), *series],
+                                   metric=metric, title=title)
             out.append(Plane(f"study-plane-{i}", figures.figure_json(fig), dataset))
         else:
             notes.append(f"{dataset}: no perception–distortion plane: no perception metric (LPIPS or NIQE) was "
@@ -364,12 +380,13 @@ def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str],
 def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, profile: pl.DataFrame | None,
                   trials: pl.DataFrame, datasets: list[str], *, present: frozenset[str] | None = None,
                   perception: dict[str, str | None] | None = None,
-                  metrics: list[str] | None = None) -> StudySection | None:
+                  metrics: list[str] | None = None, dose: pl.DataFrame | None = None) -> StudySection | None:
     """The section's data, or None when the folder has no study tables (a plain sweep, an evaluate run).
 
     `present`: the columns study.parquet really has (default: all of them); `perception`: each dataset's
     perception metric (LPIPS, else NIQE, else None), the one the trial-level plane uses too; `metrics`: the
-    metrics the results folder recorded (default: every metric of the schema)."""
+    metrics the results folder recorded (default: every metric of the schema); `dose`: study_dose.parquet (the
+    ladder's trends), when the study ran a ladder."""
     if study is None:
         return None
     present = frozenset(study.columns) if present is None else present
@@ -399,6 +416,11 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
                      "comparison gets a verdict; the differences below are single measurements.")
     plane_list, plane_notes = planes(versions, profile, datasets, perception)
     shown, shown_notes = diff_metrics(study, metrics)
+    ladder = ladder_section(dose, study, trials, datasets, perception) if adjusted else None
+    sentences = claims(study, datasets, perception, adjusted=adjusted) if study.height else []
+    if ladder is not None:  # the exchange rate answers the trade-off claim: right after it
+        at = next((k + 1 for k, c in enumerate(sentences) if "trades PSNR for perceptual quality" in c), len(sentences))
+        sentences[at:at] = ladder.sentences
     return StudySection(
         versions=profile["version"].to_list(),
         table=comparison_table(profile, versions, datasets, metrics),
@@ -409,10 +431,11 @@ def study_section(study: pl.DataFrame | None, versions: pl.DataFrame | None, pro
         plane_notes=plane_notes,
         protocol=protocol(study, adjusted=adjusted, one_seed=one_seed),
         variance=variance_line(study, present=present),
-        claims=claims(study, datasets, perception, adjusted=adjusted) if study.height else [],
+        claims=sentences,
         findings=stability_finding(profile),
         untested=untested(profile, trials, versions, perception=perception, present=present),
         method=method(study, adjusted=adjusted),
         notes=notes,
         adjusted=adjusted,
+        ladder=ladder,
     )

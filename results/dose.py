@@ -308,6 +308,9 @@ def _trend_row(row: dict[str, Any], result: stats.SeedImageT | None) -> dict[str
     if result.n_seeds < 2:
         row["verdict"] = "one seed"
         notes.append("one seed: no seed-level interval")
+    elif result.se == 0.0 and result.p_value is None:  # every cell's slope the same: no test applies
+        row["verdict"] = "no variation"
+        notes.append("no variation: every (seed, image) cell has the same slope, so no test applies")
     if result.dropped_seeds or result.dropped_images:
         notes.append(f"left out for cells missing on an arm: {len(result.dropped_seeds)} seed(s), "
                      f"{len(result.dropped_images)} image(s)")

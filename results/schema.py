@@ -235,6 +235,8 @@ STUDY_VERSION_COLUMNS = {
     "n_images": "i64",
     "mean": "f64",  # mean over seeds of (mean over images per seed)
     "std": "f64",  # sample std over seeds (ddof 1); null with one seed
+    "low": "f64",  # the lowest and highest seed's mean over images (the seed range the PD plane draws)
+    "high": "f64",
     "missing": "str",  # why mean is null
 }
 

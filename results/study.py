@@ -560,7 +560,7 @@ def version_rows(data: StudyInput) -> list[dict[str, Any]]:
                 else:
                     per_seed = values.group_by("seed").agg(pl.col("value").mean())["value"].to_numpy()
                     row.update(n_seeds=len(per_seed), n_images=values["image"].n_unique(),
-                               mean=float(per_seed.mean()),
+                               mean=float(per_seed.mean()), low=float(per_seed.min()), high=float(per_seed.max()),
                                std=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None, missing=None)
                 rows.append(row)
     return rows

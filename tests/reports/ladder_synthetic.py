@@ -1,7 +1,7 @@
 """A synthetic study with equal-budget controls and a loss-weight ladder, for the dose tests (results and reports).
 
-`add_ladder(folder)` extends a folder written by tests/reports/reports_synthetic.py's `write_synthetic_study`
-(compute=False) the way the harness does (issue 25): per seed a control `srresnet-continued` / `rrdb-continued`
+`add_ladder(folder)` extends a folder written by reports_synthetic.py's `write_synthetic_study` (then recompute
+the study tables) the way the harness does (issue 25): per seed a control `srresnet-continued` / `rrdb-continued`
 (the pretraining continued with the pixel loss for the GAN stage's generator updates) and the arms of a ladder of
 `loss.adv_weight` on v2's recipe, from the same pretraining per seed, with the same budget. Each arm's score is
 known: the 0 arm is the control's value per (seed, image), a non-zero arm adds `slope` per decade above the point
@@ -58,7 +58,7 @@ def add_ladder(folder: Path, *, weights: Sequence[float] = WEIGHTS, slopes: dict
         partner = next((t for t in trials if t["preset"] == FAMILIES[family] and t["seed"] == pre["seed"]), None)
         if partner is None:
             continue
-        base = _row(partner, label=None, flags="[]", status="ok", stop_reason=None, control=None,
+        base = _row(partner, label=None, status="ok", stop_reason=None, control=None,
                     ladder_recipe=None, ladder_key=None, ladder_value=None)
         control_id = f"{family}-continued_s{pre['seed']}"
         control = _row(base, trial_id=control_id, label=f"{family}-continued seed {pre['seed']}",
@@ -97,8 +97,11 @@ def add_ladder(folder: Path, *, weights: Sequence[float] = WEIGHTS, slopes: dict
     changed = [t["trial_id"] for t in new_trials] + replaced
     means = scores.filter(pl.col("trial_id").is_in(changed)).group_by("trial_id", "dataset", maintain_order=True).agg(
         pl.len().cast(pl.Int64).alias("num_images"), pl.col("scale").first(), *[pl.col(m).mean() for m in metrics])
+    reasons = {(r["dataset"], m): r[f"{m}_missing"] for r in summary for m in ("lpips", "niqe")
+               if r.get(f"{m}_missing")}  # a metric missing on a dataset is missing for the new trials too
     summary = [r for r in summary if r["trial_id"] not in replaced]
-    summary += [r | {"lpips_missing": None, "niqe_missing": None} for r in means.to_dicts()]
+    summary += [r | {f"{m}_missing": reasons.get((r["dataset"], m)) if r[m] is None else None
+                     for m in ("lpips", "niqe")} for r in means.to_dicts()]
     pl.DataFrame(summary, infer_schema_length=None).select(list(schema.SUMMARY_COLUMNS)).write_parquet(
         folder / schema.SUMMARY_FILE)
     return folder

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from ladder_synthetic import add_ladder
 from markupsafe import escape
 from reports_synthetic import (
     HOSTILE_FLAG,
@@ -27,6 +28,7 @@ from reports_synthetic import (
 
 from reports import build, study_claims
 from results import schema
+from results.study import compute_study
 
 SMALL = {"seeds": (0, 1), "datasets": ("Set5",), "images_per_dataset": 2, "steps": 20}
 
@@ -159,9 +161,9 @@ def test_unequal_budget_is_flagged_and_never_a_version_effect(study_results: Pat
     claim = next(c for c in _claims(section) if c.startswith("The study claims v2 improves on v1"))
     assert "not tested as a version effect (unequal budget)" in claim and "supported" not in claim
     assert "v2 better (p_holm 0.001)" in claim and "[unequal budget: not a version effect]" in claim
-    # the GAN stages are flagged too (they add updates to their pretraining) but that is the stage's effect
+    # the GAN stages against their pretrainings add updates: without an equal-budget control the claim is untested
     trade = next(c for c in _claims(section) if "trades PSNR" in c)
-    assert "[unequal budget by construction: the GAN stage adds generator updates]" in trade
+    assert "not tested (these results have no equal-budget control" in trade
 
 
 def test_equal_budgets_let_a_verdict_support_the_claim(tmp_path: Path) -> None:
@@ -176,7 +178,10 @@ def test_equal_budgets_let_a_verdict_support_the_claim(tmp_path: Path) -> None:
 
 
 def test_selected_on_test_is_said_wherever_it_applies(tmp_path: Path) -> None:
-    folder = write_synthetic_study(tmp_path / "study", presets=("v2", "v3"), selected_on_test=True, **SMALL)
+    folder = write_synthetic_study(tmp_path / "study", presets=("v2", "v3"), selected_on_test=True, compute=False,
+                                   **SMALL)
+    add_ladder(folder)  # its controls and arms keep their partners' flags
+    compute_study(folder)
     page = build.build_report(folder).read_text()
     section = _section(page)
     assert set(pl.read_parquet(folder / schema.STUDY_FILE)["selection"].to_list()) == {"selected-on-test"}
@@ -223,8 +228,11 @@ def test_version_plane_has_error_bars_and_a_front(study_results: Path, tmp_path:
     v2 = versions.filter((pl.col("version") == "v2") & (pl.col("dataset") == "Set5"))
     lpips = v2.filter(pl.col("metric") == "lpips").row(0, named=True)
     psnr = v2.filter(pl.col("metric") == "psnr").row(0, named=True)
-    assert traces["v2"]["x"] == [lpips["mean"]] and traces["v2"]["error_x"]["array"] == [lpips["std"]]
-    assert traces["v2"]["y"] == [psnr["mean"]] and traces["v2"]["error_y"]["array"] == [psnr["std"]]
+    # the bars are the seed range (lowest to highest seed's mean), not ± std
+    assert traces["v2"]["x"] == [lpips["mean"]] and traces["v2"]["y"] == [psnr["mean"]]
+    for axis, row in (("error_x", lpips), ("error_y", psnr)):
+        assert traces["v2"][axis]["array"] == pytest.approx([row["high"] - row["mean"]])
+        assert traces["v2"][axis]["arrayminus"] == pytest.approx([row["mean"] - row["low"]])
     assert figure["layout"]["xaxis"]["title"]["text"].startswith("LPIPS (full-reference), lower is better")
     assert traces["srresnet-pretrain"]["marker"]["symbol"] == "diamond"
 
@@ -233,7 +241,10 @@ def test_version_plane_has_error_bars_and_a_front(study_results: Path, tmp_path:
 
 
 def test_without_lpips_niqe_is_the_perception_axis_and_the_reason_is_said_once(tmp_path: Path) -> None:
-    folder = write_synthetic_study(tmp_path / "study", missing_lpips=True, seeds=(0, 1), presets=("v1", "v2", "v3"))
+    folder = write_synthetic_study(tmp_path / "study", missing_lpips=True, seeds=(0, 1), presets=("v1", "v2", "v3"),
+                                   compute=False)
+    add_ladder(folder)  # the equal-budget controls the trade-off claim rests on
+    compute_study(folder)
     page = build.build_report(folder).read_text()
     section = _section(page)
     assert page.count(LPIPS_REASON) == 1 and page.index(LPIPS_REASON) < page.index('id="study"')
@@ -257,7 +268,9 @@ def test_without_lpips_niqe_is_the_perception_axis_and_the_reason_is_said_once(t
 
 def test_without_any_perception_metric_no_plane_is_drawn(tmp_path: Path) -> None:
     folder = write_synthetic_study(tmp_path / "study", missing_lpips=True, missing_niqe=True,
-                                   presets=("v2", "v3"), **SMALL)
+                                   presets=("v2", "v3"), compute=False, **SMALL)
+    add_ladder(folder)
+    compute_study(folder)
     page = build.build_report(folder).read_text()
     section = _section(page)
     assert "study-plane-" not in section and 'data-figure="plane-' not in page  # never SSIM as perception
@@ -290,7 +303,7 @@ def test_one_seed_study_draws_no_interval(tmp_path: Path) -> None:
             if "error_x" in trace:
                 assert trace["error_x"]["visible"] is False and trace["error_y"]["visible"] is False
     assert all("not tested (one seed: no seed-level interval)" in c or "no such comparison" in c
-               for c in _claims(section))
+               or "no equal-budget control" in c for c in _claims(section))
 
 
 def test_old_layout_study_still_renders_and_says_what_is_missing(tmp_path: Path) -> None:
@@ -308,7 +321,7 @@ def test_old_layout_study_still_renders_and_says_what_is_missing(tmp_path: Path)
     assert 'class="verdict-a-better"' not in section and 'class="verdict-b-better"' not in section
     assert 'class="verdict-unadjusted"' in section
     assert all(": no adjusted verdict (this older study table has none)." in c or "no such comparison" in c
-               for c in _claims(section))
+               or "no equal-budget control" in c for c in _claims(section))
     assert "NIQE (no-reference), lower is better: not recorded: these results have no niqe column" in page
     # the old pretraining rows: preset "v2", an adversarial weight it never used
     trials = pl.read_parquet(folder / schema.TRIALS_FILE)
@@ -409,6 +422,7 @@ def test_shared_pretraining_is_said(tmp_path: Path) -> None:
 def test_a_difference_missing_on_one_dataset_only_keeps_its_column(tmp_path: Path) -> None:
     folder = write_synthetic_study(tmp_path / "study", seeds=(0, 1), presets=("v2", "v3"), compute=False,
                                    images_per_dataset=2, steps=20)
+    add_ladder(folder)
     summary = pl.read_parquet(folder / schema.SUMMARY_FILE)
     scores = pl.read_parquet(folder / schema.SCORES_FILE)
     on_set14 = pl.col("dataset") == "Set14"
@@ -422,8 +436,10 @@ def test_a_difference_missing_on_one_dataset_only_keeps_its_column(tmp_path: Pat
     compute_study(folder)
     page = build.build_report(folder).read_text()
     section = _section(page)
-    diffs = section[section.index('id="study-diffs"'):]
-    assert "LPIPS ↓: mean difference" in diffs and diffs.count('class="verdict-no-data"') == 3  # the Set14 rows
+    diffs = _between(section, 'id="study-diffs"', "</table>")
+    set14 = pl.read_parquet(folder / schema.STUDY_FILE).filter((pl.col("dataset") == "Set14")
+                                                               & (pl.col("metric") == "lpips"))
+    assert "LPIPS ↓: mean difference" in diffs and diffs.count('class="verdict-no-data"') == set14.height
     assert "LPIPS (full-reference), lower is better: missing on Set14, every trial" in page
     # each dataset's perception axis: LPIPS on Set5, NIQE on Set14, and the claims say which
     trade = next(c for c in _claims(section) if "trades PSNR" in c)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from ladder_synthetic import LADDER_KEY, SLOPES, add_ladder
 
 from results import dose, schema, stats, study
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "reports"))  # the synthetic study lives beside the report tests
+from ladder_synthetic import LADDER_KEY, SLOPES, add_ladder  # noqa: E402
 from reports_synthetic import write_synthetic_study  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- the slope
