@@ -31,6 +31,7 @@ from PIL import Image
 
 from reports import curves, figures, load
 from reports.load import Results, load_results
+from reports.pareto_section import pareto_section
 from reports.study_section import StudySection, study_section
 from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, PERCEPTION_ORDER, Cell, higher_is_better, long_name
 from reports.text import fmt as _fmt
@@ -517,6 +518,7 @@ def _build(results: Results, out: Path) -> Path:
     page = _environment().get_template("report.html").render(
         title=f"enhance-this report: {results.root.name}",
         study=study(results, perception),
+        pareto=pareto_section(results.root),  # a Pareto search's front (reports.pareto_section), else None
         missing=missing_metrics(results),
         problems=results.problems,
         plotly_js=_write_plotlyjs(out),

@@ -178,3 +178,45 @@ def neighbour_separation(intervals: Sequence[Sequence[Interval | None]]) -> list
         else:
             out.append(True)
     return out
+
+
+def confirm_summary(members: pl.DataFrame, summary: pl.DataFrame, metrics: Sequence[tuple[str, str]]
+                    ) -> pl.DataFrame:
+    """A front confirmed over seeds, on the test sets: one row per (point, dataset, metric).
+
+    `members`: `point` (the front point's id, in order along the front), `trial_id` and `seed` of every trial
+    that trained it (the search's own and the confirm seeds'); `summary`: summary.parquet (`trial_id`, `dataset`
+    and a column per metric); `metrics`: (metric, "max"|"min") pairs to report, the test-set versions of the
+    objectives. Each row holds `n_seeds`, `mean`, and the seed range `low`..`high` (min and max over seeds: the
+    interval, which stays inside the metric's range). Per (point, dataset): `front_of_means` (the point's seed
+    means are non-dominated among the front's on this dataset: it survives other seeds) and `distinguishable`
+    (its seed ranges are apart from both neighbours' along the front on some metric; null: unknown)."""
+    names = [m for m, _ in metrics if m in summary.columns]
+    modes = [mode for m, mode in metrics if m in summary.columns]
+    order = list(dict.fromkeys(members["point"].to_list()))
+    joined = members.join(summary.select("trial_id", "dataset", *names), on="trial_id", how="inner")
+    rows: list[dict] = []
+    for dataset in sorted(set(joined["dataset"].to_list())):
+        part = joined.filter(pl.col("dataset") == dataset)
+        stats: dict[str, dict[str, tuple[int, float | None, float | None, float | None]]] = {}
+        for point in order:
+            mine = part.filter(pl.col("point") == point)
+            stats[point] = {}
+            for m in names:
+                values = [v for v in mine[m].to_list() if _present(v)]
+                stats[point][m] = ((len(values), sum(values) / len(values), min(values), max(values)) if values
+                                   else (0, None, None, None))
+        points = [point for point in order if stats[point]]
+        ranks = nondominated_ranks([[stats[p][m][1] for m in names] for p in points], modes)
+        intervals = [[Interval(stats[p][m][2], stats[p][m][3]) if stats[p][m][0] > 1 else None for m in names]
+                     for p in points]
+        apart = neighbour_separation(intervals)
+        for point, rank, sep in zip(points, ranks, apart, strict=True):
+            for m in names:
+                n, mean, low, high = stats[point][m]
+                rows.append({"point": point, "dataset": dataset, "metric": m, "n_seeds": n, "mean": mean,
+                             "low": low, "high": high, "front_of_means": rank == 0 if rank is not None else None,
+                             "distinguishable": sep})
+    schema = {"point": pl.String, "dataset": pl.String, "metric": pl.String, "n_seeds": pl.Int64, "mean": pl.Float64,
+              "low": pl.Float64, "high": pl.Float64, "front_of_means": pl.Boolean, "distinguishable": pl.Boolean}
+    return pl.DataFrame(rows, schema=schema)

@@ -9,17 +9,26 @@ import random
 import polars as pl
 import pytest
 
-from results.pareto import (Interval, ObjectiveError, along_front, distinguishable, dominates, neighbour_separation,
-                            nondominated_ranks, parse_objectives, with_front)
+from results.pareto import (
+    Interval,
+    ObjectiveError,
+    along_front,
+    distinguishable,
+    dominates,
+    neighbour_separation,
+    nondominated_ranks,
+    parse_objectives,
+    with_front,
+)
 
 
 def brute_force_ranks(points: list[tuple], modes: list[str]) -> list[int | None]:
     """Peel layers from the definition: a layer is every remaining point that no remaining point beats (at least
     as good everywhere, strictly better somewhere, after flipping the minimised objectives)."""
     def beats(a, b):
-        sa = [x if m == "max" else -x for x, m in zip(a, modes)]
-        sb = [x if m == "max" else -x for x, m in zip(b, modes)]
-        return all(x >= y for x, y in zip(sa, sb)) and sa != sb
+        sa = [x if m == "max" else -x for x, m in zip(a, modes, strict=True)]
+        sb = [x if m == "max" else -x for x, m in zip(b, modes, strict=True)]
+        return all(x >= y for x, y in zip(sa, sb, strict=True)) and sa != sb
 
     def ok(v):
         return v is not None and math.isfinite(v)
