@@ -89,7 +89,8 @@ def _axis_format(metric: str) -> str:
 
 def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: str, metric: str) -> go.Figure | None:
     """PSNR against a perception metric (`metric`: LPIPS, or NIQE without LPIPS) on one dataset, a point per
-    trial and the Pareto front; None when no trial has both numbers there."""
+    trial and the Pareto front (`pd_plane`: a runaway trial does not set the axes); None when no trial has both
+    numbers there."""
     rows = summary.filter(pl.col("dataset") == dataset).join(
         trials.select("trial_id", "label", "status"), on="trial_id", how="left"
     )
@@ -101,31 +102,14 @@ def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: 
     ]
     if not points:
         return None
-    name, fmt = plot_text(METRIC_NAMES[metric]), _axis_format(metric)
-    fig = go.Figure()
-    _add_front(fig, pareto_front(points, x_lower_is_better=not higher_is_better(metric)))
-    hover = f"%{{text}}<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>"
-    trained = [p for p in points if not p.baseline]
-    fig.add_scatter(
-        x=[p.x for p in trained], y=[p.y for p in trained], mode="markers", name="trials",
-        text=[plot_text(p.label) for p in trained], marker={"size": 9, "color": "#1f77b4"}, hovertemplate=hover,
-    )
-    baseline = [p for p in points if p.baseline]
+    front = pareto_front(points, x_lower_is_better=not higher_is_better(metric))
+    series = [PlaneSeries("Pareto front", [PlaneMark(p.label, p.x, p.y) for p in front], "front"),
+              PlaneSeries("trials", [PlaneMark(p.label, p.x, p.y) for p in points if not p.baseline], "faint",
+                          color="#1f77b4")]
+    baseline = [PlaneMark(p.label, p.x, p.y) for p in points if p.baseline]
     if baseline:
-        fig.add_scatter(
-            x=[p.x for p in baseline], y=[p.y for p in baseline], mode="markers+text", name="baseline",
-            text=[plot_text(p.label) for p in baseline], textposition="top center",
-            marker={"size": 13, "color": "#d62728", "symbol": "star"}, hovertemplate=hover,
-        )
-    _plane_layout(fig, f"{dataset}: PSNR against {METRIC_NAMES[metric]}", metric)
-    return fig
-
-
-def _add_front(fig: go.Figure, front: Sequence[PlanePoint]) -> None:
-    fig.add_scatter(
-        x=[p.x for p in front], y=[p.y for p in front], mode="lines", name="Pareto front",
-        line={"color": "#999", "dash": "dash"}, hoverinfo="skip",
-    )
+        series.append(PlaneSeries("baseline", baseline, "points", color="#d62728", symbol="star"))
+    return pd_plane(series, metric=metric, title=f"{dataset}: PSNR against {METRIC_NAMES[metric]}")
 
 
 def _plane_layout(fig: go.Figure, title: str, metric: str) -> None:
@@ -167,6 +151,7 @@ class PlaneSeries:
     symbol: str = "circle"  # plotly marker symbol ("star" for a baseline, "diamond" for a pretraining)
 
 
+FAINT_NAMED = 5  # runaways of a faint series named in the subtitle (the rest counted)
 FENCE = 3.0  # a mark more than FENCE interquartile ranges beyond the quartiles of its axis is an outlier
 _LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",
                 "top left", "bottom right")
@@ -286,10 +271,19 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
             fig.add_scatter(x=[m.x for m in s.marks], y=[m.y for m in s.marks], mode="lines", name=plot_text(s.name),
                             line={"color": s.color or "#999", "dash": "dash"}, hoverinfo="skip")
             continue
-        if s.style == "faint":
-            fig.add_scatter(x=[m.x for m in inside], y=[m.y for m in inside], mode="markers", name=plot_text(s.name),
-                            marker={"size": 6, "color": s.color or "#bbb"}, text=[plot_text(m.label) for m in inside],
-                            hovertemplate=f"%{{text}}<br>PSNR %{{y:.2f}} dB<br>{name} %{{x:{fmt}}}<extra></extra>")
+        if s.style == "faint":  # every mark, a runaway at the edge as a triangle; the hover gives the real values
+            away = [m for m in s.marks if m not in inside]
+            outside += [plot_text(f"{m.label}: {METRIC_NAMES.get(metric, metric)} {format(m.x, fmt)}, PSNR "
+                                  f"{m.y:.2f} dB") for m in away[:FAINT_NAMED]]
+            outside += [f"and {len(away) - FAINT_NAMED} more"] if len(away) > FAINT_NAMED else []
+            fig.add_scatter(
+                x=[_clamp(m.x, x_range) for m in s.marks], y=[_clamp(m.y, y_range) for m in s.marks],
+                mode="markers", name=plot_text(s.name), text=[plot_text(m.label) for m in s.marks],
+                customdata=[[m.x, m.y] for m in s.marks],
+                marker={"size": 7, "color": s.color or "#bbb", "symbol": [
+                    s.symbol if m in inside else _edge_symbol(m, x_range, y_range, metric) for m in s.marks]},
+                hovertemplate=(f"%{{text}}<br>PSNR %{{customdata[1]:.2f}} dB<br>{name} %{{customdata[0]:{fmt}}}"
+                               "<extra></extra>"))
             continue
         marks = list(s.marks)
         text_spots = [next(spots) for _ in marks]

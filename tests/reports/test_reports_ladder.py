@@ -234,3 +234,21 @@ def test_what_the_run_lacks_comes_from_its_configs() -> None:
                                "d_stages": 3})
     assert "this run's VGG19 features are untrained" in text and "80 here" in text and "3 stages here" in text
     assert math.isfinite(len(text))
+
+
+def test_the_trial_plane_keeps_a_runaway_trial_at_its_edge() -> None:
+    rng = np.random.default_rng(2)
+    ids = [f"t{k}" for k in range(9)] + ["bicubic", "runaway"]
+    niqe = [float(v) for v in rng.uniform(7.5, 9.5, 9)] + [7.4, 73.3]
+    psnr = [float(v) for v in rng.uniform(27, 29, 9)] + [26.5, 27.5]
+    summary = pl.DataFrame({"trial_id": ids, "dataset": ["Set5"] * 11, "niqe": niqe, "psnr": psnr})
+    trials = pl.DataFrame({"trial_id": ids, "label": ids, "status": ["ok"] * 9 + ["baseline", "ok"]})
+    fig = figures.perception_distortion(summary, trials, "Set5", "niqe").to_plotly_json()
+    high, low = fig["layout"]["xaxis"]["range"]
+    assert high < 12 and "runaway: NIQE 73.300" in html.unescape(fig["layout"]["title"]["text"])
+    cloud = next(t for t in fig["data"] if t["name"] == "trials")
+    k = cloud["text"].index("runaway")
+    assert cloud["x"][k] == high and cloud["customdata"][k][0] == 73.3  # drawn at the edge, hovered at its value
+    assert cloud["marker"]["symbol"][k].startswith("triangle")
+    front = next(t for t in fig["data"] if t["name"] == "Pareto front")
+    assert 73.3 not in front["x"]
