@@ -2,9 +2,11 @@
 
 It answers the original study's comparison (v1 -> v2 -> v3, then RaGAN and ESRGAN) with measured values:
 
-- paired differences between consecutive versions (v2 - v1, v3 - v2, ragan - v3, esrgan - ragan) and between
-  each GAN stage and the pretraining it started from (`v3 - srresnet-pretrain`), over (seed, image) pairs
-  (`study.parquet`). The interval is a t interval from a two-way crossed random-effects model of the differences
+- paired differences between consecutive versions (v2 - v1, v3 - v2, ragan - v3, esrgan - ragan), between
+  each GAN stage and the pretraining it started from (`v3 - srresnet-pretrain`, unequal budgets: descriptive),
+  between each GAN stage and its equal-budget control (`v3 - srresnet-continued`) and between each ladder arm and
+  its 0 arm (`results.dose`), over (seed, image) pairs (`study.parquet`); a ladder's trend in
+  `study_dose.parquet` (`results.dose`), Holm-adjusted in the same family. The interval is a t interval from a two-way crossed random-effects model of the differences
   (training seed x image, ANOVA estimates, Satterthwaite degrees of freedom: `results.stats`, which cites its
   sources), so it covers seed-to-seed and image-to-image variation and keeps its coverage at 3 seeds. Each
   comparison has a two-sided t test; the verdict uses its p-value Holm-adjusted over the study's family for
