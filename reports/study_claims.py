@@ -147,8 +147,8 @@ def claims(study: pl.DataFrame, datasets: list[str], perception: dict[str, str |
 
 def stability_finding(profile: pl.DataFrame) -> list[str]:
     """The stability claim (medium → good → stable), answered descriptively: it has no interval."""
-    gan = profile.filter(pl.col("stage") == schema.STAGE_GAN)
-    if not gan.height:
+    gan = profile.filter((pl.col("stage") == schema.STAGE_GAN) & ~pl.col("version").str.ends_with(dose.CONTROL_SUFFIX))
+    if not gan.height:  # (a control has no discriminator: nothing to be stable)
         return []
     shares = ", ".join(f"{r['version']} {_pct(r['collapse_share'])}" for r in gan.iter_rows(named=True))
     gap = gan["collapse_gap"][0]

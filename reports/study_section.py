@@ -24,7 +24,7 @@ from reports.text import finite as _finite
 from reports.text import fmt as _num
 from reports.verdicts import assess, estimate, has_interval
 from reports.verdicts import flags as row_flags
-from results import schema
+from results import dose, schema
 from results.rows import json_list
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
@@ -147,6 +147,8 @@ def _facts_cells(p: dict) -> dict[str, Cell]:
                           if untrained else None, warn=untrained)
     gan = Cell(MISSING, missing=True) if stage != schema.STAGE_GAN else Cell(
         f"{p['adv_type'] or '?'}, weight {p['adv_weight']:g}" if _finite(p["adv_weight"]) else p["adv_type"] or "?")
+    if dose.is_control(p):
+        gan = Cell("none: the pixel loss only (the GAN stages' equal-budget control)")
     tracking = []
     if p["val_every"]:
         tracking.append(f"validation every {p['val_every']} steps")
@@ -158,7 +160,7 @@ def _facts_cells(p: dict) -> dict[str, Cell]:
 
 
 def _stability_cells(p: dict) -> dict[str, Cell]:
-    if p["stage"] != schema.STAGE_GAN:
+    if p["stage"] != schema.STAGE_GAN or dose.is_control(p):
         none = Cell(MISSING, "no GAN stage", missing=True)
         return {k: none for k in ("collapse", "spread", "drift", "stops")}
     gap = p["collapse_gap"]

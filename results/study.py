@@ -2,17 +2,17 @@
 
 It answers the original study's comparison (v1 -> v2 -> v3, then RaGAN and ESRGAN) with measured values:
 
-- paired differences between consecutive versions (v2 - v1, v3 - v2, ragan - v3, esrgan - ragan), between
-  each GAN stage and the pretraining it started from (`v3 - srresnet-pretrain`, unequal budgets: descriptive),
-  between each GAN stage and its equal-budget control (`v3 - srresnet-continued`) and between each ladder arm and
-  its 0 arm (`results.dose`), over (seed, image) pairs (`study.parquet`); a ladder's trend in
-  `study_dose.parquet` (`results.dose`), Holm-adjusted in the same family. The interval is a t interval from a two-way crossed random-effects model of the differences
-  (training seed x image, ANOVA estimates, Satterthwaite degrees of freedom: `results.stats`, which cites its
-  sources), so it covers seed-to-seed and image-to-image variation and keeps its coverage at 3 seeds. Each
-  comparison has a two-sided t test; the verdict uses its p-value Holm-adjusted over the study's family for
-  that metric (every comparison on every dataset). Each row also gives the minimum difference the study could
-  detect (`mdd`, 80 % power at alpha 0.05), the probability of improvement over seeds, the estimated variance
-  components, whether the two sides had equal training budgets and what sources of variation the interval
+- paired differences between consecutive versions (v2 - v1, v3 - v2, ragan - v3, esrgan - ragan), between each GAN
+  stage and the pretraining it started from (`v3 - srresnet-pretrain`, unequal budgets: descriptive), between each
+  GAN stage and its equal-budget control (`v3 - srresnet-continued`) and between each ladder arm and its 0 arm
+  (`results.dose`), over (seed, image) pairs (`study.parquet`); a ladder's trend in `study_dose.parquet`
+  (`results.dose`), Holm-adjusted in the same family. The interval is a t interval from a two-way crossed
+  random-effects model of the differences (training seed x image, ANOVA estimates, Satterthwaite degrees of freedom:
+  `results.stats`, which cites its sources), so it covers seed-to-seed and image-to-image variation and keeps its
+  coverage at 3 seeds. Each comparison has a two-sided t test; the verdict uses its p-value Holm-adjusted over the
+  study's family for that metric (every comparison on every dataset). Each row also gives the minimum difference the
+  study could detect (`mdd`, 80 % power at alpha 0.05), the probability of improvement over seeds, the estimated
+  variance components, whether the two sides had equal training budgets and what sources of variation the interval
   includes;
 - per-version means and standard deviations over seeds (`study_versions.parquet`);
 - per-version configuration facts and GAN stability measured from the training history
@@ -569,10 +569,12 @@ def version_rows(data: StudyInput) -> list[dict[str, Any]]:
 
 
 def _ordered_versions(trials: pl.DataFrame) -> list[str]:
-    """Baselines, then the study's order with each pretraining before the first version that started from it."""
+    """Baselines, then the study's order with each pretraining (and its equal-budget control) before the first
+    version that started from it."""
     present = trials["version"].unique().to_list()
     baselines = sorted(trials.filter(pl.col("stage") == schema.STAGE_BASELINE)["version"].unique().to_list())
     by_id = {r["trial_id"]: r for r in trials.iter_rows(named=True)}
+    controls = {_source_id(r["init_from"], by_id): r["version"] for r in by_id.values() if dose.is_control(r)}
     order: list[str] = []
     for name in STUDY_ORDER:
         sources = trials.filter((pl.col("version") == name) & pl.col("init_from").is_not_null())["init_from"]
@@ -580,6 +582,7 @@ def _ordered_versions(trials: pl.DataFrame) -> list[str]:
             source = _source_id(source, by_id)
             if source in by_id and by_id[source]["version"] not in order:
                 order.append(by_id[source]["version"])
+                order += [controls[source]] if controls.get(source) not in (None, *order) else []
         order.append(name)
     known = [v for v in order if v in present and v not in baselines]
     return baselines + known + sorted(set(present) - set(known) - set(baselines))
