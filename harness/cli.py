@@ -90,7 +90,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
     p.add_argument("--fetch", action="store_true",
                    help="download a missing benchmark set from its public address (checksum verified)")
     p.add_argument("--out", default=None, help=f"results folder, new or empty (default ./runs/{kind}-<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="DIR", help=f"continue an interrupted {kind} in DIR")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help=f"continue an interrupted {kind} in DIR as it was started (other options are an error, "
+                        "except --dry-run and --no-report; data that changed since it started is refused)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
     p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
     p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
@@ -166,3 +168,30 @@ def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]
     p.add_argument("--ladder-presets", default=None, metavar="P1,P2",
                    help="the two-stage presets whose recipes the ladder varies (default v2: L1 + adversarial, no VGG "
                         "features; e.g. v2,esrgan)")
+
+# What `--resume DIR` may be given: it continues the run as its sweep.json records it, so an option that would
+# change what the run computes (seeds, data, datasets, the cache, ...) is an error naming it, never dropped silently
+# (issue 27.1). A Pareto search's larger --num-samples continues the search to it (harness.pareto_search).
+RESUME_OPTIONS = ("--resume", "--dry-run", "--no-report")
+RESUME_OPTIONS_PARETO = ("--num-samples",)
+
+
+def resume_conflicts(argv: list[str], *, search: str) -> list[str]:
+    """The options of a `--resume` command line that a resume cannot apply, as the user wrote them (given at their
+    default value too). `argv` is one its command's parser accepted: every `--name` in it is one of the command's
+    options (an abbreviation an unambiguous one); `search`, the resumed run's, says whether --num-samples
+    continues it (pareto)."""
+    allowed = RESUME_OPTIONS + (RESUME_OPTIONS_PARETO if search == "pareto" else ())
+    written = {token.split("=", 1)[0] for token in argv if token.startswith("--") and token != "--"}
+    return sorted(w for w in written if not any(option.startswith(w) for option in allowed))
+
+
+def check_resume_options(argv: list[str], request: plan.SweepRequest, *, command: str, out) -> None:
+    """A ValueError naming every option of the `--resume` command line `argv` that would change the run `request`
+    (as sweep.json records it, started by `command`)."""
+    conflicts = resume_conflicts(argv, search=request.search)
+    if conflicts:
+        more = " (and --num-samples, to continue its Pareto search)" if request.search == "pareto" else ""
+        raise ValueError(f"--resume {out} continues the {request.kind} as sweep.json records it ({command}); "
+                         f"{', '.join(conflicts)} would change it and cannot be applied. Give --resume alone (with "
+                         f"--dry-run or --no-report){more}, or start a new {request.kind} with --out")

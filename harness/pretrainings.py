@@ -56,14 +56,33 @@ def pretrainings_to_train(sweep: plan.SweepPlan, out: Path, cached: dict[str, ca
 
 
 def store_pretrainings(sweep: plan.SweepPlan, out: Path, names: list[str]) -> None:
-    """Keep every pretraining of `names` that finished in the cache (`harness.cache.store`); a failure to store is
-    a warning (the cache saves time, the run does not depend on it)."""
+    """Keep every pretraining of `names` that finished in the cache (`harness.cache.store`, under the key each
+    recorded when it trained: never what the data root holds now); a failure to store is a warning (the cache
+    saves time, the run does not depend on it)."""
     configs = sweep.pretrain_configs
     for name in names:
         try:
-            cache.store(out / schema.TRIALS_DIR / name, configs[name], sweep.settings.data_root, source_run=out)
+            cache.store(out / schema.TRIALS_DIR / name, configs[name], source_run=out)  # under the key it trained on
         except (cache.CacheError, OSError) as err:
             log.warning("pretraining cache: %s not stored (%s)", name, err)
+
+
+def copied_from_cache(out: Path, params: dict[str, Any]) -> bool:
+    """Whether a Tune trial's pretraining (`params["run_name"]`) was copied from the cache into its folder: Tune
+    planned it before an interruption, the resume found it in the cache, and its trial must not train it again
+    (it would fail on the copied folder and print FAILED; issue 27.8)."""
+    name = params.get("run_name")
+    return bool(name) and cache.from_cache(out / schema.TRIALS_DIR / name) is not None
+
+
+def record_key(run_dir: Path, cfg, data_root: str | Path) -> None:
+    """Record, in the pretraining's trial folder as it starts, the cache key of what it trains on
+    (`harness.cache.record_key`); a failure is a warning: the pretraining then is not stored."""
+    try:
+        cache.record_key(run_dir, cfg, data_root)
+    except (OSError, ValueError) as err:
+        log.warning("pretraining %s: its cache key was not recorded (%s); it will not be stored", Path(run_dir).name,
+                    err)
 
 
 def pretrain_outcomes(sweep: plan.SweepPlan, out: Path) -> list:

@@ -1,4 +1,5 @@
-"""Resuming a sweep whose Ray Tune state is damaged, and finding a trial's folder by its parameters.
+"""Resuming a sweep whose Ray Tune state is damaged, finding a trial's folder by its parameters, and checking that
+a resume runs on the data its run started on.
 
 Tune keeps an experiment's state in `experiment_state-<session>.json` (one per driver session, the newest read
 on restore) beside the search algorithm's `basic-variant-state-<session>.json`. A disk that fills up while Tune
@@ -16,6 +17,10 @@ whose new state holds none of the finished trials. A resume built on that loses 
 
 What the sweep then collects is checked against its plan (`harness.collect.plan_problems`), so anything this
 cannot recover is an error naming the trial, never a quiet success.
+
+A resume is the run it continues (issue 27.1): sweep.json keeps the data a run starts on (`data_record`: the
+resolved data root, the validation splits, every training file's sha256), and a resume that finds another data
+root or changed files is refused before Ray starts, naming what changed (`run_data`).
 """
 
 from __future__ import annotations
@@ -177,3 +182,100 @@ def folders_by_trial_id(out: Path) -> dict[str, str]:
             continue
         found.update({trial_id: folder.name for trial_id in ids})
     return found
+
+
+# ------------------------------------------------------------------------------------------ the run's data
+
+
+def data_record(sweep) -> dict[str, Any]:
+    """What sweep.json keeps of the data a sweep (`harness.plan.SweepPlan`) starts on, so that a resume is the run
+    it continues (issue 27.1): the resolved data root, the validation splits (`harness.validation.records`, the
+    held-out images with their sha256) and the sha256 of every file of every training folder."""
+    from harness import validation
+
+    root = sweep.settings.data_root
+    return {"data_root": root, "validation": validation.records(sweep.validated_runs(), root),
+            "train_data": train_files(sweep)}
+
+
+def train_files(sweep) -> dict[str, dict[str, str]]:
+    """The sha256 of every file of the sweep's training folders (`harness.cache.folder_files`), by folder (relative
+    to the data root where it is under it)."""
+    from harness.cache import folder_files
+    from harness.storage import resolve_train_dirs
+
+    root = Path(sweep.settings.data_root)
+    cfgs = [*sweep.runs, *sweep.pretrain_configs.values()]
+    folders = sorted({f.resolve() for cfg in cfgs for f in resolve_train_dirs(cfg, root)})
+    return {_under(f, root): folder_files(f) for f in folders}
+
+
+def _under(folder: Path, root: Path) -> str:
+    try:
+        return str(folder.relative_to(root.resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def run_data(out: Path, sweep, *, resuming: bool, dry_run: bool) -> dict[str, Any] | None:
+    """The data a run starts on (`data_record`), for sweep.json; on --resume checked against what sweep.json
+    recorded, a change a ValueError naming what changed (a resume never mixes two data sets). None for a new dry
+    run."""
+    if dry_run and not resuming:
+        return None
+    now = data_record(sweep)
+    if resuming:
+        problems = resume_problems(json.loads((Path(out) / schema.SWEEP_STATE).read_text()), now)
+        if problems:
+            raise ValueError(f"--resume {out}: the data changed since the {sweep.request.kind} started; resuming "
+                             "would mix two data sets:" + "".join(f"\n  - {p}" for p in problems)
+                             + "\nrestore the data it started on to resume it, or start a new run with --out")
+    return now
+
+
+def resume_problems(state: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What changed between the data a run started on (sweep.json's `data_record`) and the data a resume finds
+    (`now`), one line each; none when they are the same. A sweep.json written before it kept the data (no
+    `data_root`) cannot be checked: a warning says so."""
+    if "data_root" not in state:
+        log.warning("sweep.json records no data root (written by an earlier version): the resume cannot check that "
+                    "it runs on the data the run started on")
+        return []
+    problems = []
+    if Path(state["data_root"]).resolve() != Path(now["data_root"]).resolve():
+        problems.append(f"data root: the run started on {state['data_root']}, this resume resolves "
+                        f"{now['data_root']} (--data-root as recorded, else $ENHANCE_DATA or ../shared/data)")
+    before, after = state.get("train_data", {}), now["train_data"]
+    for folder in sorted(set(before) | set(after)):
+        if before.get(folder) != after.get(folder):
+            problems.append(f"training images of {folder}: " + _file_changes(before.get(folder), after.get(folder)))
+    if state.get("validation") != now["validation"]:
+        problems.append("validation split: " + _split_changes(state.get("validation") or [], now["validation"]))
+    return problems
+
+
+def _file_changes(before: dict[str, str] | None, after: dict[str, str] | None) -> str:
+    if before is None or after is None:
+        return "not a training folder of the run" if before is None else "no longer a training folder of the run"
+    said = []
+    for what, names in (("changed", [n for n in before if n in after and before[n] != after[n]]),
+                        ("added", [n for n in after if n not in before]),
+                        ("removed", [n for n in before if n not in after])):
+        if names:
+            shown = ", ".join(sorted(names)[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            said.append(f"{what} {shown}")
+    return "; ".join(said)
+
+
+def _split_changes(before: list[dict], after: list[dict]) -> str:
+    def images(records: list[dict]) -> dict[str, str]:
+        return {f"{img['folder']}/{img['path']}": img["sha256"] for r in records for img in r.get("images", [])}
+
+    old, new = images(before), images(after)
+    said = []
+    for what, names in (("content changed", [n for n in old if n in new and old[n] != new[n]]),
+                        ("now held out", [n for n in new if n not in old]),
+                        ("no longer held out", [n for n in old if n not in new])):
+        if names:
+            said.append(f"{what}: {', '.join(sorted(names))}")
+    return "; ".join(said) or "its settings changed"

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[str, str] | None = None) -> None:
     """Tune function trial: one training run, a shared pretraining (`params["run_name"]`) or a GAN trial, trained
-    in this process (one worker) or by a TorchTrainer (several).
+    in this process (one worker) or by a TorchTrainer (several); not a pretraining copied from the cache.
 
     A GAN trial's folder is named by its Tune trial id, except in a stage run again on its trial folders after
     its Tune state was lost (`harness.recovery`): there `folders` (parameters -> folder) names the folder an
@@ -52,6 +52,8 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[st
     from ray.tune.integration.ray_train import TuneReportCallback
 
     s = plan.SweepSettings(**settings)
+    if pretrainings.copied_from_cache(Path(s.out), params):  # after Tune planned it (a resume): not trained again
+        return
     trial_id = tune.get_context().get_trial_id()
     name = (params.get("run_name") or recovery.folders_by_trial_id(Path(s.out)).get(trial_id)
             or (folders or {}).get(recovery.params_key(params)) or trial_id)
@@ -62,6 +64,8 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[st
     (run_dir / "label.txt").write_text(plan.trial_label(params))
     recovery.record_trial(run_dir, params, trial_id)  # what a resume without Tune's state finds the trial by
     cfg = plan.run_config(s, params)  # raises WeightsUnavailable here (a failed trial) unless opted in
+    if params.get("run_name"):  # what it trains on: the key the cache stores it under
+        pretrainings.record_key(run_dir, cfg, s.data_root)
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=run_dir, data_root=Path(s.data_root), workers=s.workers,
                                cpus_per_worker=s.cpus_per_worker, gpus_per_worker=s.gpus_per_worker))
     from harness.train import build_trainer, train_in_trial
@@ -288,6 +292,10 @@ def open_folder(launch: Launch) -> tuple[Path, Launch, bool, FolderLock | None]:
                          "sweep.json kept its request cannot be resumed)") from None
     except (TypeError, ValueError, AttributeError) as err:
         raise SweepError(f"{out / schema.SWEEP_STATE}: corrupt sweep state ({err})") from None
+    try:  # a resume runs as sweep.json records the run: an option that would change it is an error naming it
+        cli.check_resume_options(launch.argv, resumed.request, command=resumed.command, out=out)
+    except ValueError as err:
+        raise SweepError(str(err)) from None
     if launch.dry_run:
         return out, resumed, True, None
     return out, resumed, True, _claim(out, launch, resuming=True)  # the lock names the command that resumed it
@@ -375,6 +383,10 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
         sweep = plan.plan_sweep(request, out)
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
+    try:  # the data it starts on, for sweep.json; a resume on other data than the run's is refused
+        data = recovery.run_data(out, sweep, resuming=resuming, dry_run=launch.dry_run)
+    except (ValueError, OSError) as err:
+        raise SweepError(str(err)) from None
     cached = pretrainings.cached_pretrainings(sweep, out, resuming=resuming, dry_run=launch.dry_run)
     if not request.address:
         concurrent, account = packing.plan_concurrency(resources.local_resources(), sweep.trial_cpus,
@@ -384,7 +396,7 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
                   flush=True)
     if launch.dry_run:
         return None
-    start_folder(out, launch, resuming)
+    start_folder(out, launch, resuming, data=data)
     timeline = overhead.Timeline()  # this invocation, from Ray's start (harness.overhead)
     with timeline.phase("Ray start-up"):
         local_ray.init_ray(request.address)
@@ -414,11 +426,13 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
     return out
 
 
-def start_folder(out: Path, launch: Launch, resuming: bool) -> None:
+def start_folder(out: Path, launch: Launch, resuming: bool, *, data: dict[str, Any] | None = None) -> None:
+    """The folder and a new run's sweep.json: command line, request, the data it starts on (`recovery.run_data`)."""
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
         io.write_json(out / schema.SWEEP_STATE, {"entry": launch.entry, "argv": launch.argv,
-                                                 "request": asdict(launch.request), "started": time.time()})
+                                                 "request": asdict(launch.request), "started": time.time(),
+                                                 **(data or {})})
     print(f"{launch.request.kind} folder: {out}", flush=True)
 
 

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 import torch
 
+from benchmarks.datasets import data_root as default_data_root
 from harness import cache
 from harness.runs import resolve_config
 from results import schema
@@ -30,8 +31,9 @@ def pretraining(data_root: Path, **train):
     return replace(cfg, train=replace(cfg.train, **train)) if train else cfg
 
 
-def finished_pretraining(cfg, run_dir: Path, *, seed: int = 0) -> Path:
-    """A trial folder as a finished pretraining leaves it (random weights; no training needed here)."""
+def finished_pretraining(cfg, run_dir: Path, *, seed: int = 0, data_root: Path | None = None) -> Path:
+    """A trial folder as a finished pretraining leaves it (random weights; no training needed here), with the
+    cache key it recorded when it started (over `data_root`, default the session's)."""
     from srgan.checkpoint import save_config, save_generator
     from srgan.generator import build_generator
 
@@ -44,6 +46,7 @@ def finished_pretraining(cfg, run_dir: Path, *, seed: int = 0) -> Path:
     rows = [{"step": s, "phase": "warmup", "time": time.time(), "images_per_s": 10.0} for s in (steps // 2, steps)]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run_dir / "label.txt").write_text(cfg.name)
+    cache.record_key(run_dir, cfg, data_root or default_data_root())
     return run_dir
 
 
@@ -53,7 +56,7 @@ def finished_pretraining(cfg, run_dir: Path, *, seed: int = 0) -> Path:
 def test_an_entry_is_found_by_its_config_and_a_different_config_misses(data_root: Path, tmp_path: Path) -> None:
     cfg = pretraining(data_root)
     run = finished_pretraining(cfg, tmp_path / "run" / "srresnet-pretrain")
-    stored = cache.store(run, cfg, data_root, source_run=tmp_path / "run", root=tmp_path / "cache")
+    stored = cache.store(run, cfg, source_run=tmp_path / "run", root=tmp_path / "cache")
     found = cache.lookup(cfg, data_root, root=tmp_path / "cache")
     assert found is not None and found.path == stored.path and found.source["run"] == str(tmp_path / "run")
     assert {"config.json", "history.jsonl", "checkpoint_0000002/generator.safetensors"} <= set(found.files)
@@ -76,7 +79,7 @@ def test_a_bad_entry_is_refused_with_the_reason_and_removed(data_root: Path, tmp
                                                             damage: str) -> None:
     cfg = pretraining(data_root)
     run = finished_pretraining(cfg, tmp_path / "run" / "srresnet-pretrain")
-    entry = cache.store(run, cfg, data_root, source_run=tmp_path / "run", root=tmp_path / "cache")
+    entry = cache.store(run, cfg, source_run=tmp_path / "run", root=tmp_path / "cache")
     weights = entry.path / "checkpoint_0000002" / "generator.safetensors"
     manifest = entry.path / cache.MANIFEST
     if damage == "weights":
@@ -110,7 +113,7 @@ def test_materialise_copies_what_scoring_and_the_gan_stage_read(data_root: Path,
 
     cfg = pretraining(data_root)
     run = finished_pretraining(cfg, tmp_path / "first" / "srresnet-pretrain")
-    entry = cache.store(run, cfg, data_root, source_run=tmp_path / "first", root=tmp_path / "cache")
+    entry = cache.store(run, cfg, source_run=tmp_path / "first", root=tmp_path / "cache")
     copy = cache.materialise(entry, tmp_path / "second" / "trials" / "srresnet-pretrain")
     for rel in entry.files:
         assert (copy / rel).read_bytes() == (run / rel).read_bytes()
@@ -126,8 +129,7 @@ def _store_at(start: float, run: str, cfg_dict: dict, data_root: str, root: str,
 
     while time.time() < start:
         time.sleep(0.001)
-    entry = cache.store(Path(run), from_dict(ExperimentConfig, cfg_dict), data_root, source_run=Path(run).parent,
-                        root=Path(root))
+    entry = cache.store(Path(run), from_dict(ExperimentConfig, cfg_dict), source_run=Path(run).parent, root=Path(root))
     Path(out).write_text(entry.source["run"])
 
 
