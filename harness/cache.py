@@ -286,8 +286,8 @@ def _name_others(path: Path, cfg: ExperimentConfig, data_root: str | Path, actio
                 _remove(other)
         else:
             changed = changed_parts(parts, now) or ["config"]
-            log.info("pretraining cache: %s holds %s for another %s; not used (kept for the runs it fits)", other,
-                     cfg.name, ", ".join(changed))
+            log.info("pretraining cache: %s holds %s trained with other %s; not used (kept for the runs it fits)",
+                     other, cfg.name, ", ".join(changed))
 
 
 def materialise(entry: Entry, run_dir: Path) -> Path:

@@ -31,7 +31,7 @@ def test_a_training_image_rewritten_in_place_with_its_size_and_mtime_is_other_da
     rewrite_in_place(trained_file(root))
     with caplog.at_level("INFO"):
         assert cache.lookup(cfg, root, root=tmp_path / "cache") is None  # names and sizes alone kept the digest
-    assert f"{entry.path} holds {cfg.name} for another training images" in caplog.text
+    assert f"{entry.path} holds {cfg.name} trained with other training images" in caplog.text
     assert entry.path.is_dir()  # kept: it fits the data it was trained on
 
 
@@ -55,7 +55,7 @@ def test_the_key_covers_the_validation_split_code_and_torch_versions(tmp_path: P
         caplog.clear()
         with caplog.at_level("INFO"):
             assert cache.lookup(cfg, root, root=tmp_path / "cache") is None
-        assert f"for another {part}" in caplog.text
+        assert f"trained with other {part}" in caplog.text
         monkeypatch.undo()
     assert cache.lookup(cfg, root, root=tmp_path / "cache") is not None
 
