@@ -25,23 +25,37 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
                    help="total steps per trial (pretraining + GAN), the preset's warmup share kept (0: the "
                         "preset's own)")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
-                   help="values of a config field to sweep (repeatable); default loss.adv_weight=0.001,0.005; "
-                        "`--grid none`: each preset's own values")
+                   help="values of a config field to sweep (repeatable); default loss.adv_weight=0.001,0.005 (none "
+                        "with --search pareto); `--grid none`: each preset's own values; with --search random or "
+                        "pareto, a choice among the values")
     p.add_argument("--loguniform", action="append", metavar="KEY=LOW:HIGH",
-                   help="sample a field log-uniformly (random search)")
-    p.add_argument("--search", choices=("grid", "random"), default="grid")
-    p.add_argument("--num-samples", type=int, default=1, help="samples (random) or repeats (grid)")
+                   help="sample a field log-uniformly (random or pareto search)")
+    p.add_argument("--uniform", action="append", metavar="KEY=LOW:HIGH",
+                   help="sample a field uniformly (random or pareto search)")
+    p.add_argument("--search", choices=("grid", "random", "pareto"), default="grid",
+                   help="grid; random; pareto: a multi-objective search (Optuna's multi-objective TPE) for the "
+                        "trade-off front of --objectives, written to pareto.parquet (harness.pareto_search)")
+    p.add_argument("--objectives", default=None, metavar="METRIC:MODE,...",
+                   help="--search pareto: two or three held-out validation metrics with max or min (psnr, ssim, "
+                        "niqe; default psnr:max,niqe:min)")
+    p.add_argument("--confirm-seeds", type=int, default=0, metavar="K",
+                   help="--search pareto: re-train every front member with K more seeds, score them all on the test "
+                        "sets and report the front with seed intervals (default 0)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="samples (random, pareto) or repeats (grid); default 1; with --resume, a larger number "
+                        "continues a pareto search to it")
     add_override_argument(p)  # in every trial
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="repeat every trial with these seeds (a grid over train.seed)")
-    add_pretrain_seed_argument(p, default="per-seed")
+    add_pretrain_seed_argument(p, default=None)  # per-seed; shared with --search pareto (request_from_args)
     p.add_argument("--preset-budgets", action="store_true",
                    help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
                         "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
                         "default: v1 trains as many as its two-stage partner")
-    p.add_argument("--scheduler", choices=("asha", "none"), default="asha")
+    p.add_argument("--scheduler", choices=("asha", "none"), default=None,
+                   help="default asha (none with --search pareto: ASHA stops trials on one metric)")
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
     p.add_argument("--grace", type=int, default=1, help="ASHA grace period in reports (default 1)")
@@ -117,20 +131,34 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
     if args.schedule is not None:
         raise ValueError("--schedule was replaced by the size ladder: use --size paper for the published schedules")
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
-    grid = {} if args.grid == ["none"] else parse_grid(args.grid) if args.grid else dict(plan.DEFAULT_GRID)
+    pareto = args.search == "pareto"
+    grid = ({} if args.grid == ["none"] else parse_grid(args.grid) if args.grid
+            else {} if pareto else dict(plan.DEFAULT_GRID))
     seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else ()
-    return plan.SweepRequest(
+    request = plan.SweepRequest(
         presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
-        loguniform=parse_ranges(args.loguniform), search=args.search, num_samples=args.num_samples,
-        overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed, pretrain_seed=args.pretrain_seed,
+        loguniform=parse_ranges(args.loguniform), uniform=parse_ranges(args.uniform, option="--uniform"),
+        search=args.search, num_samples=args.num_samples or 1,
+        objectives=(args.objectives or "psnr:max,niqe:min") if pareto else "", confirm_seeds=args.confirm_seeds,
+        overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed,
+        pretrain_seed=args.pretrain_seed or ("shared" if pareto else "per-seed"),
         equal_g_updates=not args.preset_budgets, selection=args.select,
-        allow_selection_on_test=args.allow_selection_on_test, scheduler=args.scheduler, metric=args.metric,
+        allow_selection_on_test=args.allow_selection_on_test,
+        scheduler=args.scheduler or ("none" if pareto else "asha"), metric=args.metric,
         mode=args.mode, grace=args.grace,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
         datasets=tuple(parse_datasets(args.datasets)),
         save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
         data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
+    if not pareto:
+        if args.objectives or args.confirm_seeds:
+            raise ValueError("--objectives and --confirm-seeds belong to --search pareto")
+        return request
+    from harness import pareto_search
+
+    pareto_search.check_request(request)  # a ValueError naming the option, before Ray starts
+    return pareto_search.with_validation_crop(request)
 
 
 def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
@@ -147,13 +175,16 @@ def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:
     return out
 
 
-def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
+def parse_ranges(pairs: list[str] | None, *, option: str = "--loguniform") -> dict[str, tuple[float, float]]:
     out = {}
     for key, raw in parse_set_args(pairs).items():
         lo, sep, hi = raw.partition(":")
-        if not sep:
-            raise ConfigError(f"--loguniform expects key=low:high, got {key}={raw}")
-        out[key] = (float(lo), float(hi))
+        try:
+            if not sep:
+                raise ValueError
+            out[key] = (float(lo), float(hi))
+        except ValueError:
+            raise ConfigError(f"{option} expects key=low:high (two numbers), got {key}={raw}") from None
     return out
 
 
@@ -168,6 +199,7 @@ def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]
     p.add_argument("--ladder-presets", default=None, metavar="P1,P2",
                    help="the two-stage presets whose recipes the ladder varies (default v2: L1 + adversarial, no VGG "
                         "features; e.g. v2,esrgan)")
+
 
 # What `--resume DIR` may be given: it continues the run as its sweep.json records it, so an option that would
 # change what the run computes (seeds, data, datasets, the cache, ...) is an error naming it, never dropped silently

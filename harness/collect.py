@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -370,8 +370,11 @@ def _short_error(err: BaseException | str) -> str:
     return f"{kind}: {' '.join(tail)}"[:500]
 
 
-def plan_problems(sweep: SweepPlan, outcomes: Sequence[Outcome], out: Path) -> list[str]:
+def plan_problems(sweep: SweepPlan, outcomes: Sequence[Outcome], out: Path, *,
+                  confirmed: Collection[str] = ()) -> list[str]:
     """What the collected `outcomes` lack or hold beyond the sweep's plan, one line each (empty: they match).
+    `confirmed`: the run folders of a Pareto search's confirm-seed trials, planned from its front and checked by
+    `harness.pareto_search.confirm_outcomes`, not against the search's space (their folders are theirs).
 
     Checked: every planned pretraining (by name) and GAN trial (by its parameters; with random search, by count
     and range) ran once in Tune's state; no trial ran that the plan does not hold (e.g. a parameter-less trial
@@ -393,14 +396,14 @@ def plan_problems(sweep: SweepPlan, outcomes: Sequence[Outcome], out: Path) -> l
             else:
                 problems.append(f"pretraining trial {o.trial_id} ({_described(params)}) is not in the plan "
                                 f"(planned: {', '.join(sorted(planned_pre)) or 'none'})")
-        else:
+        elif o.run_dir.name not in confirmed:
             gan.append(o)
     for name in sorted(planned_pre):
         if name not in ran_pre:
             problems.append(f"planned pretraining {name} is missing from {out / schema.PRETRAIN_TUNE_DIR}'s Tune state")
         elif ran_pre[name] > 1:
             problems.append(f"planned pretraining {name} ran {ran_pre[name]} times in one Tune state")
-    ranges = r.loguniform
+    ranges = {**r.loguniform, **r.uniform}
 
     def in_range(params: dict) -> bool:
         return all(isinstance(params.get(k), (int, float)) and lo <= params[k] <= hi for k, (lo, hi) in ranges.items())

@@ -47,7 +47,10 @@ class SweepRequest:
     steps: int | None = 120  # total steps per trial (pretraining + GAN; None: the preset's own)
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))  # config key -> values
     loguniform: dict[str, tuple[float, float]] = field(default_factory=dict)
-    search: str = "grid"  # "grid" | "random"
+    uniform: dict[str, tuple[float, float]] = field(default_factory=dict)
+    search: str = "grid"  # "grid" | "random" | "pareto" (harness.pareto_search)
+    objectives: str = ""  # a Pareto search's "psnr:max,niqe:min" (held-out validation metrics)
+    confirm_seeds: int = 0  # a Pareto search: re-train each front member with this many more seeds
     num_samples: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value, in every trial
     seeds: tuple[int, ...] = ()  # repeat every trial with these seeds (a grid over train.seed)
@@ -103,8 +106,9 @@ class SweepRequest:
         for key in ("presets", "seeds", "datasets", "save_images", "ladder_presets"):
             if key in values:
                 values[key] = tuple(values[key])
-        if "loguniform" in values:
-            values["loguniform"] = {k: (float(lo), float(hi)) for k, (lo, hi) in values["loguniform"].items()}
+        for key in ("loguniform", "uniform"):
+            if key in values:
+                values[key] = {k: (float(lo), float(hi)) for k, (lo, hi) in values[key].items()}
         return cls(**values)
 
 
@@ -276,6 +280,7 @@ class SweepPlan:
         space: dict[str, Any] = {"preset": pick([*r.presets, *self.settings.arms]),
                                  **{k: pick(list(v)) for k, v in self.grid.items()}}
         space.update({k: tune.loguniform(lo, hi) for k, (lo, hi) in r.loguniform.items()})
+        space.update({k: tune.uniform(lo, hi) for k, (lo, hi) in r.uniform.items()})
         space["_num_samples"] = r.num_samples
         return space
 
@@ -447,7 +452,8 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     trials, pretrainings, users = [], {}, {}
     for name in (*request.presets, *settings.arms):
         for values in grid_points(grid):
-            params = {"preset": name, **values, **{k: lo for k, (lo, _hi) in request.loguniform.items()}}
+            params = {"preset": name, **values,
+                      **{k: lo for k, (lo, _hi) in (request.loguniform | request.uniform).items()}}
             recipe, _ = arms.expand(settings.arms, params)
             whole = _recipe(explore, recipe)
             if two_stage(whole):

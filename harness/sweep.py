@@ -17,6 +17,10 @@ Layers (Ray Train V2 + Tune): a Tune function trial (`run_trial`) trains a singl
 workers (DDP), whose reports reach Tune through `TuneReportCallback`; ASHA stops weak GAN trials on validation
 PSNR, and `harness.stopper.DivergenceStopper` stops diverged GANs (non-finite loss, collapsed D) and records why.
 The models are then scored in parallel (`harness.collect.score_all`).
+
+`--search pareto` searches the trade-off between two or three held-out validation metrics instead
+(`harness.pareto_search`: Optuna's multi-objective TPE through Ray's `OptunaSearch`, pareto.parquet, and with
+`--confirm-seeds` the front re-trained with more seeds and scored).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import arms, cache, cli, local_ray, lock, overhead, packing, plan, pretrainings, recovery, resources
+from harness import (arms, cache, cli, local_ray, lock, overhead, packing, pareto_search, plan, pretrainings, recovery,
+                     resources)
 from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
 from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
@@ -77,9 +82,11 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any], folders: dict[st
 
 
 def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.SweepSettings, *, concurrent: int,
-               resuming: bool, scheduler=None, stopper=None, progress=None) -> bool:
+               resuming: bool, scheduler=None, stopper=None, progress=None, search_alg=None) -> bool:
     """Run (or resume) one Tune experiment of the sweep; False when it was interrupted (Ctrl-C). Tune's own status
-    tables are off (`verbose=0`): `progress` (`harness.progress.tune_progress`) prints one line per update."""
+    tables are off (`verbose=0`): `progress` (`harness.progress.tune_progress`) prints one line per update. With a
+    `search_alg` (a Pareto search's), a resume restores the searcher's state with Tune's, and samples up to the
+    space's `_num_samples` (`harness.pareto_search.raise_num_samples`)."""
     from ray import tune
 
     space = dict(space)
@@ -90,13 +97,16 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
     held = packing.trial_resources(settings.workers, settings.cpus_per_worker, settings.gpus_per_worker)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=asdict(settings), folders=folders), held)
     if restorable and tune.Tuner.can_restore(str(out / tune_dir)):
+        if search_alg is not None:
+            pareto_search.raise_num_samples(out / tune_dir, num_samples)
         tuner = tune.Tuner.restore(str(out / tune_dir), trainable=trainable, resume_errored=False,
                                    restart_errored=False, resume_unfinished=True)
     else:
         tuner = tune.Tuner(
             trainable, param_space=space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, scheduler=scheduler, reuse_actors=True,
-                                        num_samples=num_samples),
+            tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency_of(search_alg, concurrent),
+                                        scheduler=scheduler, reuse_actors=True,
+                                        num_samples=num_samples, search_alg=search_alg),
             run_config=tune.RunConfig(name=tune_dir, storage_path=str(out), stop=stopper, verbose=0,
                                       callbacks=[progress] if progress is not None else None,
                                       failure_config=tune.FailureConfig(max_failures=trial_restarts(settings))),
@@ -106,6 +116,13 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
     with local_ray.scoped_environ({"RAY_AIR_NEW_OUTPUT": "0"}):
         tuner.fit()
     return not unfinished_trials(out / tune_dir)
+
+
+def _concurrency_of(search_alg, concurrent: int) -> int | None:
+    """TuneConfig's limit, unless `search_alg` is a search generator that holds its own (the confirm stage's)."""
+    from ray.tune.search import Searcher
+
+    return concurrent if search_alg is None or isinstance(search_alg, Searcher) else None
 
 
 def trial_restarts(settings: plan.SweepSettings) -> int:
@@ -147,13 +164,19 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
         scheduler = ASHAScheduler(metric=request.metric, mode=request.mode, time_attr="training_iteration",
                                   max_t=max_reports + 1, grace_period=min(request.grace, max_reports))
     stopper = DivergenceStopper(out / schema.STOPS_FILE).tune_stopper
-    n_trials = len(sweep.runs) * request.num_samples
+    search_alg = None
+    if request.search == "pareto":
+        search_alg = pareto_search.searcher(request)
+    n_trials = len(sweep.runs) * request.num_samples if request.search == "grid" else request.num_samples
     progress = tune_progress("GAN trials", partial(_planned_steps, settings), trials=n_trials,
-                             total_steps=sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples,
+                             total_steps=(sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples
+                                          if request.search == "grid"
+                                          else round(sum(map(plan_steps, sweep.runs)) / len(sweep.runs) * n_trials)),
                              label=plan.trial_label)
     with timeline.phase("GAN trials"):
         return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
-                          resuming=resuming, scheduler=scheduler, stopper=stopper, progress=progress)
+                          resuming=resuming, scheduler=scheduler, stopper=stopper, progress=progress,
+                          search_alg=search_alg)
 
 
 def watch_line(out: Path) -> str:
@@ -186,9 +209,11 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
 
     outcomes = pretrainings.pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)
+    confirm, confirm_problems = pareto_search.confirm_outcomes(sweep, out)  # a Pareto search's --confirm-seeds
+    outcomes += confirm
     outcomes = [replace(o, role=arms.trial_role(sweep.settings.pretrainings, sweep.settings.roles, o.params))
                 for o in outcomes]  # each row's study version, control and ladder arm, from the plan
-    problems = plan_problems(sweep, outcomes, out)
+    problems = plan_problems(sweep, outcomes, out, confirmed={o.run_dir.name for o in confirm}) + confirm_problems
     if problems:  # never a quiet success: the tables are left as they were
         raise SweepError(f"what the {sweep.request.kind} ran does not match its plan; nothing was scored or written:"
                          + "".join(f"\n  - {p}" for p in problems), code=1)
@@ -209,6 +234,8 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
     trained = [row["status"] for row in trials if row["status"] != schema.STATUS_BASELINE]
     if trained and all(status == schema.STATUS_FAILED for status in trained):
         raise SweepError(f"every trial of the sweep failed; see {out / schema.TRIALS_FILE} and the report", code=1)
+    if r.search == "pareto":
+        pareto_search.write_tables(out, r)
     return out
 
 
@@ -296,9 +323,16 @@ def open_folder(launch: Launch) -> tuple[Path, Launch, bool, FolderLock | None]:
         cli.check_resume_options(launch.argv, resumed.request, command=resumed.command, out=out)
     except ValueError as err:
         raise SweepError(str(err)) from None
+    try:  # a Pareto search resumed with a larger --num-samples samples up to it
+        resumed = replace(resumed, request=pareto_search.more_samples(resumed.request, launch.request.num_samples))
+    except ValueError as err:
+        raise SweepError(f"--resume {out}: {err}") from None
     if launch.dry_run:
         return out, resumed, True, None
-    return out, resumed, True, _claim(out, launch, resuming=True)  # the lock names the command that resumed it
+    claimed = _claim(out, launch, resuming=True)  # the lock names the command that resumed it
+    if resumed.request.num_samples != state["request"].get("num_samples"):
+        io.write_json(out / schema.SWEEP_STATE, {**state, "request": asdict(resumed.request)})  # a later resume too
+    return out, resumed, True, claimed
 
 
 def _claim(out: Path, launch: Launch, *, resuming: bool) -> FolderLock:
@@ -381,8 +415,11 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
     request = launch.request
     try:
         sweep = plan.plan_sweep(request, out)
+        search_lines = pareto_search.check_plan(sweep) if request.search == "pareto" else []
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable) as err:
         raise SweepError(str(err)) from None
+    if search_lines:
+        print("\n".join(search_lines), flush=True)
     try:  # the data it starts on, for sweep.json; a resume on other data than the run's is refused
         data = recovery.run_data(out, sweep, resuming=resuming, dry_run=launch.dry_run)
     except (ValueError, OSError) as err:
@@ -411,6 +448,10 @@ def _run_in(out: Path, launch: Launch, resuming: bool) -> Path | None:
     timeline.slots = concurrent
     if not run_stages(sweep, out, concurrent=concurrent, resuming=resuming, cached=cached, timeline=timeline):
         # Ctrl-C: Tune saved its state and returned early; score nothing half-done
+        raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",
+                         code=130)
+    if request.search == "pareto" and request.confirm_seeds and not pareto_search.confirm_front(
+            sweep, out, tune_stage, concurrent=concurrent, resuming=resuming, timeline=timeline):
         raise SweepError(f"{request.kind} interrupted; continue it with: python -m {launch.entry} --resume {out}",
                          code=130)
     try:

@@ -75,6 +75,10 @@ def train_loop(loop_config: dict, *, on_step: StepHook | None = None, session: S
     with session.checkpoint() as latest:
         restore(engine, latest, run_dir=Path(loop_config["run_dir"]) if rank == 0 else None)
     history = worker.History(Path(loop_config["run_dir"]), resume_step=engine.step) if rank == 0 else None
+    if engine.step >= engine.total_steps:  # restarted after its last step (Ctrl-C before Tune had its last report):
+        done = [r for r in worker.read_history(loop_config["run_dir"]) if r["step"] == engine.step] if rank == 0 else []
+        session.publish(done[-1] if done else {"step": engine.step}, None, None)  # Tune (ASHA, a search) gets it
+        return
     clock = worker.Clock(cfg.train.time_limit_s, world=world, device=device)
     folders = resolve_train_dirs(cfg, loop_config["data_root"])
     for lq, gt in TrainingBatches(cfg, folders, device=device, start_step=engine.step,

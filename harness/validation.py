@@ -130,19 +130,47 @@ def _pairs(val_set: str, val_dirs: tuple[str, ...], count: int, crop: int, scale
     return pairs
 
 
-def score(net: torch.nn.Module, pairs: Sequence[ValPair], *, scale: int, device: torch.device) -> dict[str, float]:
-    """Mean PSNR/SSIM (Y, border crop `scale`) of `net` on `pairs`: {"val_psnr", "val_ssim"}."""
+def score(net: torch.nn.Module, pairs: Sequence[ValPair], *, scale: int, device: torch.device,
+          niqe_params=None) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y, border crop `scale`) of `net` on `pairs`: {"val_psnr", "val_ssim"}; with `niqe_params`
+    (`niqe_params_of`) also "val_niqe", the mean NIQE of the images whose crop holds NIQE's two 96-px blocks
+    (`niqe_pairs`; none: no "val_niqe"). A Pareto search on NIQE sets crops that hold them (`harness.pareto_search`)."""
     from benchmarks import metrics
     from benchmarks.evaluate import DEFAULT_TILE
     from srgan.upscale import upscale
 
-    psnrs, ssims = [], []
+    psnrs, ssims, niqes = [], [], []
+    scorable = {p.name for p in niqe_pairs(pairs, scale)} if niqe_params is not None else set()
     for pair in pairs:
         sr = upscale(net, pair.lq[None].to(device), scale, tile=DEFAULT_TILE, name=f"validation image {pair.name}")
         gt = pair.gt[None].to(device)
         psnrs.append(float(metrics.psnr(sr, gt, crop=scale)[0]))
         ssims.append(float(metrics.ssim(sr, gt, crop=scale)[0]))
-    return {"val_psnr": sum(psnrs) / len(psnrs), "val_ssim": sum(ssims) / len(ssims)}
+        if pair.name in scorable:
+            niqes.append(float(metrics.niqe(sr, crop=scale, params=niqe_params)[0]))
+    out = {"val_psnr": sum(psnrs) / len(psnrs), "val_ssim": sum(ssims) / len(ssims)}
+    if niqes:
+        out["val_niqe"] = sum(niqes) / len(niqes)
+    return out
+
+
+def niqe_pairs(pairs: Sequence[ValPair], scale: int) -> list[ValPair]:
+    """The validation pairs NIQE can score (at least two whole 96-px blocks after the `scale`-px border crop)."""
+    from benchmarks.metrics import niqe_problem
+
+    return [p for p in pairs if niqe_problem(*p.gt.shape[-2:], crop=scale) is None]
+
+
+@lru_cache(maxsize=4)
+def niqe_params_of(data_root: str):
+    """NIQE's parameters for validation (`benchmarks.metrics.load_niqe_params`), None where they are missing: then
+    validation reports no NIQE (a Pareto search on NIQE checks they exist before Ray starts)."""
+    from benchmarks.metrics import MetricUnavailable, load_niqe_params
+
+    try:
+        return load_niqe_params(data_root=data_root)
+    except MetricUnavailable:
+        return None
 
 
 # ------------------------------------------------------------------------------- never on a scored set

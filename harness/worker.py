@@ -64,8 +64,9 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 def validate(engine: GanEngine, data_root: str | Path) -> dict[str, float]:
-    """PSNR/SSIM of the inference generator (EMA when on) on the run's validation images (`harness.validation`:
-    the held-out split of its training folder by default, never a scored set unless opted in)."""
+    """PSNR/SSIM (and NIQE where the crops hold its blocks) of the inference generator (EMA when on) on the run's
+    validation images (`harness.validation`: the held-out split of its training folder by default, never a scored
+    set unless opted in)."""
     from harness import validation
 
     pairs = validation.validation_pairs(engine.cfg, data_root)  # built once per process
@@ -73,7 +74,8 @@ def validate(engine: GanEngine, data_root: str | Path) -> dict[str, float]:
     was_training = net.training
     net.eval()
     try:
-        return validation.score(net, pairs, scale=engine.cfg.scale, device=engine.device)
+        return validation.score(net, pairs, scale=engine.cfg.scale, device=engine.device,
+                                niqe_params=validation.niqe_params_of(str(data_root)))
     finally:
         net.train(was_training)
 
