@@ -151,6 +151,7 @@ class PlaneSeries:
     symbol: str = "circle"  # plotly marker symbol ("star" for a baseline, "diamond" for a pretraining)
 
 
+LABEL_CHAR, LABEL_HEIGHT = 0.013, 0.07  # a label's box in axis fractions (`_label_spots`)
 FAINT_NAMED = 5  # runaways of a faint series named in the subtitle (the rest counted)
 FENCE = 3.0  # a mark more than FENCE interquartile ranges beyond the quartiles of its axis is an outlier
 _LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",
@@ -215,30 +216,42 @@ def _view(marks: Sequence[PlaneMark], metric: str) -> tuple[tuple[float, float],
 
 
 def _label_spots(points: Sequence[tuple[float, float, str]], x_range: tuple[float, float],
-                 y_range: tuple[float, float]) -> list[str]:
-    """A text position per point (greedy): the first spot whose label box does not overlap a label already placed
-    or another point, in axis fractions (a label's box ~ 1.1 % of the width per character, 6 % of the height)."""
+                 y_range: tuple[float, float], *, reverse_x: bool = False) -> list[str]:
+    """A text position per point: greedily the first spot whose label box overlaps no label already placed and no
+    other point, then a few passes in which each label moves to its least crowded spot given all the others. Boxes
+    are in axis fractions (LABEL_CHAR of the width per character, LABEL_HEIGHT high: 12-px text on the ~650 x 380-px
+    plot area of a 480-px figure, with a margin). `reverse_x`: the x axis is drawn high to low, so "right" is
+    towards lower values."""
     width, height = (x_range[1] - x_range[0]) or 1.0, (y_range[1] - y_range[0]) or 1.0
-    norm = [((x - x_range[0]) / width, (y - y_range[0]) / height, len(label)) for x, y, label in points]
-    boxes: list[tuple[float, float, float, float]] = []
-    spots = []
-    for k, (x, y, chars) in enumerate(norm):
-        w, h, gap = 0.011 * chars + 0.01, 0.06, 0.02
-        best, best_hits = _LABEL_SPOTS[0], math.inf
-        for spot in _LABEL_SPOTS:
-            vertical, horizontal = spot.split()
-            cy = y + (h / 2 + gap if vertical == "top" else -h / 2 - gap if vertical == "bottom" else 0.0)
-            cx = x + (w / 2 + gap if horizontal == "right" else -w / 2 - gap if horizontal == "left" else 0.0)
-            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-            hits = sum(_overlap(box, other) for other in boxes) + sum(
-                box[0] <= px <= box[2] and box[1] <= py <= box[3] for j, (px, py, _) in enumerate(norm) if j != k)
-            hits += 0.5 * (box[0] < 0 or box[2] > 1 or box[1] < 0 or box[3] > 1)  # leaving the plot: a last resort
-            if hits < best_hits:
-                best, best_hits, best_box = spot, hits, box
-            if hits == 0:
-                break
-        boxes.append(best_box)
-        spots.append(best)
+    norm = [((x_range[1] - x) / width if reverse_x else (x - x_range[0]) / width, (y - y_range[0]) / height,
+             len(label)) for x, y, label in points]
+
+    def box_at(k: int, spot: str) -> tuple[float, float, float, float]:
+        x, y, chars = norm[k]
+        w, h, gap = LABEL_CHAR * chars + 0.01, LABEL_HEIGHT, 0.02
+        vertical, horizontal = spot.split()
+        cy = y + (h / 2 + gap if vertical == "top" else -h / 2 - gap if vertical == "bottom" else 0.0)
+        cx = x + (w / 2 + gap if horizontal == "right" else -w / 2 - gap if horizontal == "left" else 0.0)
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+    def crowding(k: int, box: tuple[float, float, float, float], others: Sequence) -> float:
+        hits = sum(_overlap(box, other) for other in others) + sum(
+            box[0] <= px <= box[2] and box[1] <= py <= box[3] for j, (px, py, _) in enumerate(norm) if j != k)
+        return hits + 0.5 * (box[0] < 0 or box[2] > 1 or box[1] < 0 or box[3] > 1)  # off the plot: a last resort
+
+    spots: list[str] = []
+    for k in range(len(norm)):
+        placed = [box_at(j, spot) for j, spot in enumerate(spots)]
+        spots.append(min(_LABEL_SPOTS, key=lambda spot: crowding(k, box_at(k, spot), placed)))  # first of the best
+    for _ in range(3):
+        moved = False
+        for k in range(len(norm)):
+            others = [box_at(j, spot) for j, spot in enumerate(spots) if j != k]
+            best = min(_LABEL_SPOTS, key=lambda spot: crowding(k, box_at(k, spot), others))
+            if crowding(k, box_at(k, best), others) < crowding(k, box_at(k, spots[k]), others):
+                spots[k], moved = best, True
+        if not moved:
+            break
     return spots
 
 
@@ -256,14 +269,16 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
     every = [m for s in series for m in s.marks]
     if not every:
         raise ValueError("pd_plane needs at least one mark")
-    x_range, y_range, _ = _view(every, metric)
+    # the view from the marks themselves: a front repeats some of them and would weigh them twice
+    x_range, y_range, _ = _view([m for s in series if s.style != "front" for m in s.marks] or every, metric)
     name, fmt = plot_text(METRIC_NAMES.get(metric, metric)), _axis_format(metric)
     fig = go.Figure()
     outside: list[str] = []
     labelled = [(m.x, m.y, m.label + (" †" if m.flag else "")) for s in series if s.style in ("points", "path")
                 for m in s.marks]
     spots = iter(_label_spots([(min(max(x, x_range[0]), x_range[1]), min(max(y, y_range[0]), y_range[1]), t)
-                               for x, y, t in labelled], x_range, y_range))
+                               for x, y, t in labelled], x_range, y_range,
+                               reverse_x=not higher_is_better(metric)))
     for i, s in enumerate(series):
         color = s.color or _color(i)
         inside = [m for m in s.marks if x_range[0] <= m.x <= x_range[1] and y_range[0] <= m.y <= y_range[1]]
@@ -278,7 +293,7 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
             outside += [f"and {len(away) - FAINT_NAMED} more"] if len(away) > FAINT_NAMED else []
             fig.add_scatter(
                 x=[_clamp(m.x, x_range) for m in s.marks], y=[_clamp(m.y, y_range) for m in s.marks],
-                mode="markers", name=plot_text(s.name), text=[plot_text(m.label) for m in s.marks],
+                mode="markers", name=plot_text(s.name), text=[plot_text(m.label) for m in s.marks], cliponaxis=False,
                 customdata=[[m.x, m.y] for m in s.marks],
                 marker={"size": 7, "color": s.color or "#bbb", "symbol": [
                     s.symbol if m in inside else _edge_symbol(m, x_range, y_range, metric) for m in s.marks]},
@@ -305,6 +320,7 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
             symbol = s.symbol if not runaway else _edge_symbol(m, x_range, y_range, metric)
             fig.add_scatter(
                 x=[_clamp(m.x, x_range)], y=[_clamp(m.y, y_range)], mode="markers+text", name=plot_text(s.name),
+                cliponaxis=False,  # a runaway's triangle sits on the edge of the view: draw it whole
                 legendgroup=plot_text(s.name), showlegend=k == 0, text=[plot_text(label)], textposition=text_spots[k],
                 error_x={"type": "data", "symmetric": False, "array": [ex[1] if ex else 0.0],
                          "arrayminus": [ex[0] if ex else 0.0], "visible": ex is not None},

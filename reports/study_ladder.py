@@ -260,7 +260,7 @@ def _plane(part: pl.DataFrame, arms: list[dose.Arm], dataset: str, metric: str |
             _weight_label(x["key"], arm.value), xm[k], ym[k], xl[k], xh[k], yl[k], yh[k],
             flag=UNTRAINED_FLAG if arm.version in flagged else None,
             hover=f"{arm.version}; {plural(len({s for _, s in arm.trials}), 'seed')}: mean, bars the seed range"))
-    title = f"{dataset}: {x['recipe']}'s ladder of {x['key']} on the PD plane (weight order; bars: seed range)"
+    title = f"{dataset}: {x['recipe']}'s {x['key']} ladder, in weight order (bars: seed range)"
     fig = figures.pd_plane([figures.PlaneSeries(f"{x['recipe']} {x['key']}", marks, "path")], metric=metric,
                            title=title)
     return f"study-ladder-{index}", figures.figure_json(fig), title

@@ -10,6 +10,7 @@ residual noise (`sd_resid`), scaled per metric (`NOISE`)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,8 @@ def add_ladder(folder: Path, *, weights: Sequence[float] = WEIGHTS, slopes: dict
         partner = next((t for t in trials if t["preset"] == FAMILIES[family] and t["seed"] == pre["seed"]), None)
         if partner is None:
             continue
-        base = _row(partner, label=None, status="ok", stop_reason=None, control=None,
+        flags = json.dumps([f for f in json.loads(partner["flags"] or "[]") if f != "untrained-perceptual-vgg19"])
+        base = _row(partner, label=None, status="ok", stop_reason=None, control=None, flags=flags,
                     ladder_recipe=None, ladder_key=None, ladder_value=None)
         control_id = f"{family}-continued_s{pre['seed']}"
         control = _row(base, trial_id=control_id, label=f"{family}-continued seed {pre['seed']}",

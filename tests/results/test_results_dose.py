@@ -259,3 +259,24 @@ def test_a_run_with_two_roles_is_compared_once(tmp_path: Path) -> None:
     assert all(r["ci_low"] <= SLOPES["psnr"] <= r["ci_high"] for r in trend.iter_rows(named=True))
     profile = pl.read_parquet(folder / schema.STUDY_PROFILE_FILE)["version"].to_list()
     assert "v2" in profile and "srresnet-continued" in profile
+
+
+def check_controls_of_a_real_study(folder: Path) -> None:
+    """What a real study's tables say about its controls (the harness's rows, not this file's synthetic ones)."""
+    trials = pl.read_parquet(folder / schema.TRIALS_FILE)
+    rows = pl.read_parquet(folder / schema.STUDY_FILE)
+    control = rows.filter(pl.col("kind") == dose.KIND_CONTROL)
+    gan = trials.filter((pl.col("stage") == schema.STAGE_GAN) & pl.col("control").is_not_null()
+                        & pl.col("ladder_key").is_null())["version"].unique().to_list()
+    assert set(control["a"].unique().to_list()) == set(gan) and gan
+    assert set(control["b"].unique().to_list()) <= {"srresnet-continued", "rrdb-continued"}
+    assert control["budget"].null_count() == control.height
+    assert (control["g_updates_a"] == control["g_updates_b"]).all() and (control["n_seeds"] >= 2).all()
+    pretrain = rows.filter(pl.col("kind") == study.KIND_PRETRAIN)
+    assert (pretrain["budget"] == "unequal-budget").all()
+    assert not pretrain["a"].str.ends_with("-continued").any()
+
+
+@pytest.mark.slow
+def test_a_real_tiny_study_compares_each_gan_stage_with_its_control(tiny_study) -> None:
+    check_controls_of_a_real_study(tiny_study.out)
