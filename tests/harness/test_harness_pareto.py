@@ -171,6 +171,8 @@ def test_the_resumed_search_reaches_its_samples_and_reruns_no_finished_trial(par
         starts = (pareto_run.out / "trials" / trial_id / "starts.log").read_text().split()
         assert len(starts) == 1, f"finished trial {trial_id} was started again on resume"
     assert "pareto search: psnr:max, niqe:min" in pareto_run.first_log
+    # the raised count is the search's now: a later resume without --num-samples keeps it
+    assert json.loads((pareto_run.out / "sweep.json").read_text())["request"]["num_samples"] == 5
 
 
 @pytest.mark.slow
