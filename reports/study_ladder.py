@@ -24,6 +24,7 @@ from reports.text import finite as _finite
 from reports.text import fmt as _num
 from reports.verdicts import assess, estimate
 from results import dose
+from results.study import STUDY_ORDER
 
 UNTRAINED_VGG = "untrained-perceptual-vgg19"
 UNTRAINED_FLAG = "untrained VGG19 features (random weights): not a perceptual loss in the papers' sense"
@@ -186,7 +187,9 @@ def ladder_section(dose_table: pl.DataFrame | None, study: pl.DataFrame, trials:
         return None
     sentences, tables, planes, notes = [], [], [], []
     arms = dose.ladders(dose.with_ladder_columns(trials))
-    for (recipe, key), trend in dose_table.group_by("recipe", "key", maintain_order=True):
+    groups = sorted(dose_table.group_by("recipe", "key", maintain_order=True),  # the study's order: v2's first
+                    key=lambda g: STUDY_ORDER.index(g[0][0]) if g[0][0] in STUDY_ORDER else len(STUDY_ORDER))
+    for (recipe, key), trend in groups:
         ladder_arms = arms.get((str(recipe), str(key)), [])
         versions = [a.version for a in ladder_arms]
         facts = _config_facts(trials, versions)
