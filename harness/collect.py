@@ -284,9 +284,10 @@ def score_job(outcome: Outcome | None, scoring: Scoring, stops: dict[str, str], 
 def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str, str]
               ) -> tuple[list[tuple[Collected, float]], int]:
     """`score_job` of every job, in the jobs' order, and how many ran at once. With Ray up they are Ray tasks of
-    `scoring.cpus` CPUs (and `scoring.gpus` GPUs) each, as many at once as the cluster holds; the first job (the
-    baseline) runs first, alone, in this process, while the scoring processes start: it writes the HR images that
-    every trial's scoring would otherwise race to write. A job that raises raises here, as it would have in this
+    `scoring.cpus` CPUs (and `scoring.gpus` GPUs) each, as many at once as the cluster holds, in processes that
+    read the benchmark images once (`_warm_up`); the first job (the baseline) runs first in this process while
+    those processes start: it writes the HR images that every trial's scoring would otherwise race to write. CPU
+    jobs go on in this process until they have started. A job that raises raises here, as it would have in this
     process."""
     import ray
 
@@ -310,26 +311,49 @@ def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str,
     task = ray.remote(**options)(score_job)
     threads = max(int(scoring.cpus), 1)
     try:
-        # the scoring processes start (imports: seconds each) while this process scores the first job
-        warming = [ray.remote(**options)(_warm_up).remote() for _ in range(at_once)]
-        first = score_job(jobs[0], scoring, stops)
-        progress.done = 1
+        # the scoring processes start (imports, the benchmark images: seconds each) while this process scores the
+        # first job, then, on the CPU, more jobs until they are ready (one thread, as they score: the same numbers;
+        # GPU jobs stay on the GPUs Ray gives them)
+        warming = [ray.remote(**options)(_warm_up).remote(scoring) for _ in range(at_once)]
+        here = [score_job(jobs[0], scoring, stops)]
+        while (scoring.gpus == 0 and len(here) < len(jobs) - at_once
+               and ray.wait(warming, num_returns=len(warming), timeout=0)[1]):
+            here.append(_score_here(jobs[len(here)], scoring, stops, threads=threads))
+            progress.done = len(here)
+            progress.maybe(f"{at_once} scoring processes starting")
+        progress.done = len(here)
         ray.get(warming)
-        refs = [task.remote(job, scoring, stops, threads=threads) for job in jobs[1:]]
+        refs = [task.remote(job, scoring, stops, threads=threads) for job in jobs[len(here):]]
         pending = list(refs)
         while pending:
             _ready, pending = ray.wait(pending, num_returns=1)
             progress.done = len(jobs) - len(pending)
             progress.maybe(f"{at_once} at once", force=not pending)
-        return [first, *ray.get(refs)], at_once
+        return [*here, *ray.get(refs)], at_once
     except ray.exceptions.RayTaskError as err:
         raise err.as_instanceof_cause() from None
 
 
-def _warm_up() -> None:
-    """A scoring process's imports, done before its first job."""
-    import benchmarks.evaluate  # noqa: F401
+def _score_here(job: Outcome | None, scoring: Scoring, stops: dict[str, str], *,
+                threads: int) -> tuple[Collected, float]:
+    """`score_job` in this process on `threads` torch threads, this process's setting restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return score_job(job, scoring, stops, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _warm_up(scoring: Scoring | None = None) -> None:
+    """A scoring process's imports and, with `scoring`, what its jobs read once per process (the benchmark images,
+    pyiqa's NIQE code: `benchmarks.evaluate.warm_up`), done before its first job."""
     import srgan.checkpoint  # noqa: F401
+    from benchmarks import evaluate
+
+    if scoring is not None:
+        evaluate.warm_up(scoring.datasets, scoring.scale, data_root=scoring.data_root)
 
 
 def _selection_flags(config: dict, scoring: Scoring) -> list[str]:
