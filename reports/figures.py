@@ -25,6 +25,8 @@ from results import pareto
 from results.schema import METRICS
 
 BASELINE_STATUS = "baseline"
+UNTRAINED_VGG = "untrained-perceptual-vgg19"  # trials.parquet's flag for a perceptual loss on random VGG19 weights
+UNTRAINED_FLAG = "untrained VGG19 features (random weights): not a perceptual loss in the papers' sense"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
 TEMPLATE = "plotly_white"
@@ -91,8 +93,9 @@ def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: 
     """PSNR against a perception metric (`metric`: LPIPS, or NIQE without LPIPS) on one dataset, a point per
     trial and the Pareto front (`pd_plane`: a runaway trial does not set the axes); None when no trial has both
     numbers there."""
+    flags = trials["flags"] if "flags" in trials.columns else pl.Series("flags", [None] * trials.height, pl.Utf8)
     rows = summary.filter(pl.col("dataset") == dataset).join(
-        trials.select("trial_id", "label", "status"), on="trial_id", how="left"
+        trials.select("trial_id", "label", "status").with_columns(flags.alias("flags")), on="trial_id", how="left"
     )
     points = [
         PlanePoint(str(r["label"] or r["trial_id"]), float(r[metric]), float(r["psnr"]),
@@ -102,10 +105,12 @@ def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: 
     ]
     if not points:
         return None
+    untrained = {str(r["label"] or r["trial_id"]) for r in rows.iter_rows(named=True)
+                 if UNTRAINED_VGG in (r["flags"] or "")}
     front = pareto_front(points, x_lower_is_better=not higher_is_better(metric))
     series = [PlaneSeries("Pareto front", [PlaneMark(p.label, p.x, p.y) for p in front], "front"),
-              PlaneSeries("trials", [PlaneMark(p.label, p.x, p.y) for p in points if not p.baseline], "faint",
-                          color="#1f77b4")]
+              PlaneSeries("trials", [PlaneMark(p.label, p.x, p.y, flag=UNTRAINED_FLAG if p.label in untrained else None)
+                                     for p in points if not p.baseline], "faint", color="#1f77b4")]
     baseline = [PlaneMark(p.label, p.x, p.y) for p in points if p.baseline]
     if baseline:
         series.append(PlaneSeries("baseline", baseline, "points", color="#d62728", symbol="star"))
@@ -293,10 +298,11 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
             outside += [f"and {len(away) - FAINT_NAMED} more"] if len(away) > FAINT_NAMED else []
             fig.add_scatter(
                 x=[_clamp(m.x, x_range) for m in s.marks], y=[_clamp(m.y, y_range) for m in s.marks],
-                mode="markers", name=plot_text(s.name), text=[plot_text(m.label) for m in s.marks], cliponaxis=False,
-                customdata=[[m.x, m.y] for m in s.marks],
+                mode="markers", name=plot_text(s.name), cliponaxis=False, customdata=[[m.x, m.y] for m in s.marks],
+                text=[plot_text(m.label + (f" † ({m.flag})" if m.flag else "")) for m in s.marks],
                 marker={"size": 7, "color": s.color or "#bbb", "symbol": [
-                    s.symbol if m in inside else _edge_symbol(m, x_range, y_range, metric) for m in s.marks]},
+                    (s.symbol if m in inside else _edge_symbol(m, x_range, y_range, metric))
+                    + ("-open" if m.flag else "") for m in s.marks]},
                 hovertemplate=(f"%{{text}}<br>PSNR %{{customdata[1]:.2f}} dB<br>{name} %{{customdata[0]:{fmt}}}"
                                "<extra></extra>"))
             continue

@@ -26,8 +26,7 @@ from reports.verdicts import assess, estimate
 from results import dose
 from results.study import STUDY_ORDER
 
-UNTRAINED_VGG = "untrained-perceptual-vgg19"
-UNTRAINED_FLAG = "untrained VGG19 features (random weights): not a perceptual loss in the papers' sense"
+UNTRAINED_VGG, UNTRAINED_FLAG = figures.UNTRAINED_VGG, figures.UNTRAINED_FLAG
 
 
 @dataclass

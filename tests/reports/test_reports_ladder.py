@@ -252,3 +252,14 @@ def test_the_trial_plane_keeps_a_runaway_trial_at_its_edge() -> None:
     assert cloud["marker"]["symbol"][k].startswith("triangle")
     front = next(t for t in fig["data"] if t["name"] == "Pareto front")
     assert 73.3 not in front["x"]
+
+
+def test_the_trial_plane_flags_every_trial_with_untrained_features(tmp_path: Path) -> None:
+    folder = write_synthetic_study(tmp_path / "flags", presets=("v2", "v3"), compute=False, **SMALL)
+    results = load_results(folder)
+    fig = figures.perception_distortion(results.summary, results.trials, "Set5", "lpips").to_plotly_json()
+    cloud = next(t for t in fig["data"] if t["name"] == "trials")
+    for text, symbol in zip(cloud["text"], cloud["marker"]["symbol"], strict=True):
+        flagged = text.startswith("v3")  # the synthetic study's v3 trials use untrained VGG19 features
+        assert ("†" in text) == flagged and symbol.endswith("-open") == flagged
+    assert "† untrained VGG19 features" in fig["layout"]["title"]["text"]
