@@ -171,9 +171,12 @@ def _arch(config_json: str | None) -> str | None:
 
 
 def version_of(trial: dict) -> str:
-    """What the study calls a trial: its preset, or for a pretraining `<family>-pretrain` (one version for
-    all its seeds). Folders written before pretrainings had names (preset "v2" or "esrgan") are mapped by the
-    generator's architecture."""
+    """What the study calls a trial: the `version` its row was written with (since issue 25: a control is
+    "srresnet-continued", a ladder arm "v2@adv_weight=0.1"), else its preset, or for a pretraining
+    `<family>-pretrain` (one version for all its seeds). Folders written before pretrainings had names (preset
+    "v2" or "esrgan") are mapped by the generator's architecture."""
+    if trial.get("version"):
+        return str(trial["version"])
     preset = trial.get("preset") or trial.get("label") or trial["trial_id"]
     if trial.get("stage") != schema.STAGE_PRETRAIN:
         return str(preset)

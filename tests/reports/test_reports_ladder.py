@@ -194,6 +194,14 @@ def test_the_ladder_table_and_its_path_on_the_plane(ladder_report) -> None:
     assert rows == ["adv_weight = 0 (srresnet-continued)", "adv_weight = 0.001", "adv_weight = 0.01",
                     "adv_weight = 0.1", "adv_weight = 1", "per ×10 of the weight"]
     assert "LPIPS" not in table  # measured on no arm: no column
+    study = pl.read_parquet(folder / schema.STUDY_FILE).filter((pl.col("dataset") == "Set5")
+                                                               & (pl.col("metric") == "psnr"))
+    cells = re.findall(r'<tr><th scope="row"[^>]*>([^<]*)</th>\s*<td[^>]*>[^<]*<br><small>([^<]*)</small>', table)
+    for label, diff in cells[1:]:  # each arm against the 0 arm (srresnet-continued): its own study row
+        arm = {"adv_weight = 0.001": "v2"}.get(label, label.replace("adv_weight = ", "v2@adv_weight="))
+        row = study.filter((pl.col("a") == arm) & (pl.col("b") == "srresnet-continued")).row(0, named=True)
+        assert diff.startswith(f"{row['mean_diff']:+.2f} dB [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"), label
+    assert len(cells) == 5
     blob = re.search(r'<script type="application/json" id="study-ladder-0">(.*?)</script>', page, re.S).group(1)
     figure = json.loads(blob)
     path = next(t for t in figure["data"] if t.get("mode") == "lines")
