@@ -74,6 +74,13 @@ def _interval(r: dict, *, per: str = "") -> str:
     return text
 
 
+def _mdd(r: dict) -> str:
+    """"; MDD 0.45 dB": the smallest slope this design detects with 80 % power (none without an interval)."""
+    if not _finite(r.get("mdd")):
+        return ""
+    return f"; MDD {_num(r['mdd'], r['metric'])}{METRIC_UNITS.get(r['metric'], '')} per ×10"
+
+
 def _verdict(r: dict) -> str:
     if r.get("p_holm") is None or not _finite(r.get("p_holm")):
         return r.get("verdict") or "no verdict"
@@ -242,7 +249,8 @@ def _table(part: pl.DataFrame, study: pl.DataFrame, arms: list[dose.Arm], datase
             cells.append(LadderCell(text, diff, state))
         label = _weight_label(first["key"], arm.value) + (f" ({arm.version})" if arm.value == 0 else "")
         rows.append(LadderRow(label, arm.version, cells))
-    trend = [f"{_interval(by_metric[m], per=' per ×10')}; {_verdict(by_metric[m])}" for m in metrics]
+    trend = [f"{_interval(by_metric[m], per=' per ×10')}; {_verdict(by_metric[m])}{_mdd(by_metric[m])}"
+             for m in metrics]
     return LadderTable(f"{first['recipe']}'s recipe, {first['key']}, {dataset}", metrics, rows, trend)
 
 

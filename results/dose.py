@@ -23,9 +23,11 @@ The slope is the exchange rate ("each x10 of the weight changes PSNR by ..."); t
 does anything at each dose.
 
 **The controls.** A GAN version's control is its pretraining continued with the pixel loss alone for the GAN
-stage's generator updates (`srresnet-continued`, `rrdb-continued`): GAN trial and control are paired when they
-started from the same pretraining trial with the same seed; the difference is the effect of the adversarial (and
-perceptual) terms at an equal budget. These rows carry the study's claims about the GAN stage.
+stage's generator updates (`srresnet-continued`, `rrdb-continued`): a GAN trial is paired, seed by seed, with the
+control its row names (trials.parquet's `control`; in a folder without that column, the control that started from
+the same pretraining trial with the same seed); the difference is the effect of the adversarial (and perceptual)
+terms at an equal budget. These rows carry the study's claims about the GAN stage. One run can have several roles
+(harness.arms): v2's 0 arm is its control and its own trial is an arm at v2's weight; such a pair is compared once.
 
 Tables: `study_dose.parquet` (`schema.STUDY_DOSE_COLUMNS`); the comparisons go into study.parquet through
 `results.study`. Torch-free: numpy and polars only.
