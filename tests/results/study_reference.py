@@ -14,7 +14,10 @@ the documentation, with loops and scipy's distributions:
   leave (both: MS_seed + MS_image - MS_resid with Satterthwaite's df; seed only: MS_seed, S - 1; image only:
   MS_image, I - 1; none: MS_resid, (S - 1)(I - 1)); one image: the seeds' sample variance / S on S - 1 df;
 - a Student t interval and two-sided test; Holm over every row of a metric; the mdd from scipy's non-central t;
-  the probability of improvement over all (seed of a, seed of b) pairs of dataset means, ties one half.
+  the probability of improvement over all (seed of a, seed of b) pairs of dataset means, ties one half;
+- issue 25: a trial's written `version` first; each GAN version against the control its rows name and each ladder
+  arm against the 0 arm, paired by seed; a ladder's trend: per (seed, image) np.polyfit's slope on log10 of the
+  non-zero weights, then the same interval against zero, in the same Holm family.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ HIGHER = {"psnr": True, "ssim": True, "lpips": False, "niqe": False}
 
 
 def _version(trial: dict) -> str:
+    if trial.get("version"):  # written by the harness since issue 25 (controls, ladder arms)
+        return trial["version"]
     stage = trial.get("stage") or ("baseline" if trial["status"] == "baseline" else "gan")
     preset = trial["preset"] or ""
     if stage != "pretrain":
@@ -167,6 +172,10 @@ def _mdd(var: float, df: float) -> float:
 def reference_row(results_dir: Path, a: str, b: str, dataset: str, metric: str, *, ci: float = 0.95) -> dict:
     """What study.parquet should hold for (a, b, dataset, metric), before the family's Holm adjustment."""
     grid_a, grid_b, _, _ = difference_grids(Path(results_dir), a, b, dataset, metric)
+    return _grid_row(grid_a, grid_b, metric, ci)
+
+
+def _grid_row(grid_a: np.ndarray, grid_b: np.ndarray, metric: str, ci: float) -> dict:
     empty = {"n": 0, "n_seeds": 0, "n_images": 0, "mean_diff": None, "ci_low": None, "ci_high": None, "df": None,
              "p_value": None, "p_improve": None, "mdd": None, "sd_seed": None, "sd_image": None, "sd_resid": None}
     if grid_a.size == 0:
@@ -208,18 +217,68 @@ def reference_comparisons(results_dir: Path) -> list[tuple[str, str]]:
     each pretraining version its trials started from."""
     trials, _ = _tables(Path(results_dir))
     by_id = {t["trial_id"]: t for t in trials}
-    gan_versions = {t["version"] for t in trials if t["stage"] == "gan"}
+    gan_versions = {t["version"] for t in trials if t["stage"] == "gan" and not _control_or_arm(t)}
     out = [(ORDER[k + 1], ORDER[k]) for k in range(len(ORDER) - 1)
            if ORDER[k] in gan_versions and ORDER[k + 1] in gan_versions]
     for version in [v for v in ORDER if v in gan_versions] + sorted(gan_versions - set(ORDER)):
         sources = set()
         for t in trials:
-            if t["stage"] == "gan" and t["version"] == version and t.get("init_from"):
+            if t["stage"] == "gan" and t["version"] == version and t.get("init_from") and not _control_or_arm(t):
                 source = t["init_from"] if t["init_from"] in by_id else Path(t["init_from"]).name
                 if source in by_id and by_id[source]["stage"] == "pretrain":
                     sources.add(by_id[source]["version"])
         out += [(version, s) for s in sorted(sources)]
+    # issue 25: each GAN version against the control its rows name (same seed), then each ladder arm against the
+    # ladder's 0 arm; a pair already listed (v2 against its control, which is the 0 arm) is not listed twice
+    controls = {t["version"] for t in trials if t["version"].endswith("-continued")}
+    for version in [v for v in ORDER if v in gan_versions] + sorted(gan_versions - set(ORDER)):
+        named = {t.get("control") for t in trials if t["version"] == version and t["stage"] == "gan"}
+        out += [(version, c) for c in sorted(c for c in named if c in controls)]
+    for _, arms in sorted(_ladders(trials).items()):
+        zero = arms.get(0.0)
+        out += [(arms[w], zero) for w in sorted(arms) if w > 0 and zero is not None and (arms[w], zero) not in out]
     return out
+
+
+def _control_or_arm(t: dict) -> bool:
+    pure_arm = t.get("ladder_key") is not None and t["version"] != t.get("ladder_recipe")
+    return t["version"].endswith("-continued") or pure_arm
+
+
+def _ladders(trials: list[dict]) -> dict[tuple[str, str], dict[float, str]]:
+    """{(recipe, key): {weight: the arm's version}}."""
+    out: dict[tuple[str, str], dict[float, str]] = {}
+    for t in trials:
+        if t.get("ladder_key") is not None and t.get("ladder_value") is not None:
+            out.setdefault((t["ladder_recipe"], t["ladder_key"]), {})[float(t["ladder_value"])] = t["version"]
+    return out
+
+
+def reference_trend(results_dir: Path, recipe: str, key: str, dataset: str, metric: str, *, ci: float = 0.95) -> dict:
+    """study_dose.parquet's row before Holm: per (seed, image) the least-squares slope of the metric on log10 of
+    the non-zero weights (np.polyfit), then the same seed x image interval of those slopes against zero."""
+    trials, tables = _tables(Path(results_dir))
+    arms = {w: v for w, v in _ladders(trials)[recipe, key].items() if w > 0}
+    value = {}
+    for r in tables["rows"]:
+        if r["dataset"] == dataset and r.get(metric) is not None and math.isfinite(r[metric]):
+            value[r["trial_id"], r["image"]] = r[metric]
+    cell: dict[tuple[int, str], dict[float, float]] = {}
+    for t in trials:
+        for weight, version in arms.items():
+            if t["version"] == version:
+                for (tid, image), v in value.items():
+                    if tid == t["trial_id"]:
+                        cell.setdefault((t["seed"], image), {})[weight] = v
+    seeds = sorted({s for s, _ in cell})
+    images = sorted({i for _, i in cell})
+    slopes = np.full((len(seeds), len(images)), np.nan)
+    for (seed, image), by_weight in cell.items():
+        if len(by_weight) == len(arms):
+            weights = sorted(by_weight)
+            slope = np.polyfit(np.log10(weights), [by_weight[w] for w in weights], 1)[0]
+            slopes[seeds.index(seed), images.index(image)] = slope
+    return _grid_row(slopes, np.zeros_like(slopes), metric, ci)
 
 
 def holm(p: list[float | None]) -> list[float | None]:
@@ -240,6 +299,9 @@ def reference_study(results_dir: Path, datasets: list[str], metrics: list[str]) 
     """{(a, b, dataset, metric): row} with p_holm over each metric's family and the verdict."""
     rows = {(a, b, d, m): reference_row(results_dir, a, b, d, m)
             for a, b in reference_comparisons(results_dir) for d in datasets for m in metrics}
+    trials, _ = _tables(Path(results_dir))  # a ladder's trends join each metric's family ("trend" rows)
+    rows.update({(f"trend {recipe} {key}", "", d, m): reference_trend(results_dir, recipe, key, d, m)
+                 for recipe, key in sorted(_ladders(trials)) for d in datasets for m in metrics})
     for metric in metrics:
         keys = [k for k in rows if k[3] == metric]
         for key, adjusted in zip(keys, holm([rows[k]["p_value"] for k in keys]), strict=True):
@@ -251,6 +313,8 @@ def reference_study(results_dir: Path, datasets: list[str], metrics: list[str]) 
                 row["verdict"] = "one seed"
             elif adjusted >= 0.05:
                 row["verdict"] = "not distinguishable"
+            elif key[0].startswith("trend "):
+                row["verdict"] = "rises with the weight" if row["mean_diff"] > 0 else "falls with the weight"
             else:
                 row["verdict"] = "a better" if (row["mean_diff"] > 0) == HIGHER[metric] else "b better"
     return rows

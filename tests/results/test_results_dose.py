@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from study_reference import reference_study
 
 from results import dose, schema, stats, study
 
@@ -281,3 +282,23 @@ def check_controls_of_a_real_study(folder: Path) -> None:
 @pytest.mark.slow
 def test_a_real_tiny_study_compares_each_gan_stage_with_its_control(tiny_study) -> None:
     check_controls_of_a_real_study(tiny_study.out)
+
+
+def test_the_tables_equal_an_independent_recomputation(ladder_study: Path) -> None:
+    """Every comparison (controls and arms included) and the trend, with the family's p_holm, against
+    tests/results/study_reference.py (plain Python, scipy, np.polyfit per cell; no code shared with results)."""
+    reference = reference_study(ladder_study, ["Set5", "Set14"], ["psnr", "ssim", "lpips", "niqe"])
+    rows = pl.read_parquet(ladder_study / schema.STUDY_FILE)
+    assert {(r["a"], r["b"], r["dataset"], r["metric"]) for r in rows.iter_rows(named=True)} == {
+        k for k in reference if not k[0].startswith("trend ")}
+    for r in rows.iter_rows(named=True):
+        ref = reference[r["a"], r["b"], r["dataset"], r["metric"]]
+        for name in ("mean_diff", "ci_low", "ci_high", "p_value", "p_holm"):
+            assert r[name] == pytest.approx(ref[name], rel=1e-7, abs=1e-10), (r["comparison"], name)
+        assert r["verdict"] == ref["verdict"]
+    for r in pl.read_parquet(ladder_study / schema.STUDY_DOSE_FILE).iter_rows(named=True):
+        ref = reference[f"trend {r['recipe']} {r['key']}", "", r["dataset"], r["metric"]]
+        assert r["slope"] == pytest.approx(ref["mean_diff"], rel=1e-9)
+        for name in ("ci_low", "ci_high", "p_value", "p_holm", "mdd"):
+            assert r[name] == pytest.approx(ref[name], rel=1e-7, abs=1e-10), (r["metric"], name)
+        assert r["verdict"] == ref["verdict"]
