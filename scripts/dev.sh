@@ -36,9 +36,10 @@ case "$job" in
     exec "$VENV/bin/python" -m harness.sweep "$@" ;;
   test)
     bash scripts/install_chromium.sh
-    # one process by default: on 2 cores, 2 xdist workers took 20-22 min instead of 32 but starved two Ray tests
-    # (a job agent that never registered, a GPU-packing wait). ENHANCE_TEST_WORKERS=N runs N workers, one module
-    # per worker (--dist loadscope; tests/conftest.py's scheduler); -n/--numprocesses or -p no:xdist take precedence
+    # one process by default: the real runs (Ray, training, the browser) share one tiny study and one Ray per session
+    # and run one after another. ENHANCE_TEST_WORKERS=N runs N workers (--dist loadscope; tests/conftest.py's
+    # scheduler keeps every module with a slow test on one worker, the unit tests beside it); -n/--numprocesses or
+    # -p no:xdist take precedence
     workers=${ENHANCE_TEST_WORKERS:-1}
     parallel=()
     if [ "$workers" -gt 1 ] && [[ " $* " != *" -n "* && " $* " != *"--numprocesses"* && " $* " != *"no:xdist"* ]]; then

@@ -1,27 +1,31 @@
-"""Fixtures shared by the test folders: the data root, tiny checkpoints, and one real tiny sweep, interrupted
-and resumed."""
+"""Fixtures shared by the test folders: the data root, tiny checkpoints, one step-time cache, and the session's
+real tiny study, interrupted and resumed (`tiny_study`)."""
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_runs import TinyStudy, build_tiny_study
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-# Under pytest-xdist (`ENHANCE_TEST_WORKERS=N bash scripts/dev.sh test`: `-n N --dist loadscope`), the tests of
-# one module run on one worker, so that a module-scoped fixture (a real study, a Ray cluster) is built once. A
-# session fixture is built once per worker that uses it: the one test outside its module that uses the costly
-# `resumed_sweep` (a real sweep, interrupted and resumed) is sent to the worker of the module that builds it.
-SCOPE_OF = {"tests/reports/test_reports_browser.py::test_report_renders_offline": "tests/harness/test_harness_sweep.py"}
+# Under pytest-xdist (`ENHANCE_TEST_WORKERS=N bash scripts/dev.sh test`: `-n N --dist loadscope`), tests go to
+# workers by module (a module fixture is built once), and every module that runs real things (a test marked slow:
+# Ray, training, a browser) is one scope: those run one after another on one worker, sharing the session's tiny
+# study and Ray, while the unit tests run beside them (two of them at once starved each other on 2 cores).
+REAL_RUNS = "real runs (modules with slow tests)"
+
+
+@functools.cache
+def _runs_real_things(module: str) -> bool:
+    path = REPO / module
+    return path.is_file() and "mark.slow" in path.read_text()
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown (and unused) without it
@@ -32,9 +36,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return SCOPE_OF.get(nodeid.split("[")[0]) or nodeid.split("::", 1)[0]
+            module = nodeid.split("::", 1)[0]
+            return REAL_RUNS if _runs_real_things(module) else module
 
     return ModuleScheduling(config, log)
+
+
+# In-process Ray: the session's one (tests/harness/conftest.py `session_ray`, behind `local_ray`) and the module
+# fixtures that start a Ray of another shape (they shut the session's down first).
+SESSION_RAY_FIXTURES = ("session_ray", "local_ray")
+OWN_RAY_FIXTURES = ("fake_gpu_ray",)
+
+
+def ray_group(item: pytest.Item) -> int:
+    """0: no Ray in this process; 1: the session's Ray; 2: a Ray of its own."""
+    names = getattr(item, "fixturenames", ())
+    return 2 if any(n in names for n in OWN_RAY_FIXTURES) else 1 if any(n in names for n in SESSION_RAY_FIXTURES) else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the session's Ray run one after another, after every test that needs no Ray in this
+    process (an in-process CLI call must find none up, and CLI subprocesses start their own), and before the
+    modules that start a Ray of another shape: one Ray start for all of them. Otherwise the order is kept."""
+    items[:] = sorted(items, key=ray_group)  # stable
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -109,72 +133,44 @@ def make_checkpoint(tmp_path: Path):
     return make
 
 
-@dataclass(frozen=True)
-class ResumedSweep:
-    out: Path  # the results folder
-    finished_before_interrupt: list[str]  # trial ids Tune had finished when the driver got Ctrl-C
-    resume_stdout: str
+@pytest.fixture(scope="session", autouse=True)
+def _shared_step_times(tmp_path_factory: pytest.TempPathFactory):
+    """One step-time cache (benchmarks.cost, `$ENHANCE_STEP_TIMES`) for every run of the session, in this process
+    and in the CLIs it starts: a network is timed once, not once per results folder. A test of the per-folder
+    default unsets it (monkeypatch.delenv)."""
+    from benchmarks.cost import CACHE_ENV
 
-
-def _finished_trials(out: Path) -> list[str]:
-    """GAN trials done for Tune: with one trial at a time, a trial is done once the next one has started; the
-    done one holds the checkpoint of its last step. (The shared pretraining runs before them.)"""
-    trials = sorted((out / "trials").glob("*")) if (out / "trials").is_dir() else []
-    runs = [d for d in trials if (d / "starts.log").is_file() and not d.name.endswith("-pretrain")]
-    if len(runs) < 2:
-        return []
-    done = []
-    for run in runs:
-        try:
-            train = json.loads((run / "config.json").read_text())["config"]["train"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if (run / f"checkpoint_{train['warmup_steps'] + train['gan_steps']:07d}").is_dir():
-            done.append(run.name)
-    return sorted(done)
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("step-times"))
+    yield
+    if saved is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = saved
 
 
 @pytest.fixture(scope="session")
-def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> ResumedSweep:
-    """A real tiny sweep through the CLI: v3 and RaGAN x two adversarial weights, 6 steps each (3 of shared
-    pixel-loss pretraining, run once for all four, then 3 GAN steps), one trial at a time, scored on Set5;
-    interrupted with Ctrl-C once its first GAN trial has finished, then completed with `--resume`. v3 and RaGAN
-    use untrained VGG features by explicit opt-in (these machines have no ImageNet weights), so their results
-    carry that flag. Run once per test session; the report and resume tests read it."""
-    from benchmarks.datasets import data_root
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> TinyStudy:
+    """A real `python -m harness.study --size tiny --seeds 2 --datasets set5` through its CLI: v1, v2, v3, RaGAN
+    and ESRGAN x seeds 0 and 1, from two shared pretrainings (SRResNet for v2/v3/RaGAN, RRDB for ESRGAN), scored
+    on Set5, with its study tables and report. v3, RaGAN and ESRGAN use untrained VGG features by explicit opt-in
+    (no ImageNet weights here), flagged in their results. Interrupted with Ctrl-C once Tune has finished its first
+    GAN trial, then finished by `python -m harness.sweep --resume OUT` (the sweep's entry point on a study folder
+    finishes the study, 18.6). Built once per session; a copy of the finished folder is kept beside it
+    (`pristine`, for `tiny_study_to_damage`)."""
+    return build_tiny_study(tmp_path_factory.mktemp("tiny-study") / "study", data_root)
 
-    root = data_root()
-    if not (root / "Set5").is_dir():
-        pytest.skip(f"shared test data not found at {root} (set ENHANCE_DATA)")
-    out = tmp_path_factory.mktemp("sweep") / "results"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v3,ragan", "--grid", "loss.adv_weight=0.001,0.005",
-           "--steps", "6", "--datasets", "set5", "--save-images", "set5", "--vgg-fallback", "untrained",
-           "--scheduler", "none", "--max-concurrent", "1", "--out", str(out), "--data-root", str(root)]
-    log = out.parent / "driver.log"  # a file, not a pipe: nobody reads a pipe while we wait, and it fills
-    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    deadline = time.time() + 400
-    while time.time() < deadline and not _finished_trials(out):
-        if driver.poll() is not None:
-            pytest.fail("sweep driver exited early:\n" + log.read_text()[-4000:])
-        time.sleep(0.5)
-    finished = _finished_trials(out)
-    assert finished, "no trial finished within 400 s"
-    os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
+
+@pytest.fixture
+def tiny_study_to_damage(tiny_study: TinyStudy) -> Iterator[Path]:
+    """The session's tiny study, finished, at its own path (a GAN stage's config names its pretraining's folder by
+    its absolute path: a copy elsewhere would be another run), for a test to damage and resume; put back as it
+    was after the test, for the tests that read `tiny_study`."""
+    def restore() -> None:
+        shutil.rmtree(tiny_study.out)
+        shutil.copytree(tiny_study.pristine, tiny_study.out, symlinks=True)
+
     try:
-        code = driver.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(driver.pid, signal.SIGKILL)
-        code = driver.wait()
-    assert not (out / "trials.parquet").exists(), "the sweep finished before it could be interrupted"
-    assert code == 130, log.read_text()[-4000:]  # the driver says it was interrupted
-    resumed = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
-    return ResumedSweep(out=out, finished_before_interrupt=finished, resume_stdout=resumed.stdout)
-
-
-@pytest.fixture(scope="session")
-def sweep_results(resumed_sweep: ResumedSweep) -> Path:
-    return resumed_sweep.out
+        yield tiny_study.out
+    finally:
+        restore()

@@ -216,8 +216,9 @@ def test_results_inside_the_data_root_are_refused(capsys, data_root: Path) -> No
     assert not inside.exists()
 
 
-def test_a_dry_run_writes_nothing(capsys, data_root: Path, tmp_path: Path) -> None:
+def test_a_dry_run_writes_nothing(capsys, monkeypatch, data_root: Path, tmp_path: Path) -> None:
     """18.9: --dry-run wrote step_times.json into --out. It still reads a cache that is there."""
+    monkeypatch.delenv("ENHANCE_STEP_TIMES")  # the default: each results folder's own cache
     out = tmp_path / "sweep"
     assert sweep.main(["--presets", "v1", "--grid", "none", "--steps", "4", "--datasets", "set5", "--out", str(out),
                        "--data-root", str(data_root), "--dry-run"]) == 0

@@ -130,16 +130,18 @@ def test_an_interrupted_study_names_its_own_resume(capsys, monkeypatch, data_roo
 
 
 @pytest.mark.slow
-def test_divergence_exits_non_zero_with_the_reason_recorded(data_root: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "harness.train", "--preset", "v2-tiny", "--storage", str(tmp_path), "--name", "nan",
-           "--data-root", str(data_root), "--set", "optim.lr_g=1e6", "--set", "optim.lr_d=1e6",
-           "--set", "train.warmup_steps=6", "--set", "train.gan_steps=6", "--set", "train.log_every=1"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+def test_divergence_exits_non_zero_with_the_reason_recorded(capsys, local_ray, data_root: Path,
+                                                           tmp_path: Path) -> None:
+    """`harness.train`'s main in this process, on the session's Ray."""
+    code, err = _run(train.main, ["--preset", "v2-tiny", "--storage", str(tmp_path), "--name", "nan",
+                                  "--data-root", str(data_root), "--set", "optim.lr_g=1e6", "--set", "optim.lr_d=1e6",
+                                  "--set", "train.warmup_steps=6", "--set", "train.gan_steps=6",
+                                  "--set", "train.log_every=1"], capsys)
+    assert code == 1, err[-3000:]
     history = [json.loads(line) for line in (tmp_path / "nan" / "history.jsonl").read_text().splitlines()]
     reasons = [r["diverged_reason"] for r in history if r.get("diverged")]
     assert len(reasons) == 1 and ("nan" in reasons[0] or "inf" in reasons[0]) and "step" in reasons[0]
-    assert f"diverged: {reasons[0]}" in done.stderr
+    assert f"diverged: {reasons[0]}" in err
     assert (tmp_path / "nan" / "FAILED").read_text().startswith("diverged:")
 
 

@@ -99,17 +99,12 @@ def exposed(rows: list[dict]) -> list[dict]:
     return bad
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+@pytest.fixture
+def local_ray(session_ray):
+    """The session's Ray (tests/harness/conftest.py), started the project's way, and what it started."""
     import ray
 
-    from harness.local_ray import init_local_ray, shutdown_ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    info = init_local_ray(2, log_to_driver=False)
-    yield ray, info
-    shutdown_ray()
+    return ray, session_ray.get()
 
 
 def test_local_ray_listens_on_loopback_only(local_ray):

@@ -4,22 +4,21 @@ wrote 7 rows instead of 8, a parameter-less failed trial (`KeyError: 'preset'`) 
 
 Here: damaged states are named and set aside, the resume recovers from the newest intact state or from the trial
 folders, and what the sweep collects is checked against its plan (a missing or an unplanned trial is an error
-naming it, and the tables are left as they were). The real-run tests at the bottom damage a real tiny study's
-folder the way the disk did (a truncated newest state), and with a cut-off state of a later name."""
+naming it, and the tables are left as they were). The real-run tests at the bottom damage the session's real tiny
+study (`tiny_study_to_damage`) the way the disk did (a truncated newest state), with Tune's restart afresh and a
+cut-off state of a later name, and with every GAN state lost and a stranger among the trial folders."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from real_runs import study_env, study_rows
 
 from harness import recovery
 from harness.collect import Outcome, plan_problems
@@ -211,145 +210,79 @@ def test_random_search_is_checked_by_count_and_range(data_root: Path, tmp_path: 
 # ------------------------------------------------------------------------------------- real runs (slow)
 
 
-def _rows(out: Path) -> dict[str, int]:
-    trials = pl.read_parquet(out / schema.TRIALS_FILE)
-    return {"trials": trials.height, "pretrain": trials.filter(pl.col("stage") == "pretrain").height,
-            "scores": pl.read_parquet(out / schema.SCORES_FILE).height}
-
-
 def _starts(out: Path) -> dict[str, int]:
     return {d.name: len((d / "starts.log").read_text().split()) for d in (out / schema.TRIALS_DIR).iterdir()}
 
 
-def _env(out: Path) -> dict[str, str]:
-    # a pretraining cache of its own (harness.cache): the pretrainings train here and run in tune_pretrain/
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
-
-
 def _resume(out: Path, entry: str = "harness.sweep") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", entry, "--resume", str(out), "--no-report"], cwd=REPO,
-                          capture_output=True, text=True, timeout=900, env=_env(out))
-
-
-def _gan_started(out: Path) -> bool:
-    trials = out / schema.TRIALS_DIR
-    return trials.is_dir() and any(not d.name.endswith("-pretrain") and (d / "starts.log").exists()
-                                   for d in trials.iterdir())
-
-
-@pytest.fixture(scope="module")
-def study_folder(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, dict]:
-    """A real tiny study (five versions x one seed, two shared pretrainings) interrupted with Ctrl-C once its GAN
-    stage has started, then finished by `harness.sweep --resume` (18.6); returns the folder and what it held."""
-    out = tmp_path_factory.mktemp("damage") / "study"
-    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "1", "--datasets", "set5",
-           "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root), "--no-report"]
-    log = out.parent / "first.log"
-    first = subprocess.Popen(cmd, cwd=REPO, env=_env(out), stdout=log.open("w"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not _gan_started(out):
-        if first.poll() is not None:
-            pytest.fail("the study ended before it could be interrupted:\n" + log.read_text()[-4000:])
-        time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGINT)
-    try:
-        code = first.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(first.pid, signal.SIGKILL)
-        code = first.wait()
-    text = log.read_text()
-    assert code == 130, text[-4000:]
-    assert f"continue it with: python -m harness.study --resume {out}" in text  # the study's own command
-    done = _resume(out)  # the sweep's entry point, on a study folder: finishes the study
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert (out / schema.STUDY_FILE).is_file() and "study tables:" in done.stdout
-    before = _rows(out)
-    assert before == {"trials": 8, "pretrain": 2, "scores": 40}  # bicubic, 2 pretrainings, 5 GAN trials; x5 images
-    shutil.copytree(out, out.parent / "pristine", symlinks=True)
-    return out, before
-
-
-def _fresh(study_folder) -> Path:
-    """The finished study, as it was, at its own path (a GAN stage's config names its pretraining's folder by its
-    absolute path: a copy elsewhere would be a different run)."""
-    out = study_folder[0]
-    shutil.rmtree(out)
-    shutil.copytree(out.parent / "pristine", out, symlinks=True)
-    return out
+                          capture_output=True, text=True, timeout=900, env=study_env(out))
 
 
 @pytest.mark.slow
-def test_resume_after_a_cut_off_newest_state_and_a_later_named_cut_off_state(study_folder) -> None:
-    """The repro: the newest tune_pretrain state cut off (the resume that wrote it ran out of disk). The next
-    resume names it, resumes from the intact one, re-runs nothing and rewrites the same tables. With it, a cut-off
-    state with a later name in tune/: each resume used to add one more phantom trial, so it resumes twice."""
-    out = _fresh(study_folder)
+def test_resume_after_cut_off_restarted_and_later_named_states(tiny_study, tiny_study_to_damage) -> None:
+    """The repro, on the session's real tiny study (interrupted and resumed, tests/conftest.py): the newest
+    tune_pretrain state cut off (the resume that wrote it ran out of disk), and a newer one holding only the
+    parameter-less trial of Tune's restart afresh after a failed restore; in tune/, a cut-off state with a later
+    name (each resume used to add one more phantom trial). The resume, through the study's own entry point,
+    names each, sets them aside, restores the intact states, re-runs nothing and rewrites the same tables; the
+    state it leaves is one the next resume restores from as it is."""
+    out = tiny_study_to_damage
     states = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))
     assert len(states) >= 2  # the first run's and the resume's
-    _cut(states[-1])
-    newest = sorted((out / schema.TUNE_DIR).glob(recovery.STATE_GLOB))[-1]
-    (out / schema.TUNE_DIR / "experiment_state-2099-01-01_00-00-00.json").write_bytes(newest.read_bytes()[:300])
-    starts = _starts(out)
-    for attempt in range(2):
-        done = _resume(out, entry="harness.study" if attempt else "harness.sweep")
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        if not attempt:
-            assert f"{states[-1]}: damaged Tune experiment state" in done.stdout + done.stderr
-        assert _rows(out) == study_folder[1]
-        assert _starts(out) == starts  # nothing trained again
-    assert states[-1].with_name(states[-1].name + recovery.DAMAGED).exists()
-    trials = pl.read_parquet(out / schema.TRIALS_FILE)
-    assert sorted(trials.filter(pl.col("stage") == "pretrain")["trial_id"]) == ["rrdb-pretrain", "srresnet-pretrain"]
-    assert trials["error"].is_null().all()
-
-
-@pytest.mark.slow
-def test_resume_after_tune_restarted_a_stage_afresh(study_folder) -> None:
-    """The second half of the repro: a failed restore had made Tune start tune_pretrain afresh, and its new,
-    newest state held one parameter-less trial. That state is set aside and the resume restores the real one."""
-    out = _fresh(study_folder)
-    newest = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))[-1]
-    state = json.loads(newest.read_text())
+    state = json.loads(states[-1].read_text())
     trial = json.loads(state["trial_data"][0][0])
     trial.update(config={}, trial_id="f00d_00000")
     state["trial_data"] = [[json.dumps(trial), state["trial_data"][0][1]]]
     phantom = out / schema.PRETRAIN_TUNE_DIR / "experiment_state-2099-01-01_00-00-00.json"
     phantom.write_text(json.dumps(state))
+    _cut(states[-1])
+    newest = sorted((out / schema.TUNE_DIR).glob(recovery.STATE_GLOB))[-1]
+    later = out / schema.TUNE_DIR / "experiment_state-2099-01-01_00-00-00.json"
+    later.write_bytes(newest.read_bytes()[:300])
     starts = _starts(out)
-    done = _resume(out)
+    done = _resume(out, entry="harness.study")
+    said = done.stdout + done.stderr
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "trial f00d_00000 has no 'run_name' parameter" in done.stdout + done.stderr
-    assert _rows(out) == study_folder[1] and _starts(out) == starts
+    assert f"{states[-1]}: damaged Tune experiment state" in said
+    assert "trial f00d_00000 has no 'run_name' parameter" in said
+    assert f"{later}: damaged Tune experiment state" in said
+    assert study_rows(out) == tiny_study.rows
+    assert _starts(out) == starts  # nothing trained again
+    for path in (states[-1], phantom, later):
+        assert not path.exists() and path.with_name(path.name + recovery.DAMAGED).exists()
+    trials = pl.read_parquet(out / schema.TRIALS_FILE)
+    assert sorted(trials.filter(pl.col("stage") == "pretrain")["trial_id"]) == ["rrdb-pretrain", "srresnet-pretrain"]
+    assert trials["error"].is_null().all()
+    # what the next resume restores from: every stage's newest state intact, with exactly the planned trials
+    gan = tiny_study.rows["trials"] - tiny_study.rows["pretrain"] - 1  # all but the pretrainings and bicubic
+    for tune_dir, param, planned in ((schema.PRETRAIN_TUNE_DIR, "run_name", 2), (schema.TUNE_DIR, "preset", gan)):
+        newest = sorted((out / tune_dir).glob(recovery.STATE_GLOB))[-1]
+        assert recovery.state_problem(newest, param=param) is None
+        assert len(json.loads(newest.read_text())["trial_data"]) == planned
 
 
 @pytest.mark.slow
-def test_resume_with_no_intact_gan_state_recovers_from_the_trial_folders(study_folder) -> None:
+def test_resume_with_no_intact_gan_state_finds_each_trial_folder_and_names_the_stranger(tiny_study_to_damage
+                                                                                         ) -> None:
     """Every state of the GAN stage cut off: the stage is moved aside and run again on its trial folders; each
-    trial finds its folder by its parameters and resumes at its last checkpoint (no step trained again)."""
-    out = _fresh(study_folder)
+    trial finds its folder by its parameters and resumes at its last checkpoint (no step trained again). A trial
+    folder that no planned trial ran in (ghost_00000) is the one thing that does not match the plan: rc 1 naming
+    it (and nothing else: every planned trial found its own folder), the tables as they were, the lock given back."""
+    out = tiny_study_to_damage
     for state in (out / schema.TUNE_DIR).glob(recovery.STATE_GLOB):
         _cut(state)
-    before = pl.read_parquet(out / schema.TRIALS_FILE).sort("trial_id")
     histories = {d.name: (d / "history.jsonl").read_text() for d in (out / schema.TRIALS_DIR).iterdir()}
-    done = _resume(out)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "no intact Tune state left" in done.stdout + done.stderr
-    after = pl.read_parquet(out / schema.TRIALS_FILE).sort("trial_id")
-    assert after["trial_id"].to_list() == before["trial_id"].to_list()  # the same folders, the same ids
-    assert after["steps"].to_list() == before["steps"].to_list() and _rows(out) == study_folder[1]
-    assert {d.name: (d / "history.jsonl").read_text() for d in (out / schema.TRIALS_DIR).iterdir()} == histories
-    assert any(p.name.startswith(f"{schema.TUNE_DIR}.damaged-") for p in out.iterdir())
-
-
-@pytest.mark.slow
-def test_what_cannot_be_matched_to_the_plan_fails_and_keeps_the_tables(study_folder) -> None:
-    """A trial folder that no planned trial ran in: rc 1 naming it, the tables as they were."""
-    out = _fresh(study_folder)
     (out / schema.TRIALS_DIR / "ghost_00000").mkdir()
     tables = {name: (out / name).read_bytes() for name in (schema.TRIALS_FILE, schema.SCORES_FILE)}
     done = _resume(out)
     assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "no intact Tune state left" in done.stdout + done.stderr
+    assert any(p.name.startswith(f"{schema.TUNE_DIR}.damaged-") for p in out.iterdir())
     assert "does not match its plan" in done.stderr and "ghost_00000" in done.stderr
+    problems = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1 and "ghost_00000" in problems[0], done.stderr[-4000:]
+    assert {d.name: (d / "history.jsonl").read_text() for d in (out / schema.TRIALS_DIR).iterdir()
+            if d.name != "ghost_00000"} == histories
     assert {name: (out / name).read_bytes() for name in tables} == tables
     assert not (out / ".lock").exists()

@@ -1,22 +1,22 @@
-"""`python -m harness.study --size tiny` end to end: five versions x two seeds with shared pretraining, the
-study tables, and the report's Study section. The tables' intervals are recomputed here, independently, from
-scores.parquet (tests/results/study_reference.py shares no code with results.study)."""
+"""`python -m harness.study --size tiny` end to end (the session's `tiny_study`, tests/conftest.py): five versions
+x two seeds with shared pretraining, interrupted with Ctrl-C after its first GAN trial and finished by
+`harness.sweep --resume`; the study tables, the study folder and the report's Study section. The tables'
+intervals are recomputed here, independently, from scores.parquet (tests/results/study_reference.py shares no
+code with results.study)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from harness import study
+from results import schema
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
 
 
 def _reference():
@@ -26,18 +26,9 @@ def _reference():
     return module
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("study") / "tiny"
-    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "2", "--datasets", "set5",
-           "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return out, done.stdout
-
-
+@pytest.mark.slow
 def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_study) -> None:
-    out, stdout = tiny_study
+    out, stdout = tiny_study.out, tiny_study.resume.stdout
     trials = pl.read_parquet(out / "trials.parquet")
     gan = trials.filter(pl.col("stage") == "gan")
     # every preset, and the equal-budget control of each pretraining's GAN stages (issue 25), x seeds
@@ -54,7 +45,8 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_stu
         if row["preset"] == "v1":
             assert row["init_from"] is None  # v1 keeps its single-stage recipe
         else:
-            assert row["init_from"] == ("rrdb-pretrain" if row["preset"] == "esrgan" else "srresnet-pretrain")
+            rrdb = row["preset"] in ("esrgan", "rrdb-continued")  # ESRGAN's control starts where ESRGAN does
+            assert row["init_from"] == ("rrdb-pretrain" if rrdb else "srresnet-pretrain")
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "study"
     assert "W + K*G" in stdout and f"report: {out / 'report' / 'index.html'}" in stdout
@@ -70,8 +62,9 @@ def test_the_study_runs_every_version_and_seed_from_shared_pretrainings(tiny_stu
     assert all("selected-on-test" not in flags for flags in trials["flags"])
 
 
+@pytest.mark.slow
 def test_the_study_table_has_every_comparison_and_its_intervals_recompute(tiny_study) -> None:
-    out, _ = tiny_study
+    out = tiny_study.out
     table = pl.read_parquet(out / "study.parquet")
     for column in ("dataset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high"):
         assert column in table.columns
@@ -91,8 +84,9 @@ def test_the_study_table_has_every_comparison_and_its_intervals_recompute(tiny_s
     assert checked == 2 * len(pairs)
 
 
+@pytest.mark.slow
 def test_the_report_opens_with_the_study(tiny_study) -> None:
-    out, _ = tiny_study
+    out = tiny_study.out
     html = (out / "report" / "index.html").read_text()
     assert "Study" in html and html.index("Study") < html.index("Summary")
     # no LPIPS weights here: said once near the top, and the plane's perception axis is NIQE, named as such
@@ -104,14 +98,112 @@ def test_the_report_opens_with_the_study(tiny_study) -> None:
     assert "untrained" in html.lower()  # what this run could not test
 
 
-def test_dry_run_prints_the_cost_and_starts_nothing(data_root: Path, tmp_path: Path) -> None:
+def test_dry_run_prints_the_cost_and_starts_nothing(capsys, data_root: Path, tmp_path: Path) -> None:
+    """In this process (`study.main`): a dry run starts no Ray, so none is started here either."""
+    import ray
+
     out = tmp_path / "dry"
-    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "3", "--datasets", "set5",
-           "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root), "--dry-run"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "cost estimate" in done.stdout and "device-hours" in done.stdout and "s/step" in done.stdout
-    assert "2 shared pretraining(s), 21 GAN trial(s)" in done.stdout  # 5 presets + 2 controls (issue 25), x 3 seeds
+    argv = ["--size", "tiny", "--seeds", "3", "--datasets", "set5", "--vgg-fallback", "untrained", "--out", str(out),
+            "--data-root", str(data_root), "--dry-run"]
+    assert study.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "cost estimate" in stdout and "device-hours" in stdout and "s/step" in stdout
+    assert "2 shared pretraining(s), 21 GAN trial(s)" in stdout  # 5 presets + 2 controls (issue 25), x 3 seeds
     # a dry run writes nothing (issue 18.9): no step-time cache, no trial, no Tune state, no Ray
     assert not out.exists()
-    assert "sweep folder" not in done.stdout
+    assert "sweep folder" not in stdout
+    assert not ray.is_initialized()
+
+
+# ------------------------------------------------------------------ the interrupted study and its resume
+
+
+# GAN-stage trials per seed: the five versions and each pretraining's equal-budget control (issue 25)
+GAN_STAGES = (*study.PRESETS, "srresnet-continued", "rrdb-continued")
+
+
+def _starts(out: Path) -> dict[str, int]:
+    return {d.name: len((d / "starts.log").read_text().split()) for d in (out / schema.TRIALS_DIR).iterdir()}
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_resumes_without_repeating_finished_trials(tiny_study) -> None:
+    """Ctrl-C once Tune had finished a GAN trial: rc 130 naming the study's own resume command (18.6); the
+    sweep's entry point resumes the study folder as a study; nothing Tune had finished trains again."""
+    out = tiny_study.out
+    assert f"continue it with: python -m harness.study --resume {out}" in tiny_study.first_log
+    assert tiny_study.finished and set(tiny_study.finished) <= set(tiny_study.started)
+    trials = pl.read_parquet(out / schema.TRIALS_FILE).filter(pl.col("status") != "baseline")
+    # two pretrainings; five versions and the two equal-budget controls (issue 25) x two seeds
+    assert trials["status"].to_list() == ["ok"] * (2 + len(GAN_STAGES) * 2)
+    gan = trials.filter(pl.col("stage") == "gan")
+    steps = dict(zip(gan["trial_id"], gan["steps"], strict=True))
+    assert {p: s for p, s in zip(gan["preset"], gan["steps"], strict=True)} == {
+        p: 8 if p == "v1" else 4 for p in GAN_STAGES}  # v1 in one stage; the others after 4 shared steps
+    assert len(steps) == len(GAN_STAGES) * 2
+    starts = _starts(out)
+    for trial_id in [*tiny_study.finished, "srresnet-pretrain", "rrdb-pretrain"]:
+        assert starts[trial_id] == 1, f"{trial_id} was run again after --resume"
+    # a GAN trial running at Ctrl-C started twice (before and after --resume); one not yet started, once
+    for trial_id in steps:
+        expected = 1 if trial_id in tiny_study.finished or trial_id not in tiny_study.started else 2
+        assert starts[trial_id] == expected, (trial_id, starts)
+    assert (out / schema.STUDY_FILE).is_file() and "study tables:" in tiny_study.resume.stdout
+    n = 1 + 2 + len(GAN_STAGES) * 2  # bicubic, 2 pretrainings, the GAN stages; each scored on Set5's 5 images
+    assert tiny_study.rows == {"trials": n, "pretrain": 2, "scores": n * 5}
+
+
+@pytest.mark.slow
+def test_each_gan_trial_starts_from_its_shared_pretraining(tiny_study) -> None:
+    """One SRResNet pretraining for v2, v3 and RaGAN, one RRDB for ESRGAN, shared by both seeds: its final
+    generator is each of its GAN trials' initial generator (digest of the weights the trial started from,
+    written by the worker)."""
+    from safetensors.torch import load_file
+
+    from harness.worker import state_digest
+
+    out = tiny_study.out
+    trials = pl.read_parquet(out / schema.TRIALS_FILE)
+    pretrain = trials.filter(pl.col("stage") == "pretrain")
+    assert pretrain["steps"].to_list() == [4, 4]
+    assert pretrain["adv_weight"].is_null().all() and pretrain["perceptual_weight"].is_null().all()  # neither used
+    gan = trials.filter(pl.col("stage") == "gan")
+    run = json.loads((out / schema.RUN_FILE).read_text())
+    users = {"srresnet-pretrain": ["ragan", "v2", "v3", "srresnet-continued"],
+             "rrdb-pretrain": ["esrgan", "rrdb-continued"]}
+    for pretrain_id, presets in users.items():
+        final = sorted(p for p in (out / "trials" / pretrain_id).glob("checkpoint_*") if p.is_dir())[-1]
+        assert final.name == "checkpoint_0000004"
+        expected = state_digest(load_file(str(final / "generator.safetensors")))
+        mine = gan.filter(pl.col("init_from") == pretrain_id)
+        assert sorted(mine["preset"]) == sorted(presets * 2)
+        for trial_id in mine["trial_id"]:
+            init = json.loads((out / "trials" / trial_id / "init.json").read_text())
+            assert init["step"] == 0 and init["generator_digest"] == expected
+        assert sorted(run["stages"][pretrain_id]["presets"]) == sorted(presets * 2)
+
+
+@pytest.mark.slow
+def test_the_study_folder_follows_the_schema(tiny_study) -> None:
+    out = tiny_study.out
+    trials = pl.read_parquet(out / schema.TRIALS_FILE)
+    assert list(trials.columns) == list(schema.TRIAL_COLUMNS)
+    assert trials.filter(pl.col("status") == "baseline")["trial_id"].to_list() == ["bicubic"]
+    for preset in ("v3", "ragan", "esrgan"):
+        flags = trials.filter((pl.col("preset") == preset) & (pl.col("stage") == "gan"))["flags"]
+        assert [json.loads(f) for f in flags] == [["untrained-perceptual-vgg19"]] * 2  # the opt-in travels
+    summary = pl.read_parquet(out / schema.SUMMARY_FILE)
+    n = 1 + 2 + len(GAN_STAGES) * 2  # bicubic, 2 pretrainings, the GAN stages x 2 seeds
+    assert summary.height == n and summary["psnr"].is_not_null().all()
+    bicubic = summary.filter(pl.col("trial_id") == "bicubic")
+    assert bicubic["psnr"][0] == pytest.approx(28.42, abs=0.05)  # the papers' Set5 x4 bicubic
+    scores = pl.read_parquet(out / schema.SCORES_FILE)
+    assert scores.height == n * 5
+    history = pl.read_parquet(out / schema.HISTORY_FILE)
+    assert set(history["phase"]) == {"warmup", "gan"}  # the pretrainings' pixel-loss steps, then GAN trials
+    assert history.filter(pl.col("val_psnr").is_not_null()).height >= 2
+    run = json.loads((out / schema.RUN_FILE).read_text())
+    assert run["kind"] == "study" and run["protocol"]["color"] == "ycbcr_bt601"
+    assert (out / schema.IMAGES_DIR / schema.HR_DIR / "set5").is_dir()
+    assert (out / "report" / "index.html").exists()
+    assert f"report: {out / 'report' / 'index.html'}" in tiny_study.resume.stdout

@@ -17,7 +17,7 @@ DATASETS = ("Set5", "Set14")
 
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic results folder (fast); the browser test builds from a real sweep (`sweep_results`)."""
+    """A synthetic results folder (fast); the browser test builds from the real tiny study (`tiny_study`)."""
     return write_synthetic_results(tmp_path_factory.mktemp("results"), 4, DATASETS)
 
 

@@ -65,8 +65,10 @@ def _open_trial_curves(page: object) -> int:
     return folded
 
 
-def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: Path) -> None:
-    index = build.build_report(sweep_results, tmp_path / "report")
+def test_report_renders_offline(browser: object, tiny_study, tmp_path: Path) -> None:
+    """The report of the session's real tiny study (tests/conftest.py), built here from its folder."""
+    results = tiny_study.out
+    index = build.build_report(results, tmp_path / "report")
     visit = _visit(browser, index)
     page = visit.page
     charts = page.eval_on_selector_all(
@@ -74,16 +76,17 @@ def test_report_renders_offline(browser: object, sweep_results: Path, tmp_path: 
     )
     n_figures = page.eval_on_selector_all("[data-figure]", "els => els.length")
     assert n_figures > 0 and len(charts) == n_figures and all(n > 0 for n in charts)
-    trials = pl.read_parquet(sweep_results / schema.TRIALS_FILE)
-    assert trials.height == 6  # bicubic baseline, the shared pretraining and the four GAN trials of the real sweep
+    trials = pl.read_parquet(results / schema.TRIALS_FILE)
+    # bicubic baseline, the two shared pretrainings, five versions and two equal-budget controls x two seeds
+    assert trials.height == 1 + 2 + 7 * 2
     assert page.eval_on_selector_all("#summary-table tbody tr", "rows => rows.length") == trials.height
-    assert "untrained-perceptual-vgg19" in page.inner_text("body")  # RaGAN's opt-in is visible
+    assert "untrained-perceptual-vgg19" in page.inner_text("body")  # v3's, RaGAN's and ESRGAN's opt-in is visible
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
     assert widths and all(w > 0 for w in widths)
     # The per-image table sorts on a header click.
     page.click("#image-table thead th:nth-child(4)")
     assert page.get_attribute("#image-table thead th:nth-child(4)", "aria-sort") == "ascending"
-    history = pl.read_parquet(sweep_results / schema.HISTORY_FILE)
+    history = pl.read_parquet(results / schema.HISTORY_FILE)
     assert page.eval_on_selector_all(".curves .js-plotly-plot", "els => els.length") >= 3
     assert _open_trial_curves(page) == history["trial_id"].n_unique()
     assert visit.console_errors == [] and visit.page_errors == []

@@ -1,0 +1,106 @@
+"""The session's real tiny study (tests/conftest.py `tiny_study`): how it is run, interrupted and resumed, and
+the helpers of the tests that read or damage it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+GAN_TRIAL_FINISHED = re.compile(r"^\[GAN trials\] .* finished$", re.MULTILINE)  # harness.progress's line
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    """The session's real tiny study (see `tiny_study`); read it, never write into `out`."""
+
+    out: Path  # the finished study folder
+    first_log: str  # the interrupted run's console output
+    finished: list[str]  # GAN trials Tune had finished when the driver got Ctrl-C (trial ids = folder names)
+    started: list[str]  # GAN trials started by then (finished or running)
+    resume: subprocess.CompletedProcess  # `python -m harness.sweep --resume OUT`
+    rows: dict[str, int]  # rows of trials.parquet (all, pretrainings) and scores.parquet after the resume
+
+    @property
+    def pristine(self) -> Path:
+        return self.out.parent / "pristine"
+
+
+def tune_trials(tune_dir: Path) -> dict[str, str]:
+    """Trial id -> status in the newest experiment state Tune wrote in `tune_dir` ({} before it wrote one)."""
+    states = sorted(tune_dir.glob("experiment_state-*.json")) if tune_dir.is_dir() else []
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except (OSError, ValueError):  # being written
+        return {}
+    trials = {}
+    for entry in data.get("trial_data", []):
+        state = json.loads(entry[0])
+        trials[state["trial_id"]] = state["status"]
+    return trials
+
+
+def study_rows(out: Path) -> dict[str, int]:
+    import polars as pl
+
+    trials = pl.read_parquet(out / "trials.parquet")
+    return {"trials": trials.height, "pretrain": trials.filter(pl.col("stage") == "pretrain").height,
+            "scores": pl.read_parquet(out / "scores.parquet").height}
+
+
+def study_env(out: Path) -> dict[str, str]:
+    """The study's CLIs' environment: a pretraining cache of its own (harness.cache), so its pretrainings train
+    here (in tune_pretrain/) and no other run of the session finds them."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
+
+
+def build_tiny_study(out: Path, data_root: Path) -> TinyStudy:
+    """A real tiny study in `out` (see tests/conftest.py `tiny_study`), interrupted and resumed; a copy of the
+    finished folder is kept beside it (`TinyStudy.pristine`)."""
+    cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "2", "--datasets", "set5",
+           "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root)]
+    log = out.parent / "first.log"  # a file, not a pipe: nobody reads a pipe while we wait, and it fills
+    first = subprocess.Popen(cmd, cwd=REPO, env=study_env(out), stdout=log.open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    deadline = time.time() + 900
+    # Tune's progress callback says "<trial> finished" once Tune has the trial as done (on_trial_complete); its
+    # state file on disk is written every 10 s or so, too late in a stage this short
+    while time.time() < deadline and not GAN_TRIAL_FINISHED.search(log.read_text()):
+        if first.poll() is not None:
+            pytest.fail("the study ended before it could be interrupted:\n" + log.read_text()[-4000:])
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
+    try:
+        code = first.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(first.pid, signal.SIGKILL)
+        code = first.wait()
+    text = log.read_text()
+    assert code == 130, text[-4000:]  # the driver says it was interrupted
+    assert not (out / "trials.parquet").exists(), "the study finished before it could be interrupted"
+    at_interrupt = tune_trials(out / "tune")
+    finished = sorted(t for t, status in at_interrupt.items() if status == "TERMINATED")
+    started = sorted(d.name for d in (out / "trials").iterdir()
+                     if not d.name.endswith("-pretrain") and (d / "starts.log").is_file())
+    assert finished and set(finished) != set(at_interrupt), at_interrupt  # some, not all
+    resume = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO,
+                            env=study_env(out), capture_output=True, text=True, timeout=900)
+    assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-4000:]
+    shutil.copytree(out, out.parent / "pristine", symlinks=True)
+    return TinyStudy(out=out, first_log=text, finished=finished, started=started, resume=resume,
+                     rows=study_rows(out))
+
+
