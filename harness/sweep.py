@@ -112,8 +112,11 @@ def tune_stage(out: Path, tune_dir: str, space: dict[str, Any], settings: plan.S
                                       failure_config=tune.FailureConfig(max_failures=trial_restarts(settings))),
         )
     # Tune's newer console output prints its experiment tables whatever `verbose` says; the older one is silent at
-    # verbose=0 (RAY_AIR_NEW_OUTPUT=0, read when fit() starts): the progress callback's lines are the console's
-    with local_ray.scoped_environ({"RAY_AIR_NEW_OUTPUT": "0"}):
+    # verbose=0 (RAY_AIR_NEW_OUTPUT=0, read when fit() starts): the progress callback's lines are the console's.
+    # A search's objectives are in the reports that validate, not in every report (log steps): Tune's strict check
+    # would stop the trial at its first log step; a multi-objective OptunaSearch reads the final report only
+    quiet = {"RAY_AIR_NEW_OUTPUT": "0", **({"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"} if search_alg else {})}
+    with local_ray.scoped_environ(quiet):
         tuner.fit()
     return not unfinished_trials(out / tune_dir)
 
