@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import polars as pl
@@ -25,7 +27,17 @@ def _copy(results_dir: Path, tmp_path: Path) -> Path:
 
 
 def _cli(folder: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reports.build", str(folder), *extra], capture_output=True, text=True)
+    """`python -m reports.build FOLDER ...`, its `main` called in this process (an exit status, its output; an
+    exception it does not turn into an error message fails the test, as a traceback would)."""
+    argv = [str(folder), *extra]
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            build.main(argv)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["reports.build", *argv], code, out.getvalue(), err.getvalue())
 
 
 def _assert_clear_error(done: subprocess.CompletedProcess, path: Path, words: str) -> None:
