@@ -50,6 +50,7 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="repeat every trial with these seeds (a grid over train.seed)")
     add_pretrain_seed_argument(p, default=None)  # per-seed; shared with --search pareto (request_from_args)
+    p._actions[-1].help += " (default per-seed; shared with --search pareto, whose confirm seeds vary the GAN stage)"
     p.add_argument("--preset-budgets", action="store_true",
                    help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
                         "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
