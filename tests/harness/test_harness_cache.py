@@ -215,6 +215,7 @@ def test_a_second_sweep_starts_no_pretraining_and_its_gan_trials_start_from_the_
     scores = [pl.read_parquet(out / schema.SCORES_FILE).filter(pl.col("trial_id") == "srresnet-pretrain")
               .sort("dataset", "image")["psnr"].to_list() for out in (a, b)]
     assert scores[0] == scores[1]  # the same generator, scored the same way
+    assert {json.loads((out / schema.RUN_FILE).read_text())["kind"] for out in (a, b)} == {"sweep"}
     record_a = json.loads((a / schema.RUN_FILE).read_text())["pretrain_cache"]
     record_b = json.loads((b / schema.RUN_FILE).read_text())["pretrain_cache"]
     assert record_a["enabled"] and record_a["from_cache"] == {}
