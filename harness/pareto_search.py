@@ -123,6 +123,11 @@ def check_plan(sweep) -> list[str]:
     lines = [f"  pareto search: {', '.join(o.text for o in objs)} on held-out validation, sampler: Optuna's "
              f"multi-objective TPE ({startup_trials(sweep.request.num_samples)} random start-up trials), "
              f"{sweep.request.num_samples} trials"]
+    if r.confirm_seeds:
+        seeds = ", ".join(map(str, confirm_seeds(r)))
+        lines.append(f"    then every front member re-trained with seed(s) {seeds} from the same pretraining (the "
+                     "front's size is known after the search: up to "
+                     f"{r.num_samples * r.confirm_seeds} more trials), all scored on {', '.join(r.datasets)}")
     if "niqe" not in {o.metric for o in objs}:
         return lines
     root = sweep.settings.data_root
