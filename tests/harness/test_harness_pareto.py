@@ -259,3 +259,19 @@ def test_the_report_draws_the_search_and_tables_its_front(pareto_run: Search) ->
     table = pl.read_parquet(pareto_run.out / "pareto.parquet")
     for label in table.filter(pl.col("front"))["label"].to_list():
         assert label.replace("v2 ", "") in html
+
+
+def test_raise_num_samples_rewrites_the_newest_search_state_only(tmp_path: Path) -> None:
+    import ray.cloudpickle as cloudpickle
+
+    for stamp, total in (("2026-01-01_00-00-00", 3), ("2026-01-01_00-10-00", 4)):  # Tune restores the newest by name
+        with (tmp_path / f"search_gen_state-{stamp}.json").open("wb") as fh:
+            cloudpickle.dump({"counter": total, "total_samples": total, "finished": True, "experiment": None}, fh)
+    assert pareto_search.raise_num_samples(tmp_path, 6) == 4
+    newest = cloudpickle.loads((tmp_path / "search_gen_state-2026-01-01_00-10-00.json").read_bytes())
+    older = cloudpickle.loads((tmp_path / "search_gen_state-2026-01-01_00-00-00.json").read_bytes())
+    assert (newest["total_samples"], newest["finished"], newest["counter"]) == (6, False, 4)
+    assert older["total_samples"] == 3
+    with pytest.raises(ValueError, match="sampled up to 6"):
+        pareto_search.raise_num_samples(tmp_path, 5)
+    assert pareto_search.raise_num_samples(tmp_path / "none", 6) is None
