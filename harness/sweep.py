@@ -34,8 +34,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import (arms, cache, cli, local_ray, lock, overhead, packing, pareto_search, plan, pretrainings, recovery,
-                     resources)
+from harness import (
+    arms,
+    cache,
+    cli,
+    local_ray,
+    lock,
+    overhead,
+    packing,
+    pareto_search,
+    plan,
+    pretrainings,
+    recovery,
+    resources,
+)
 from harness.lock import FolderLock
 from harness.runs import RunSpec, prepare_run
 from harness.storage import check_folder_path, data_root, default_storage, dry_run_cache, outside_data_root
