@@ -36,6 +36,7 @@ from typing import IO
 import torch
 
 from srgan.data import ImageError, bicubic_downscale, list_images, load_image, modcrop
+from srgan.files import file_hash
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +266,6 @@ def load_pairs(name: str, scale: int, root: str | Path | None = None) -> list[Pa
 # -------------------------------------------------------------------------------------- fetch and verify
 
 
-def file_checksum(path: Path, kind: str) -> str:
-    digest = hashlib.new(kind)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_md5(folder: Path) -> str:
     """The folder checksum deepinv publishes for extracted benchmark sets: the md5 of the concatenated hex md5
     digests of the folder's files, in sorted name order. The folder must hold only regular files."""
@@ -281,7 +274,7 @@ def folder_md5(folder: Path) -> str:
         path = folder / name
         if not stat.S_ISREG(os.lstat(path).st_mode):
             raise ChecksumError(f"{path}: not a regular file; a published folder holds only files")
-        digest.update(file_checksum(path, "md5").encode())
+        digest.update(file_hash(path, "md5").encode())
     return digest.hexdigest()
 
 
@@ -307,7 +300,7 @@ def verify(path: Path, archive: Archive) -> None:
         else:
             log.info("%s: no published archive checksum; its extracted folder is verified instead", path.name)
         return
-    actual = file_checksum(path, archive.checksum_type)
+    actual = file_hash(path, archive.checksum_type)
     if actual != archive.checksum:
         raise ChecksumError(f"{path}: {archive.checksum_type} {actual} != published {archive.checksum} "
                             f"({archive.url}); delete it and fetch again")

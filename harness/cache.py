@@ -42,7 +42,7 @@ from harness import validation
 from harness.session import checkpoints
 from harness.storage import default_storage, resolve_train_dirs
 from srgan.config import ExperimentConfig, differing_keys, to_dict
-from srgan.holdout import sha256_of
+from srgan.holdout import file_digest, sha256_of
 from srgan.versions import pretrain_key
 
 log = logging.getLogger(__name__)
@@ -85,17 +85,7 @@ def folder_files(folder: str | Path) -> dict[str, str]:
     """The sha256 of every file under `folder` (recursively), by its folder-relative path. A file is read once per
     process while its size, times and inode stay (an in-place rewrite changes its ctime)."""
     folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_at(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
-@lru_cache(maxsize=1 << 16)
-def _sha256_at(path: str, *_stat: int) -> str:
-    return sha256_of(Path(path))
+    return {p.relative_to(folder).as_posix(): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @lru_cache(maxsize=1)

@@ -8,12 +8,22 @@ without importing each other both ways.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".pth", ".pt")  # published generator weights (`srgan.official`), read with weights_only=True
+
+
+def file_hash(path: str | Path, kind: str = "sha256") -> str:
+    """The hex digest of a file's bytes (`hashlib` algorithm `kind`), read in 1 MiB blocks."""
+    digest = hashlib.new(kind)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class CheckpointError(ValueError):

@@ -19,7 +19,6 @@ are removed from training too. A benchmark name validates on that set (refused w
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from srgan.config import ExperimentConfig
 from srgan.data import IMAGE_SUFFIXES, ImageError, image_size
+from srgan.files import file_hash
 
 MIN_SIDE = 32  # px: smaller files are no validation candidates (an SSIM window after the border crop needs room)
 MAX_SHARE = 5  # at most one source image in five is held out
@@ -71,11 +71,7 @@ def _relative(path: Path, root: str | Path) -> str:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path, "sha256")
 
 
 def _image_files(folder: Path) -> list[Path]:
