@@ -29,7 +29,7 @@ import plotly.offline
 import polars as pl
 from PIL import Image
 
-from reports import curves, figures, load
+from reports import curves, figures
 from reports.load import Results, load_results
 from reports.pareto_section import pareto_section
 from reports.study_section import StudySection, study_section
@@ -80,7 +80,7 @@ def _param_cell(trial: dict, name: str) -> Cell:
     pretraining = trial["stage"] == schema.STAGE_PRETRAIN
     if pretraining and name in PRETRAIN_UNUSED:
         return Cell("", "not used: a pretraining trains with the pixel loss only")
-    if pretraining and name == "preset" and not load.PRETRAIN_NAME.fullmatch(str(trial["preset"])):
+    if pretraining and name == "preset" and not rows.LEGACY_PRETRAIN_NAME.fullmatch(str(trial["preset"])):
         return Cell(trial["version"], f"recorded as preset {trial['preset']!r} in this older results folder")
     return Cell(_fmt_param(trial[name]))
 

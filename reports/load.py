@@ -10,15 +10,14 @@ says which rows disagreed (`Results.problems`).
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from results import io, schema
+from results.rows import trial_version
 
 BASELINE = schema.STATUS_BASELINE
 
@@ -63,10 +62,6 @@ STUDY_CONTRACT = {
     "variance_sources": "str",
 }
 STUDY_COLUMNS = {**STUDY_CONTRACT, **schema.STUDY_COLUMNS}
-# Pretraining names: "<family>-pretrain", with "-seed<N>" or "-<8 hex>" only where two of a family differ.
-PRETRAIN_NAME = re.compile(r"(?P<name>[a-z0-9]+-pretrain)(?:-seed\d+|-[0-9a-f]{8})?")
-# Results folders written before pretrainings had their own names: the generator family by architecture.
-FAMILY_OF_ARCH = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
 SUMMARY_TOLERANCE = 1e-9  # relative and absolute: the summary is a float64 mean of the same numbers
 
 
@@ -142,7 +137,7 @@ def load_results(results_dir: Path | str) -> Results:
         problems = problems if written else []  # no summary.parquet: its means are the scores', nothing disagrees
     # Baselines first, then the trials in the order the sweep wrote them.
     trials = trials.with_row_index("_order").sort(pl.col("status") != BASELINE, "_order").drop("_order")
-    trials = trials.with_columns(pl.Series("version", [version_of(r) for r in trials.iter_rows(named=True)],
+    trials = trials.with_columns(pl.Series("version", [trial_version(r) for r in trials.iter_rows(named=True)],
                                            dtype=pl.Utf8))
     listed = run.get("datasets")
     datasets = [str(d) for d in listed] if isinstance(listed, list) else []
@@ -156,35 +151,6 @@ def load_results(results_dir: Path | str) -> Results:
                             present=present),
         study_dose=_read(root / schema.STUDY_DOSE_FILE, schema.STUDY_DOSE_COLUMNS, required=False, present=present),
         present=present, problems=problems)
-
-
-# -------------------------------------------------------------------------------------------- versions
-
-
-def _arch(config_json: str | None) -> str | None:
-    try:
-        config = json.loads(config_json) if config_json else {}
-    except json.JSONDecodeError:
-        return None
-    generator = config.get("generator") if isinstance(config, dict) else None
-    return generator.get("arch") if isinstance(generator, dict) else None
-
-
-def version_of(trial: dict) -> str:
-    """What the study calls a trial: the `version` its row was written with (since issue 25: a control is
-    "srresnet-continued", a ladder arm "v2@adv_weight=0.1"), else its preset, or for a pretraining
-    `<family>-pretrain` (one version for all its seeds). Folders written before pretrainings had names (preset
-    "v2" or "esrgan") are mapped by the generator's architecture."""
-    if trial.get("version"):
-        return str(trial["version"])
-    preset = trial.get("preset") or trial.get("label") or trial["trial_id"]
-    if trial.get("stage") != schema.STAGE_PRETRAIN:
-        return str(preset)
-    match = PRETRAIN_NAME.fullmatch(str(preset))
-    if match:
-        return match["name"]
-    family = FAMILY_OF_ARCH.get(_arch(trial.get("config_json")) or "")
-    return f"{family}-pretrain" if family else f"{preset}-pretrain"
 
 
 # ---------------------------------------------------------------------------------------------- summary

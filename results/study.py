@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from results import dose, io, schema, stats
-from results.rows import SIZE_SUFFIXES, json_list
+from results.rows import json_list, trial_version
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,6 @@ COLLAPSE_GAP = schema.COLLAPSE_GAP
 DIVERGENCE_PREFIXES = ("diverged", "discriminator collapse")
 # The study's progression; consecutive pairs are compared (when both are present).
 STUDY_ORDER = ("v1", "v2", "v3", "ragan", "esrgan")
-# A pretraining's study version is named for its generator family (config generator.arch -> family), for results
-# folders written before pretrainings had their own preset ("v2" / "esrgan" there).
-PRETRAIN_FAMILIES = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
-PRETRAIN_VERSION = re.compile(r"(.+-pretrain)(?:-seed\d+|-[0-9a-f]{8})?")
 SELECTED_ON_TEST = "selected-on-test"  # the trials' flag when a run validated on a set it is scored on
 METRICS = tuple(schema.HIGHER_IS_BETTER)
 CI_LEVEL = stats.CI_LEVEL
@@ -81,31 +76,9 @@ class StudyInput:
     stops: dict[str, str]
 
 
-def pretrain_version(preset: str | None, config_json: str | None) -> str:
-    """A pretraining's study version: its preset when that names a pretraining ("srresnet-pretrain"; a
-    "-seed<N>" / "-<8 hex>" suffix is dropped, so per-seed pretrainings are one version), else
-    "<family>-pretrain" from its config's generator.arch (results folders from before pretrainings had their own
-    preset, where it was "v2" or "esrgan")."""
-    match = PRETRAIN_VERSION.fullmatch(preset or "")
-    if match:
-        return match.group(1)
-    generator = _config_json(config_json).get("generator")
-    arch = generator.get("arch") if isinstance(generator, dict) else None
-    if isinstance(arch, str) and arch:
-        return f"{PRETRAIN_FAMILIES.get(arch, arch)}-pretrain"
-    return "pretrain"  # no config to tell the family by
-
-
-def _strip_size(name: str) -> str:
-    for size in SIZE_SUFFIXES:
-        name = name.removesuffix(size)
-    return name
-
-
 def load_study_input(results_dir: str | Path) -> StudyInput:
-    """The tables the study reads, with each trial's `version` (`pretrain_version` for a pretraining, else its
-    preset without a size suffix). A trial listed twice in trials.parquet, or an image scored twice, is an
-    error naming the file."""
+    """The tables the study reads, with each trial's `version` (`results.rows.trial_version`: as its row was
+    written). A trial listed twice in trials.parquet, or an image scored twice, is an error naming the file."""
     root = Path(results_dir)
     trials = io.read_table(root / schema.TRIALS_FILE, schema.TRIAL_COLUMNS, unique=("trial_id",))
     scores = io.read_table(root / schema.SCORES_FILE, schema.SCORE_COLUMNS,
@@ -122,7 +95,7 @@ def load_study_input(results_dir: str | Path) -> StudyInput:
              .when(pl.col("status") == schema.STATUS_BASELINE).then(pl.lit(schema.STAGE_BASELINE))
              .otherwise(pl.lit(schema.STAGE_GAN)))
     trials = dose.with_ladder_columns(trials.with_columns(stage.alias("stage"), pl.col("seed").fill_null(-1)))
-    trials = trials.with_columns(pl.Series("version", [_version(r) for r in trials.iter_rows(named=True)],
+    trials = trials.with_columns(pl.Series("version", [trial_version(r) for r in trials.iter_rows(named=True)],
                                            dtype=pl.Utf8))
     if history is None:
         history = pl.DataFrame(schema=schema.polars_schema(schema.HISTORY_COLUMNS))
@@ -130,16 +103,6 @@ def load_study_input(results_dir: str | Path) -> StudyInput:
     if summary is None:
         summary = pl.DataFrame(schema=schema.polars_schema(schema.SUMMARY_COLUMNS))
     return StudyInput(trials, scores, summary, history, {str(k): str(v) for k, v in stops.items()})
-
-
-def _version(row: dict) -> str:
-    """A trial's study version: the one its row was written with (the harness writes it since issue 25), else
-    (older folders) `pretrain_version` for a pretraining and the preset without its size suffix."""
-    if row["version"]:
-        return row["version"]
-    if row["stage"] == schema.STAGE_PRETRAIN:
-        return pretrain_version(row["preset"], row["config_json"])
-    return _strip_size(row["preset"] or row["label"] or "?")
 
 
 def _with_columns(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:

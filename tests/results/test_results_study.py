@@ -14,6 +14,7 @@ import pytest
 from study_reference import reference_study
 
 from results import io, schema, stats, study
+from results.rows import trial_version
 
 SEEDS = (0, 1, 2)
 DATASETS = {"Set5": [f"s5_{k}" for k in range(5)], "Set14": [f"s14_{k}" for k in range(4)]}
@@ -355,10 +356,12 @@ def test_a_results_folder_from_before_this_version(tmp_path: Path) -> None:
         part = history.filter((pl.col("trial_id") == f"v3_{s}") & (pl.col("step") >= 10.5))
         spreads.append(np.std(part["loss_adv_g"].to_numpy() / ADV_WEIGHT["v3"], ddof=1))
     assert v3["adv_loss_std"] == pytest.approx(np.mean(spreads), rel=1e-9)
-    assert study.pretrain_version("esrgan", json.dumps({"generator": {"arch": "rrdbnet"}})) == "rrdb-pretrain"
-    assert study.pretrain_version("rrdb-pretrain-seed2", None) == "rrdb-pretrain"
-    assert study.pretrain_version("srresnet-pretrain-0a1b2c3d", None) == "srresnet-pretrain"
-    assert study.pretrain_version(None, None) == "pretrain"
+    pretrain = {"stage": schema.STAGE_PRETRAIN}  # older folders' pretraining names (tests/reports/test_reports_load.py)
+    assert trial_version({**pretrain, "preset": "esrgan", "config_json": json.dumps({"generator": {"arch": "rrdbnet"}})}
+                         ) == "rrdb-pretrain"
+    assert trial_version({**pretrain, "preset": "rrdb-pretrain-seed2"}) == "rrdb-pretrain"
+    assert trial_version({**pretrain, "preset": "srresnet-pretrain-0a1b2c3d"}) == "srresnet-pretrain"
+    assert trial_version(pretrain) == "pretrain"
 
 
 def test_a_sweep_without_stages_still_gets_a_study(tmp_path: Path) -> None:
