@@ -25,8 +25,9 @@ from benchmarks.measure import (
 from benchmarks.reference_step import ReferenceStep
 from srgan.batches import device_batch
 from srgan.config import ExperimentConfig, override
-from srgan.data import PatchDataset, imresize, make_loader
+from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine
+from srgan.resize import imresize
 
 PHASES = ("warmup", "gan")
 

@@ -35,8 +35,9 @@ from typing import IO
 
 import torch
 
-from srgan.data import ImageError, bicubic_downscale, list_images, load_image, modcrop
 from srgan.files import file_hash
+from srgan.images import ImageError, list_images, load_image, modcrop
+from srgan.resize import bicubic_downscale
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ from benchmarks import datasets as ds
 from benchmarks import metrics as M
 from benchmarks import prepared
 from results import io, provenance, rows, schema
-from srgan.data import IMAGE_SUFFIXES, imresize, list_images, load_oriented_image, modcrop, save_image
+from srgan.images import IMAGE_SUFFIXES, list_images, load_oriented_image, modcrop, save_image
+from srgan.resize import imresize
 from srgan.upscale import check_finite_output, upscale
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def _wants(save_images: bool | Collection[str] | None, dataset: str, image: str)
 
 def _save(img: torch.Tensor, path: Path) -> None:
     """`save_image`, with a failed write (a full disk) as an `OutputError` naming the file."""
-    from srgan.data import ImageError
+    from srgan.images import ImageError
 
     try:
         save_image(img, path)
@@ -569,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from srgan.checkpoint import CheckpointError
-    from srgan.data import ImageError
+    from srgan.images import ImageError
 
     started = time.time()
     device = torch.device(args.device) if args.device else _default_device()

@@ -88,7 +88,7 @@ def to_u8_scale(img: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) float in [0, 1] or uint8 -> float64 on 0..255, quantised to the 8-bit grid."""
     if img.dtype == torch.uint8:
         return img.to(torch.float64)
-    # rounded in the input's own dtype, exactly as `srgan.data.save_image` writes a PNG, then widened
+    # rounded in the input's own dtype, exactly as `srgan.images.save_image` writes a PNG, then widened
     return img.detach().clamp(0, 1).mul(PEAK).round().to(torch.float64)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from benchmarks import datasets as ds
 from benchmarks import metrics as M
-from srgan.data import imresize
+from srgan.resize import imresize
 
 
 def _fastest(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, float]:

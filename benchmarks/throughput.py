@@ -46,9 +46,10 @@ from benchmarks import metrics, reference
 from benchmarks.compare import bench_compare
 from benchmarks.datasets import data_root, load_pairs
 from benchmarks.measure import TRAIN_DIRS, bench_config, describe_device, sync, timed
-from srgan.data import PatchDataset, imresize, make_loader
+from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine
 from srgan.losses import vgg19_cache_path
+from srgan.resize import imresize
 from srgan.versions import PRESETS
 
 SECTIONS = ("train", "loader", "metrics", "compare")

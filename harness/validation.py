@@ -4,7 +4,7 @@ Validation is what checkpoint choice (`--select best-val`), ASHA, the divergence
 "best" read. Its images (`srgan.holdout`): by default a held-out split of the first training folder, or every image
 of `data.val_dirs`, or, where a user names one, a benchmark set. It is scored with the papers' protocol on
 centre crops of at most `data.val_crop` px (cheap enough to run several times per trial on a 2-core CPU): LR
-made by the MATLAB-compatible bicubic (`srgan.data.bicubic_downscale`, 8-bit), PSNR/SSIM on Y with the border
+made by the MATLAB-compatible bicubic (`srgan.resize.bicubic_downscale`, 8-bit), PSNR/SSIM on Y with the border
 crop (`benchmarks.metrics`). A benchmark validation set is scored whole, with its own LR files.
 
 A sweep or study whose run validates on a set it also scores (by name, by a file of the same bytes, or a
@@ -114,7 +114,8 @@ def validation_pairs(cfg: ExperimentConfig, data_root: str | Path) -> list[ValPa
 @lru_cache(maxsize=4)
 def _pairs(val_set: str, val_dirs: tuple[str, ...], count: int, crop: int, scale: int, first: str,
            root: str) -> list[ValPair]:
-    from srgan.data import bicubic_downscale, load_image, quantize
+    from srgan.images import load_image, quantize
+    from srgan.resize import bicubic_downscale
 
     if val_set not in ("holdout", "dirs"):
         from benchmarks.datasets import load_pairs

@@ -26,8 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from srgan.config import ExperimentConfig
-from srgan.data import IMAGE_SUFFIXES, ImageError, image_size
 from srgan.files import file_hash
+from srgan.images import IMAGE_SUFFIXES, ImageError, image_size
 
 MIN_SIDE = 32  # px: smaller files are no validation candidates (an SSIM window after the border crop needs room)
 MAX_SHARE = 5  # at most one source image in five is held out

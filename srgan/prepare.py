@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from srgan.data import IMAGE_SUFFIXES, ImageError, encode_png16, load_image_u8
 from srgan.files import atomic_write
+from srgan.images import IMAGE_SUFFIXES, ImageError, encode_png16, load_image_u8
 
 log = logging.getLogger(__name__)
 

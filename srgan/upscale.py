@@ -14,12 +14,12 @@ Every model output is checked before it is clamped: NaN or infinite values (a di
 
 The CLI runs an image larger than `--tile` (default 512 LR px, as `benchmarks.evaluate`) in tiles with the exact
 overlap, so a large photo needs the output plus one tile's activations, not the whole image's (a 6 MP input at x4
-untiled died in the allocator). An output over the project's pixel limit (`srgan.data.pixel_limit`) is refused
+untiled died in the allocator). An output over the project's pixel limit (`srgan.images.pixel_limit`) is refused
 before the model runs, and an allocation failure is an error naming the image and a smaller `--tile`.
 
 The CLI reads each image as a viewer shows it (its EXIF orientation applied) and keeps what the output holds of
 it: a 16-bit input gives a 16-bit PNG, an RGB ICC profile is embedded again, and an animated or multi-page file
-is refused (`srgan.data.load_oriented_image`, `srgan.data.save_image`). Each output is written atomically.
+is refused (`srgan.images.load_oriented_image`, `srgan.images.save_image`). Each output is written atomically.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def is_allocation_failure(err: BaseException) -> bool:
 
 def check_output_size(src: Path, height: int, width: int, scale: int) -> None:
     """Refuse (`UpscaleError`, naming the image) an output over the pixel limit the project's readers decode
-    (`srgan.data.pixel_limit`, 100 MP unless $ENHANCE_MAX_PIXELS says otherwise): the result could not be read back
+    (`srgan.images.pixel_limit`, 100 MP unless $ENHANCE_MAX_PIXELS says otherwise): the result could not be read back
     by them, and its float output alone takes 12 bytes a pixel."""
-    from srgan.data import MAX_PIXELS_ENV, pixel_limit
+    from srgan.images import MAX_PIXELS_ENV, pixel_limit
 
     out_h, out_w, limit = height * scale, width * scale, pixel_limit()
     if out_h * out_w > limit:
@@ -217,11 +217,11 @@ def plan_outputs(source: Path, output: Path) -> list[tuple[Path, Path]]:
     too), and an output folder that is the input folder (or the input file's folder) raise `UpscaleError`
     naming the files. An output file named explicitly beside its input is allowed.
 
-    For one input file, OUTPUT is a file when its suffix is one of `srgan.data.OUTPUT_SUFFIXES` (written in that
+    For one input file, OUTPUT is a file when its suffix is one of `srgan.images.OUTPUT_SUFFIXES` (written in that
     format), a folder when it is an existing folder or has no suffix (the result is `<stem>.png` in it), and
     anything else (`out.xyz`) is refused rather than guessed. For an input folder, OUTPUT is a folder, and an
     image file name (`out.png`) or an existing file is refused."""
-    from srgan.data import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, list_images
+    from srgan.images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, list_images
 
     if source.is_dir():
         if output.is_dir() and _same(output, source):
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     not be written: the images before it are kept), 2 bad arguments, input (an output over the pixel limit too) or
     checkpoint."""
     from srgan.checkpoint import CheckpointError, load_generator
-    from srgan.data import ImageError, ImageWriteError, load_oriented_image, save_image
+    from srgan.images import ImageError, ImageWriteError, load_oriented_image, save_image
 
     parser = argparse.ArgumentParser(prog="python -m srgan.upscale", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="an image file or a folder of images")

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from benchmarks import datasets as ds
-from srgan.data import ImageError, bicubic_downscale, save_image
+from srgan.images import ImageError, save_image
+from srgan.resize import bicubic_downscale
 
 
 def _png(path: Path, h: int, w: int, seed: int = 0) -> torch.Tensor:

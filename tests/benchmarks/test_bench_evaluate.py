@@ -13,7 +13,7 @@ import torch
 from benchmarks.evaluate import baseline, evaluate_model, main, score_trial
 from results import schema
 from srgan.checkpoint import CheckpointError, load_generator, load_training_state, save_training_state
-from srgan.data import save_image
+from srgan.images import save_image
 
 
 def _tiny_div2k(root: Path) -> Path:

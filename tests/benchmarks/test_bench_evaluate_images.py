@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.evaluate import NO_HR, main, score_images
 from results import schema
-from srgan.data import load_image, save_image
+from srgan.images import load_image, save_image
 
 METRICS = "psnr,ssim,lpips,niqe"  # LPIPS is null offline in both runs; the other three are compared
 

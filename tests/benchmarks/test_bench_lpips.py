@@ -16,7 +16,7 @@ from test_bench_metrics import _seed_random_lpips_cache
 
 from benchmarks import metrics
 from benchmarks.datasets import load_pairs
-from srgan.data import imresize
+from srgan.resize import imresize
 
 # LPIPS's ScalingLayer: inputs in [-1, 1] are shifted and scaled by these per-channel constants (ImageNet's
 # mean and std expressed on the [-1, 1] range).

@@ -14,7 +14,8 @@ from benchmarks import metrics
 from benchmarks.datasets import load_pairs
 from benchmarks.evaluate import baseline, evaluate_model, missing_reasons, score_trial
 from benchmarks.reference import psnr_y_reference, ssim_y_reference
-from srgan.data import imresize, load_image, load_image_u8
+from srgan.images import load_image, load_image_u8
+from srgan.resize import imresize
 
 
 def _u8(img: torch.Tensor) -> np.ndarray:

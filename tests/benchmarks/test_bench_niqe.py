@@ -24,7 +24,8 @@ from benchmarks import metrics
 from benchmarks.datasets import load_pairs
 from benchmarks.evaluate import baseline, main, missing_reasons, score_trial
 from results import schema
-from srgan.data import imresize, save_image
+from srgan.images import save_image
+from srgan.resize import imresize
 
 
 def _published_sha256(data_root: Path) -> str:

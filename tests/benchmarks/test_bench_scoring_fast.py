@@ -14,8 +14,9 @@ from benchmarks import datasets as ds
 from benchmarks import evaluate, prepared
 from benchmarks import metrics as M
 from benchmarks.niqe_features import block_features
-from srgan.data import imresize, save_image
 from srgan.generator import srresnet
+from srgan.images import save_image
+from srgan.resize import imresize
 from srgan.upscale import upscale
 
 

@@ -12,18 +12,8 @@ from PIL import Image
 from srgan_helpers import micro, write_random_images
 
 from srgan.batches import TrainingBatches
-from srgan.data import (
-    FLIP_H,
-    FLIP_V,
-    ROT90,
-    PatchDataset,
-    augment,
-    augment_batch,
-    imresize,
-    make_loader,
-    make_lq,
-    naive_downscale,
-)
+from srgan.data import FLIP_H, FLIP_V, ROT90, PatchDataset, augment, augment_batch, make_loader, make_lq
+from srgan.resize import imresize, naive_downscale
 
 
 @pytest.mark.parametrize(("name", "world"), [("v1", 1), ("v2", 1), ("v2", 2)])

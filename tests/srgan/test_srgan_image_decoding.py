@@ -19,8 +19,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from srgan import data
-from srgan.data import ImageError, image_size, load_image, load_image_u8, pixel_limit, scan_training_images
+from srgan import images
+from srgan.data import scan_training_images
+from srgan.images import ImageError, image_size, load_image, load_image_u8, pixel_limit
 
 # ------------------------------------------------------------------------------------------ a PNG encoder
 
@@ -125,7 +126,7 @@ def test_alpha_is_dropped_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFi
     """Decision: alpha is dropped (the stored colours are the image), never composited; a log line says so."""
     raw, _ = _case(colour, depth, trns)
     (tmp_path / "a.png").write_bytes(raw)
-    with caplog.at_level(logging.INFO, logger="srgan.data"):
+    with caplog.at_level(logging.INFO, logger="srgan.images"):
         load_image_u8(tmp_path / "a.png")
     assert ("alpha channel dropped" in caplog.text) == dropped
 
@@ -167,7 +168,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr(data, "decode_png", refuse)
+    monkeypatch.setattr(images, "decode_png", refuse)
     monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
 
 

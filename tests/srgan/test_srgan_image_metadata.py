@@ -29,7 +29,8 @@ from test_srgan_image_decoding import _chunk, _png
 from torchvision.io import ImageReadMode, decode_png
 
 from srgan.checkpoint import load_generator
-from srgan.data import (
+from srgan.data import scan_training_images
+from srgan.images import (
     EXIF_ORIENTATION,
     ImageError,
     ImageWriteError,
@@ -37,7 +38,6 @@ from srgan.data import (
     load_image_u8,
     load_oriented_image,
     save_image,
-    scan_training_images,
 )
 from srgan.upscale import main, upscale
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from srgan.data import bicubic_downscale, imresize, load_image_u8, to_float
+from srgan.images import load_image_u8, to_float
+from srgan.resize import bicubic_downscale, imresize
 
 
 def to_u8(img: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan.data import load_image_u8
+from srgan.images import load_image_u8
 from srgan.prepare import MARKER_DIR, main, num_tiles, prepare, tile_starts
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan.data import PatchDataset, StepSampler, load_image, make_loader, scan_training_images
+from srgan.data import PatchDataset, StepSampler, make_loader, scan_training_images
+from srgan.images import load_image
 from srgan.prepare import write_png
 
 
@@ -120,7 +121,8 @@ def test_samples_depend_only_on_seed_and_index(image_folder: Path) -> None:
         assert all(torch.equal(a, b) for a, b in zip(ds[i], again[i], strict=True))
     assert not all(torch.equal(ds[i][1], other[i][1]) for i in range(4))
     # the LR of a matlab-degradation sample is the MATLAB-compatible bicubic downscale of its HR patch
-    from srgan.data import bicubic_downscale, quantize
+    from srgan.images import quantize
+    from srgan.resize import bicubic_downscale
 
     lq, gt = ds[3]
     torch.testing.assert_close(lq, quantize(bicubic_downscale(gt, 4)))  # on the 8-bit grid, as the papers' LR

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from srgan.config import GeneratorConfig
-from srgan.data import load_image, save_image
 from srgan.generator import build_generator
+from srgan.images import load_image, save_image
 from srgan.upscale import main, receptive_radius, upscale
 from srgan.versions import PRESETS, preset
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from srgan.checkpoint import save_generator
-from srgan.data import save_image
 from srgan.generator import build_generator
+from srgan.images import save_image
 from srgan.upscale import NonFiniteOutputError, UpscaleError, check_finite_output, main, plan_outputs, upscale
 from srgan.versions import preset
 

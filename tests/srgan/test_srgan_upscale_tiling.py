@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from srgan import checkpoint
-from srgan.data import MAX_PIXELS_ENV
+from srgan.images import MAX_PIXELS_ENV
 from srgan.upscale import DEFAULT_TILE, main
 
 SCALE = 2

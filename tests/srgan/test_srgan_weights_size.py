@@ -19,8 +19,8 @@ import torch
 from test_srgan_official import F_, G_, published_shapes, random_official
 
 from srgan.checkpoint import GENERATOR_FILE, CheckpointError, load_generator, load_init_generator, save_generator
-from srgan.data import save_image
 from srgan.generator import build_generator
+from srgan.images import save_image
 from srgan.versions import preset
 
 REPO = Path(__file__).resolve().parents[2]
