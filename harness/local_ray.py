@@ -101,6 +101,11 @@ def init_local_ray(num_cpus: int | None = None, *, num_gpus: float | None = None
 
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; call ray.shutdown() first")
+    if _watchdog is not None and _watchdog.poll() is None:
+        # the previous local Ray was shut down (a bare ray.shutdown()): its stragglers go now, before the new Ray
+        # starts, so that the old watchdog never sees (and at its end kills) a process of the new one
+        watchdog.stop(_watchdog)
+        _watchdog = None
     token = uuid.uuid4().hex
     started = _start_watchdog(token) if watch else None
     metrics_ports = (free_loopback_port(), free_loopback_port())
@@ -137,8 +142,6 @@ def init_local_ray(num_cpus: int | None = None, *, num_gpus: float | None = None
     node_ip = ray.util.get_node_ip_address()
     if node_ip != LOOPBACK:  # Ray changed how it picks the node IP: say so rather than claim loopback
         log.warning("local Ray advertises %s, not %s: its servers may listen beyond loopback", node_ip, LOOPBACK)
-    if _watchdog is not None and _watchdog.poll() is None:
-        watchdog.stop(_watchdog)  # the previous local Ray was shut down; its stragglers go now
     _watchdog = started
     try:  # Ray has no public accessor for the session folder
         session_dir = ray._private.worker._global_node.get_session_dir_path()

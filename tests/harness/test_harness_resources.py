@@ -138,8 +138,8 @@ def fake_gpu_ray():
 
     from harness.local_ray import init_local_ray, shutdown_ray
 
-    if ray.is_initialized():
-        ray.shutdown()
+    if ray.is_initialized():  # the session's Ray (tests/harness/conftest.py): shut down the product's way
+        shutdown_ray()
     init_local_ray(5, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     shutdown_ray()
