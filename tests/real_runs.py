@@ -67,28 +67,35 @@ def study_env(out: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
 
 
+def interrupt_after(cmd: list[str], env: dict[str, str], log: Path, marker: re.Pattern, *,
+                    timeout: float) -> tuple[int, str]:
+    """Run `cmd` (in its own session, output to the file `log`: nobody reads a pipe while we wait, and it fills),
+    send it Ctrl-C (SIGINT to its process group) once `marker` appears in its output, and return its exit code and
+    output. Fails the test if it ends before the marker; SIGKILL if it has not exited 180 s after the SIGINT."""
+    run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not marker.search(log.read_text()):
+        if run.poll() is not None:
+            pytest.fail(f"{' '.join(cmd[2:4])} ended before it could be interrupted:\n" + log.read_text()[-4000:])
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
+    try:
+        code = run.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        code = run.wait()
+    return code, log.read_text()
+
+
 def build_tiny_study(out: Path, data_root: Path) -> TinyStudy:
     """A real tiny study in `out` (see tests/conftest.py `tiny_study`), interrupted and resumed; a copy of the
     finished folder is kept beside it (`TinyStudy.pristine`)."""
     cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "2", "--datasets", "set5",
            "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root)]
-    log = out.parent / "first.log"  # a file, not a pipe: nobody reads a pipe while we wait, and it fills
-    first = subprocess.Popen(cmd, cwd=REPO, env=study_env(out), stdout=log.open("w"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    deadline = time.time() + 900
     # Tune's progress callback says "<trial> finished" once Tune has the trial as done (on_trial_complete); its
     # state file on disk is written every 10 s or so, too late in a stage this short
-    while time.time() < deadline and not GAN_TRIAL_FINISHED.search(log.read_text()):
-        if first.poll() is not None:
-            pytest.fail("the study ended before it could be interrupted:\n" + log.read_text()[-4000:])
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
-    try:
-        code = first.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(first.pid, signal.SIGKILL)
-        code = first.wait()
-    text = log.read_text()
+    code, text = interrupt_after(cmd, study_env(out), out.parent / "first.log", GAN_TRIAL_FINISHED, timeout=900)
     assert code == 130, text[-4000:]  # the driver says it was interrupted
     assert not (out / "trials.parquet").exists(), "the study finished before it could be interrupted"
     at_interrupt = tune_trials(out / "tune")

@@ -8,10 +8,8 @@ import json
 import os
 import pickle
 import re
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +128,7 @@ class Search:
 def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Search:
     """A real tiny search: 4 samples, Ctrl-C once Tune finished a GAN trial, then `--resume --num-samples 5`, and
     its front confirmed with one more seed, scored on Set5, report built."""
-    from real_runs import tune_trials
+    from real_runs import interrupt_after, tune_trials
 
     out = tmp_path_factory.mktemp("pareto") / "search"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "cache")}
@@ -139,21 +137,7 @@ def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Sea
            "--max-concurrent", "2", "--out", str(out), "--data-root", str(data_root),
            # the preset's own log cadence (every 2 steps) with 2 validations: most reports carry no objective
            "--set", "train.val_every=30", "--set", "train.ckpt_every=30"]
-    log = out.parent / "first.log"
-    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not GAN_FINISHED.search(log.read_text()):
-        if first.poll() is not None:
-            pytest.fail("the search ended before it could be interrupted:\n" + log.read_text()[-4000:])
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGINT)
-    try:
-        code = first.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(first.pid, signal.SIGKILL)
-        code = first.wait()
-    text = log.read_text()
+    code, text = interrupt_after(cmd, env, out.parent / "first.log", GAN_FINISHED, timeout=600)
     assert code == 130, text[-4000:]
     finished = sorted(t for t, s in tune_trials(out / "tune").items() if s == "TERMINATED")
     assert finished, text[-4000:]
