@@ -402,7 +402,7 @@ def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
     t = spec.cfg.train
     head = (f"plan: {spec.cfg.name} x{spec.cfg.scale}, stage {t.stage}"
             + (f" from {t.init_from}" if t.init_from else "")
-            + f": {t.warmup_steps} pixel-loss + {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
+            + f": {t.warmup_steps} pixel-loss and {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
               f"{spec.workers} worker(s)")
     return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
                                     cpus=spec.cpus_per_worker, workers=spec.workers,

@@ -197,7 +197,7 @@ def check_values(cfg: ExperimentConfig) -> None:
         ("data.num_workers", data.num_workers, data.num_workers >= 0, "at least 0"),
         ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, "at least 0"),
         ("train.gan_steps", t.gan_steps, t.gan_steps >= 0 and t.total_steps >= 1,
-         "at least 0, with train.warmup_steps + train.gan_steps at least 1"),
+         "at least 0, with at least 1 step in all (train.warmup_steps and train.gan_steps together)"),
         ("train.log_every", t.log_every, t.log_every >= 1, "at least 1"),
         ("train.val_every", t.val_every, t.val_every >= 1, "at least 1"),
         ("train.ckpt_every", t.ckpt_every, t.ckpt_every >= 1, "at least 1"),

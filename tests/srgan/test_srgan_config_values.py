@@ -67,7 +67,8 @@ def test_out_of_range_values_are_refused_naming_the_key(key: str, value: str, mu
 
 
 def test_no_steps_at_all_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"train.gan_steps must be .*warmup_steps \+ train.gan_steps at least 1"):
+    with pytest.raises(ConfigError, match=r"train.gan_steps must be at least 0, with at least 1 step in all "
+                                          r"\(train.warmup_steps and train.gan_steps together\)"):
         override(preset("v2"), {"train.warmup_steps": 0, "train.gan_steps": 0})
 
 
