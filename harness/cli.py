@@ -49,8 +49,9 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
     p.add_argument("--seed", type=int, default=0, help="the seed of every trial (and of shared pretrainings)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="repeat every trial with these seeds (a grid over train.seed)")
-    add_pretrain_seed_argument(p, default=None)  # per-seed; shared with --search pareto (request_from_args)
-    p._actions[-1].help += " (default per-seed; shared with --search pareto, whose confirm seeds vary the GAN stage)"
+    add_pretrain_seed_argument(p, default=None,  # resolved in request_from_args
+                               default_note="default per-seed; shared with --search pareto, whose confirm seeds vary "
+                                            "the GAN stage")
     p.add_argument("--preset-budgets", action="store_true",
                    help="keep every preset's own steps: single-stage v1 then makes fewer generator updates than the "
                         "two-stage versions' pretraining + GAN (the study flags such comparisons unequal-budget); "
@@ -81,8 +82,9 @@ def add_size_argument(p: argparse.ArgumentParser, *, default: str) -> None:
                         f"(default {default})")
 
 
-def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | None) -> None:
-    """--pretrain-seed per-seed|shared; the old word `trial` is an error naming `per-seed`."""
+def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | None, default_note: str = "") -> None:
+    """--pretrain-seed per-seed|shared; the old word `trial` is an error naming `per-seed`. `default_note`: how the
+    default is chosen where it depends on other options (with `default=None`)."""
     def choice(value: str) -> str:
         try:
             return plan.check_pretrain_seed(value)
@@ -92,7 +94,8 @@ def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | Non
     p.add_argument("--pretrain-seed", type=choice, default=default, metavar="|".join(plan.PRETRAIN_SEEDS),
                    help="per-seed: one pretraining per seed, each seed's GAN trials start from their own (the "
                         "intervals include pretraining variance); shared: one pretraining (--seed) for all seeds, "
-                        "which then vary the GAN stage only" + (f" (default {default})" if default else ""))
+                        "which then vary the GAN stage only"
+                        + (f" (default {default})" if default else f" ({default_note})" if default_note else ""))
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
