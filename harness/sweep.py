@@ -182,11 +182,10 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
     search_alg = None
     if request.search == "pareto":
         search_alg = pareto_search.searcher(request)
-    n_trials = len(sweep.runs) * request.num_samples if request.search == "grid" else request.num_samples
+    # a grid is run num_samples times; a random or Pareto search draws num_samples trials (`SweepPlan.gan_space`)
+    n_trials = request.num_samples * (len(sweep.runs) if request.search == "grid" else 1)
     progress = tune_progress("GAN trials", partial(_planned_steps, settings), trials=n_trials,
-                             total_steps=(sum(plan_steps(cfg) for cfg in sweep.runs) * request.num_samples
-                                          if request.search == "grid"
-                                          else round(sum(map(plan_steps, sweep.runs)) / len(sweep.runs) * n_trials)),
+                             total_steps=round(sum(map(plan_steps, sweep.runs)) / len(sweep.runs) * n_trials),
                              label=plan.trial_label)
     with timeline.phase("GAN trials"):
         return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
