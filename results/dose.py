@@ -39,13 +39,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from results import schema, stats
+from results.rows import budget_flag, source_trial
 
 KIND_CONTROL = "GAN stage vs its equal-budget control"
 KIND_ARM = "ladder arm vs its 0 arm"
@@ -156,13 +156,6 @@ def ladders(trials: pl.DataFrame) -> dict[tuple[str, str], list[Arm]]:
     return out
 
 
-def _source(init_from: str | None, known: set[str]) -> str | None:
-    if init_from is None or init_from in known:
-        return init_from
-    name = Path(init_from).name
-    return name if name in known else init_from
-
-
 @dataclass(frozen=True)
 class Pairing:
     """A comparison for study.parquet (results.study wraps it in its `Comparison`)."""
@@ -186,7 +179,7 @@ def control_pairings(trials: pl.DataFrame) -> list[Pairing]:
     for row in used.iter_rows(named=True):
         if is_control(row):
             by_version[row["version"], row["seed"]] = row["trial_id"]
-            by_source[_source(row["init_from"], known), row["seed"]] = (row["trial_id"], row["version"])
+            by_source[source_trial(row["init_from"], known), row["seed"]] = (row["trial_id"], row["version"])
     pairs: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
     for row in used.filter(pl.col("stage") == schema.STAGE_GAN).iter_rows(named=True):
         if is_control(row) or is_arm_only(row):
@@ -195,7 +188,7 @@ def control_pairings(trials: pl.DataFrame) -> list[Pairing]:
             found = by_version.get((row["control"], row["seed"]))
             match = (found, row["control"]) if found is not None else None
         else:
-            match = by_source.get((_source(row["init_from"], known), row["seed"])) if row["init_from"] else None
+            match = by_source.get((source_trial(row["init_from"], known), row["seed"])) if row["init_from"] else None
         if match is not None:
             pairs.setdefault((row["version"], match[1]), []).append((row["trial_id"], row["seed"], match[0]))
     return [Pairing(version, control, KIND_CONTROL, tuple((t, s) for t, s, _ in found),
@@ -253,9 +246,7 @@ def _budget(trials: pl.DataFrame, arms: Sequence[Arm]) -> str | None:
     if "g_updates" not in trials.columns:
         return "unknown"
     updates = trials.filter(pl.col("trial_id").is_in(ids))["g_updates"].to_list()
-    if not updates or any(u is None for u in updates):
-        return "unknown"
-    return "unequal-budget" if max(updates) - min(updates) > 0.01 * max(updates) else None
+    return budget_flag(updates) if updates else "unknown"
 
 
 def dose_rows(trials: pl.DataFrame, scores: pl.DataFrame, datasets: Sequence[str], metrics: Sequence[str], *,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -88,6 +89,26 @@ def _version(config_name: str) -> str:
     for size in SIZE_SUFFIXES:
         config_name = config_name.removesuffix(size)
     return config_name
+
+
+BUDGET_TOLERANCE = 0.01  # generator updates differing by more than this share of the largest: "unequal-budget"
+
+
+def budget_flag(updates: Sequence[int | None]) -> str | None:
+    """The `budget` of a comparison whose trials made `updates` generator updates (g_updates): "unknown" where one
+    is missing, "unequal-budget" where they differ by more than BUDGET_TOLERANCE of the largest, else None (equal)."""
+    if any(u is None for u in updates):
+        return "unknown"
+    return "unequal-budget" if max(updates) - min(updates) > BUDGET_TOLERANCE * max(updates) else None
+
+
+def source_trial(init_from: str | None, known: Collection[str]) -> str | None:
+    """The trial a GAN stage started from, as a trial id: `init_from` itself when it is one of `known`, else the
+    trial folder its path names (when known), else `init_from` as written."""
+    if init_from is None or init_from in known:
+        return init_from
+    name = Path(init_from).name
+    return name if name in known else init_from
 
 
 def trial_version(row: Mapping[str, Any]) -> str:

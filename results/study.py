@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from results import dose, io, schema, stats
-from results.rows import json_list, trial_version
+from results.rows import budget_flag, json_list, source_trial, trial_version
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ METRICS = tuple(schema.HIGHER_IS_BETTER)
 CI_LEVEL = stats.CI_LEVEL
 ALPHA = stats.ALPHA  # for p_holm -> distinguishable, and mdd
 POWER = stats.POWER
-BUDGET_TOLERANCE = 0.01  # g_updates differing by more than this fraction: "unequal-budget"
 KIND_STEP = "version step"
 KIND_PRETRAIN = "GAN stage vs its pretraining"
 USED_STATUSES = (schema.STATUS_OK, schema.STATUS_STOPPED, schema.STATUS_BASELINE)
@@ -197,14 +196,6 @@ class Comparison:
         return f"{self.a} - {self.b}"
 
 
-def _source_id(source: str | None, known: dict[str, dict]) -> str | None:
-    """init_from as a trial id: the id itself, or the trial folder a path names."""
-    if source is None or source in known:
-        return source
-    name = Path(source).name
-    return name if name in known else source
-
-
 def comparisons(trials: pl.DataFrame) -> list[Comparison]:
     """Consecutive versions present (v2 - v1, ...), then each GAN version against the pretraining(s) its trials
     started from, each GAN trial paired with its own (one per seed, or one shared by every seed)."""
@@ -225,7 +216,7 @@ def comparisons(trials: pl.DataFrame) -> list[Comparison]:
         for row in gan.filter(pl.col("version") == version).iter_rows(named=True):
             if row["init_from"] is None:
                 continue
-            source = _source_id(row["init_from"], known)
+            source = source_trial(row["init_from"], known)
             if source not in known or known[source]["stage"] != schema.STAGE_PRETRAIN:
                 unknown.add(source)
                 continue
@@ -317,9 +308,7 @@ def _budget(data: StudyInput, comp: Comparison) -> dict[str, Any]:
         return {"budget": None, "g_updates_a": None, "g_updates_b": None}
     if any(v is None for side in sides for v in side):
         return {"budget": "unknown", "g_updates_a": None, "g_updates_b": None}
-    every = [v for side in sides for v in side]
-    unequal = max(every) - min(every) > BUDGET_TOLERANCE * max(every)
-    return {"budget": "unequal-budget" if unequal else None, "g_updates_a": max(sides[0]),
+    return {"budget": budget_flag([v for side in sides for v in side]), "g_updates_a": max(sides[0]),
             "g_updates_b": max(sides[1])}
 
 
@@ -338,7 +327,7 @@ def variance_sources(data: StudyInput, comp: Comparison) -> str:
         row = by_id.get(trial_id)
         if row is None:
             continue
-        source = trial_id if row["stage"] == schema.STAGE_PRETRAIN else _source_id(row["init_from"], by_id)
+        source = trial_id if row["stage"] == schema.STAGE_PRETRAIN else source_trial(row["init_from"], by_id)
         if source is not None:
             pretrain_seeds.setdefault(source, set()).add(seed)
     if not pretrain_seeds:
@@ -537,12 +526,12 @@ def _ordered_versions(trials: pl.DataFrame) -> list[str]:
     present = trials["version"].unique().to_list()
     baselines = sorted(trials.filter(pl.col("stage") == schema.STAGE_BASELINE)["version"].unique().to_list())
     by_id = {r["trial_id"]: r for r in trials.iter_rows(named=True)}
-    controls = {_source_id(r["init_from"], by_id): r["version"] for r in by_id.values() if dose.is_control(r)}
+    controls = {source_trial(r["init_from"], by_id): r["version"] for r in by_id.values() if dose.is_control(r)}
     order: list[str] = []
     for name in STUDY_ORDER:
         sources = trials.filter((pl.col("version") == name) & pl.col("init_from").is_not_null())["init_from"]
         for source in sources.to_list():
-            source = _source_id(source, by_id)
+            source = source_trial(source, by_id)
             if source in by_id and by_id[source]["version"] not in order:
                 order.append(by_id[source]["version"])
                 order += [controls[source]] if controls.get(source) not in (None, *order) else []
@@ -710,7 +699,7 @@ def profile_rows(data: StudyInput, *, gap: float = COLLAPSE_GAP) -> list[dict[st
         val_points = [history.filter(pl.col("trial_id") == t)["val_psnr"].drop_nulls().len()
                       for t in part["trial_id"].to_list()]
         row["val_points"] = float(np.mean(val_points)) if history.height else None
-        sources = [by_id[s] for s in {_source_id(s, by_id) for s in part["init_from"].drop_nulls().to_list()}
+        sources = [by_id[s] for s in {source_trial(s, by_id) for s in part["init_from"].drop_nulls().to_list()}
                    if s in by_id]
         row["pretrained_from"] = ", ".join(sorted({s["version"] for s in sources})) or None
         pre_steps = sorted({s["steps"] for s in sources if s["steps"] is not None})
@@ -732,7 +721,7 @@ def _stability(data: StudyInput, part: pl.DataFrame, every: pl.DataFrame, gap: f
                by_id: dict[str, dict]) -> dict[str, Any]:
     """Stability of a version's GAN stages: measured on its scored trials (`part`); divergence counted over all
     of them (`every`: a diverged run that left no checkpoint is a failed trial whose error says so)."""
-    measured = [trial_stability(data.history, r["trial_id"], _source_id(r["init_from"], by_id), gap=gap,
+    measured = [trial_stability(data.history, r["trial_id"], source_trial(r["init_from"], by_id), gap=gap,
                                 adv_weight=_adv_weight(r)) for r in part.iter_rows(named=True)]
     reports = sum(m.gan_reports for m in measured)
     collapses = sum(m.collapse_reports for m in measured)
