@@ -1,7 +1,7 @@
 """The benchmark images a scoring process scores every model on, read and prepared once per process.
 
 A sweep or study scores each of its models (17 to 35 in a `cpu` study) on the same Set5 + Set14 images, one task per
-model in a few long-lived scoring processes (`harness.collect.score_all`). Each model used to decode the sets' HR
+model in a few long-lived scoring processes (`harness.sweeps.collect.score_all`). Each model used to decode the sets' HR
 and LR PNGs again and convert every HR to Y and filter it for SSIM again; here a process does it once per (sets,
 scale, data root, device, crop, colour) and keeps the last such set of images. The key also holds the size and
 modification time of every file under the sets' folders, so a file changed in between is read again.

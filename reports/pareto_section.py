@@ -21,7 +21,7 @@ from reports.text import METRIC_DIGITS, METRIC_NAMES
 from results import io
 from results.pareto import along_front
 
-PARETO_FILE = "pareto.parquet"  # harness.pareto_search.PARETO_FILE (reports never import harness)
+PARETO_FILE = "pareto.parquet"  # harness.sweeps.pareto_search.PARETO_FILE (reports never import harness)
 CONFIRM_FILE = "pareto_confirm.parquet"
 NOT_KEYS = {"trial_id", "label", "status", "seed", "rank", "front", "preset"}
 

@@ -27,7 +27,8 @@ stage's generator updates (`srresnet-continued`, `rrdb-continued`): a GAN trial 
 control its row names (trials.parquet's `control`; in a folder without that column, the control that started from
 the same pretraining trial with the same seed); the difference is the effect of the adversarial (and perceptual)
 terms at an equal budget. These rows carry the study's claims about the GAN stage. One run can have several roles
-(harness.arms): v2's 0 arm is its control and its own trial is an arm at v2's weight; such a pair is compared once.
+(harness.sweeps.arms): v2's 0 arm is its control and its own trial is an arm at v2's weight; such a pair is compared
+once.
 
 Tables: `study_dose.parquet` (`schema.STUDY_DOSE_COLUMNS`); the comparisons go into study.parquet through
 `results.study`. Torch-free: numpy and polars only.

@@ -1,6 +1,6 @@
 """Read and write the tables of a results folder (`results.schema`), atomically and with clear errors.
 
-Writers (benchmarks.evaluate, harness.collect) call `write_results`; readers (reports) call `read_table`
+Writers (benchmarks.evaluate, harness.sweeps.collect) call `write_results`; readers (reports) call `read_table`
 and `read_json`. A file that is missing, truncated or of the wrong shape raises `ResultsError` naming it.
 """
 

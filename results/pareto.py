@@ -1,6 +1,6 @@
 """Pareto fronts on several objectives: non-dominated sorting, the front flag, the order along a trade-off, and
 whether neighbouring front points are told apart by their seed intervals. Plain Python and polars (no torch, no
-Ray): `harness.pareto_search` writes pareto.parquet with it, the report and the study's ladder (issue 25) draw
+Ray): `harness.sweeps.pareto_search` writes pareto.parquet with it, the report and the study's ladder (issue 25) draw
 with it, so a search and a ladder on the same key share one front computation.
 
 A point *dominates* another when it is at least as good on every objective and strictly better on one (equal

@@ -34,7 +34,7 @@ def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = N
     """A trials.parquet row (`schema.TRIAL_COLUMNS`) from a resolved config dict (`asdict(ExperimentConfig)`).
 
     `preset` is the config's name without its size suffix (`-tiny`, `-cpu`, `-paper`); `device_hours` is wall time x
-    devices. `version`, `control` and `ladder_*`: the trial's role in a study as its plan gave it (harness.arms;
+    devices. `version`, `control` and `ladder_*`: the trial's role in a study as its plan gave it (harness.sweeps.arms;
     a baseline's version is its preset)."""
     config = config or {}
     loss = config.get("loss", {})

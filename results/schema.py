@@ -40,7 +40,7 @@ TUNE_DIR = "tune"  # Ray Tune's experiment state of the GAN trials
 PRETRAIN_TUNE_DIR = "tune_pretrain"  # ... and of the shared pretrainings
 
 # A collapsed discriminator: D(real) - D(fake) above COLLAPSE_GAP (sigmoid outputs) for COLLAPSE_PATIENCE reports
-# in a row stops a trial (harness/stopper.py); the study measures the share of GAN reports above the same gap.
+# in a row stops a trial (harness/sweeps/stopper.py); the study measures the share of GAN reports above the same gap.
 COLLAPSE_GAP = 0.98
 COLLAPSE_PATIENCE = 3
 
@@ -119,7 +119,7 @@ TRIAL_COLUMNS = {
     "device_hours": "f64",  # wall time x devices (GPUs, or CPU workers) used by the trial
     "flags": "str",
     "config_json": "str",  # the resolved ExperimentConfig as JSON (null for baselines)
-    # The trial's role in a study, written by the harness when the row is made (harness.arms; null in folders
+    # The trial's role in a study, written by the harness when the row is made (harness.sweeps.arms; null in folders
     # written before): its study version ("v2", "srresnet-pretrain", "srresnet-continued", "v2@adv_weight=0.1",
     # "bicubic"), the version of its equal-budget control (pair by seed), and the ladder arm it is, if any.
     "version": "str",

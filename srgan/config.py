@@ -72,7 +72,7 @@ class OptimConfig:
 class DataConfig:
     train_dirs: tuple[str, ...] = ("train/T91",)  # relative paths resolve against the data root
     # What validation (checkpoint choice, ASHA, the divergence stopper, every "best") reads; never a scored set
-    # unless explicitly opted in (harness.validation). "holdout": `val_count` images held out of the first training
+    # unless explicitly opted in (harness.run.validation). "holdout": `val_count` images held out of the first training
     # folder, fixed by content (srgan.holdout) and removed from training; "dirs": every image of `val_dirs`; else
     # the name of a benchmark set (benchmarks.datasets), which a sweep or study then may not also score.
     val_set: str = "holdout"

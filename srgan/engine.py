@@ -54,7 +54,7 @@ copy) at the steps where the loop needs numbers. The loop, on every rank (the ca
   of any rank: every rank raises together with the same message. It is a collective: every rank must call
   `pop_metrics` at the same steps (`collects_after` is a function of the config alone).
 
-DDP is the caller's business (see `harness/train.py`): pass `wrap` to wrap G and D, and `batch_mean` for the
+DDP is the caller's business (see `harness/run/train.py`): pass `wrap` to wrap G and D, and `batch_mean` for the
 relativistic loss's batch mean. The engine takes care of the parts that must be right under DDP:
 - the G step runs D through its unwrapped module with requires_grad off, so no D gradients are computed and
   DDP's reducer for D is not involved (no wasted all-reduce, no "unfinished reduction" error);

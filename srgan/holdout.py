@@ -14,7 +14,7 @@ content so that every process, stage, seed and preset that trains on that folder
 
 With `data.val_set = "dirs"` every image of `data.val_dirs` is validated on, and byte-identical copies of them
 are removed from training too. A benchmark name validates on that set (refused where it is also scored: see
-`harness.validation`).
+`harness.run.validation`).
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
       (SRGAN's VGG54, ESRGAN's layer): a GAN step with conv5_4 took 0.89 s, with conv2_2 0.33 s.
     - ESRGAN's EMA decay fits the stage: 1 - 5 / CPU_GAN_STEPS (0.9375), so that the pretrained weights' share
       in the scored EMA model is e^-5 (0.7 %) at the end; the paper's (BasicSR's) 0.999 would keep 86 % of them.
-    - v1 (single stage) gets as many generator updates as its two-stage partners (`harness.plan`'s equal budget).
+    - v1 (single stage) gets as many generator updates as its two-stage partners (`harness.sweeps.plan`'s equal budget).
     - The study adds per seed two equal-budget controls (`continued_stage`: 80 pixel-loss steps of 0.047 s for
       SRResNet, 0.044 s for RRDB, against 0.067 s for v2's GAN step, 0.14 s for v3, RaGAN and ESRGAN's; process CPU
       time at 1 thread, `benchmarks.cost.measure_step_rate`) and two arms of v2's adversarial-weight ladder (1e-2 and

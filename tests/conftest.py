@@ -75,7 +75,7 @@ def _shared_data_in_ci() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_pretrain_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The pretraining cache (harness.cache, $ENHANCE_CACHE) of the session's own fixtures: never the results
+    """The pretraining cache (harness.sweeps.cache, $ENHANCE_CACHE) of the session's own fixtures: never the results
     root's (a test would then find, or leave, a real run's pretrainings)."""
     yield from _scoped_cache(tmp_path_factory, "pretrain-cache-session")
 

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-GAN_TRIAL_FINISHED = re.compile(r"^\[GAN trials\] .* finished$", re.MULTILINE)  # harness.progress's line
+GAN_TRIAL_FINISHED = re.compile(r"^\[GAN trials\] .* finished$", re.MULTILINE)  # harness.cluster.progress's line
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def study_rows(out: Path) -> dict[str, int]:
 
 
 def study_env(out: Path) -> dict[str, str]:
-    """The study's CLIs' environment: a pretraining cache of its own (harness.cache), so its pretrainings train
+    """The study's CLIs' environment: a pretraining cache of its own (harness.sweeps.cache), so its pretrainings train
     here (in tune_pretrain/) and no other run of the session finds them."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
 

@@ -163,3 +163,42 @@ def test_reading_results_loads_no_torch_and_no_ray(module: str) -> None:
     code = f"import sys, {module}; bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# harness's jobs, lowest first: a module may import its own job's modules and the jobs below it, never above.
+# The entry modules beside them (harness.train, .sweep, .study) sit on top.
+HARNESS_JOBS = ("cluster", "run", "sweeps")
+
+
+def job_of(module: str) -> int:
+    """The floor of a harness module: 0..2 for the jobs, 3 for the package and its entry modules."""
+    parts = module.split(".")
+    return HARNESS_JOBS.index(parts[1]) if len(parts) > 2 and parts[1] in HARNESS_JOBS else len(HARNESS_JOBS)
+
+
+def job_violations(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{a} imports {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
+            if job_of(b) > job_of(a) or (job_of(b) == len(HARNESS_JOBS) and job_of(a) < len(HARNESS_JOBS))]
+
+
+def test_harness_jobs_import_only_downwards() -> None:
+    graph = import_graph(REPO / "harness")
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 2} == set(HARNESS_JOBS)  # every module sits in a job
+    flat = sorted(m for m in graph if m.count(".") == 1 and m.split(".")[1] not in HARNESS_JOBS)
+    assert flat == ["harness.study", "harness.sweep", "harness.train"], flat  # only the entry modules stay flat
+    assert not job_violations(graph), "\n".join(job_violations(graph))
+
+
+def test_the_job_checker_sees_an_upward_import() -> None:
+    graph = {"harness.cluster.a": {"harness.run.b"}, "harness.run.b": {"harness.cluster.a"},
+             "harness.sweeps.c": {"harness.run.b", "harness.sweep"}, "harness.sweep": {"harness.sweeps.c"}}
+    assert job_violations(graph) == ["harness.cluster.a imports harness.run.b",
+                                     "harness.sweeps.c imports harness.sweep"]
+
+
+@pytest.mark.parametrize("package", ["srgan", "results", "benchmarks", "harness", "reports", "harness/cluster",
+                                     "harness/run", "harness/sweeps"])
+def test_each_package_opens_with_what_lives_there(package: str) -> None:
+    init = REPO / package / "__init__.py"
+    doc = ast.get_docstring(ast.parse(init.read_text())) if init.exists() else None
+    assert doc and len(doc.split()) >= 8, f"{package}/__init__.py has no docstring saying what lives there"

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness import cache
-from harness.runs import resolve_config
+from harness.run.runs import resolve_config
+from harness.sweeps import cache
 from srgan.holdout import holdout_split
 
 TRAIN_DIRS = ("train/T91", "train/BSD200")  # the tiny size's training folders

@@ -8,7 +8,7 @@ import pytest
 
 
 class SessionRay:
-    """The session's in-process Ray, started the product's way (`harness.local_ray.init_local_ray`: 2 CPUs,
+    """The session's in-process Ray, started the product's way (`harness.cluster.local_ray.init_local_ray`: 2 CPUs,
     services on loopback, the dashboard on, as Ray Train V2 needs it), once, on first use. A module that needs a
     Ray of another shape (fake GPUs) shuts it down first; the next test that asks for it starts it again.
     tests/conftest.py runs the tests that use it one after another, after the tests that need no Ray in this
@@ -22,11 +22,11 @@ class SessionRay:
         """The running session Ray's `LocalRay` (what it started: session folder, owner token, ports)."""
         import ray
 
-        from harness.local_ray import current, init_local_ray
+        from harness.cluster.local_ray import current, init_local_ray
 
         if not ray.is_initialized() or current() is not self.info:
             if ray.is_initialized():
-                from harness.local_ray import shutdown_ray
+                from harness.cluster.local_ray import shutdown_ray
 
                 shutdown_ray()
             self.info = init_local_ray(2, log_to_driver=False)
@@ -36,7 +36,7 @@ class SessionRay:
     def close(self) -> None:
         import ray
 
-        from harness.local_ray import shutdown_ray
+        from harness.cluster.local_ray import shutdown_ray
 
         if ray.is_initialized():
             shutdown_ray()

@@ -1,5 +1,5 @@
 """Helpers for the harness tests: tiny BN-free configs, a single-process reference run, and step hooks that the
-tests hand to `harness.train.with_hook` (fault injection, weight dumps): test switches never travel in the
+tests hand to `harness.run.train.with_hook` (fault injection, weight dumps): test switches never travel in the
 worker's config."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import ray.cloudpickle
 import torch
 
-from harness.storage import resolve_train_dirs
+from harness.run.storage import resolve_train_dirs
 from srgan.config import ExperimentConfig, override
 from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine, unwrap

@@ -1,4 +1,5 @@
-"""A study's equal-budget controls and its loss-weight ladder (harness.arms, issue 25): planned before Ray starts,
+"""A study's equal-budget controls and its loss-weight ladder (harness.sweeps.arms, issue 25): planned before Ray
+starts,
 each control the same generator updates, data order, lr schedule, seed and pretraining as its GAN partners, every
 ladder arm from the same pretraining with the same budget, no run trained twice, and bad --ladder input refused
 with rc 2 before Ray starts. The real tiny study (tests/conftest.py `tiny_study`) is checked for the same."""
@@ -12,8 +13,9 @@ import polars as pl
 import pytest
 import torch
 
-from harness import arms, local_ray, plan, study
-from harness.storage import resolve_train_dirs
+from harness.cluster import local_ray
+from harness.run.storage import resolve_train_dirs
+from harness.sweeps import arms, plan, study
 from srgan.batches import TrainingBatches
 from srgan.engine import learning_rates
 from srgan.holdout import training_exclusions

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, plan, study
-from harness.collect import budget
+from harness.sweeps import cli, plan, study
+from harness.sweeps.collect import budget
 from srgan.versions import CPU_GAN_STEPS, CPU_PRETRAIN_STEPS, preset
 
 

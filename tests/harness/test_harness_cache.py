@@ -1,4 +1,4 @@
-"""The pretraining cache (`harness.cache`): a second sweep with the same pretraining starts no pretraining trial
+"""The pretraining cache (`harness.sweeps.cache`): a second sweep with the same pretraining starts no pretraining trial
 and its GAN trials start from identical weights; a corrupted entry is refused and rebuilt, never used; another
 config misses; two runs storing one pretraining at once leave one good entry."""
 
@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from benchmarks.datasets import data_root as default_data_root
-from harness import cache
-from harness.runs import resolve_config
+from harness.run.runs import resolve_config
+from harness.sweeps import cache
 from results import schema
 from srgan.config import ExperimentConfig, from_dict
 
@@ -124,7 +124,7 @@ def test_materialise_copies_what_scoring_and_the_gan_stage_read(data_root: Path,
 
 
 def _store_at(start: float, run: str, cfg_dict: dict, data_root: str, root: str, out: str) -> None:
-    from harness import cache
+    from harness.sweeps import cache
     from srgan.config import ExperimentConfig, from_dict
 
     while time.time() < start:

@@ -14,7 +14,8 @@ import pytest
 import torch
 from cache_synthetic import TRAIN_DIRS, finished, pretraining, rewrite_in_place, synthetic_root, trained_file
 
-from harness import cache, validation
+from harness.run import validation
+from harness.sweeps import cache
 from srgan.config import to_dict
 from srgan.holdout import holdout_split
 from srgan.versions import pretrain_key
@@ -40,7 +41,7 @@ def test_the_key_covers_the_validation_split_code_and_torch_versions(tmp_path: P
     cfg = pretraining(root)
     parts = cache.key_parts(cfg, root)
     # the code version, computed here independently: every source file of srgan/ by name and sha256
-    src = Path(cache.__file__).resolve().parents[1] / "srgan"
+    src = Path(cache.__file__).resolve().parents[2] / "srgan"
     listing = [[p.relative_to(src).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()]
                for p in sorted(src.rglob("*.py"))]
     assert parts["code"] == hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()

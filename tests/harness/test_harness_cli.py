@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import cli, plan, study, sweep, train
+from harness.run import runs, train
+from harness.sweeps import cli, study, sweep
 
 
 @pytest.fixture(autouse=True)
@@ -231,7 +232,7 @@ def test_a_dry_run_writes_nothing(capsys, monkeypatch, data_root: Path, tmp_path
     assert not storage.exists()
     # a cache a real launch left in the results root is used, and left as it was
     argv = ["--preset", "v1-tiny", "--storage", str(storage), "--data-root", str(data_root)]
-    plan.run_plan(train.make_spec(train.build_parser().parse_args(argv)))
+    runs.run_plan(train.make_spec(train.build_parser().parse_args(argv)))
     cache = storage / "step_times.json"
     before = cache.read_bytes()
     assert train.main([*argv, "--dry-run"]) == 0

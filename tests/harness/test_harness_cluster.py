@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 from harness_helpers import DumpWeights, tiny_config
 
-from harness.runs import RunSpec, prepare_run
-from harness.train import fit, with_hook
+from harness.run.runs import RunSpec, prepare_run
+from harness.run.train import fit, with_hook
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

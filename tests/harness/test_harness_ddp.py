@@ -13,9 +13,9 @@ import torch.multiprocessing as mp
 from harness_helpers import DumpWeights, KillAt, reference_run, tiny_config
 from safetensors.torch import load_file
 
-from harness.runs import RunSpec, prepare_run
-from harness.train import fit, with_hook
-from harness.worker import read_history
+from harness.run.runs import RunSpec, prepare_run
+from harness.run.train import fit, with_hook
+from harness.run.worker import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,8 @@ def _ddp_training_worker(rank: int, world: int, init_file: str, cfg_dict: dict, 
                          out: str) -> None:
     import torch.distributed as dist
 
-    from harness.storage import resolve_train_dirs
-    from harness.worker import ddp_wrapper, global_batch_mean
+    from harness.run.storage import resolve_train_dirs
+    from harness.run.worker import ddp_wrapper, global_batch_mean
     from srgan.config import ExperimentConfig, from_dict
     from srgan.data import PatchDataset, make_loader
     from srgan.engine import GanEngine, unwrap
@@ -127,7 +127,7 @@ FAKE = [-1.0, 0.5, 1.0, -2.0]
 def _relativistic_loss_worker(rank: int, world: int, init_file: str, mean: str, out: str) -> None:
     import torch.distributed as dist
 
-    from harness.worker import global_batch_mean
+    from harness.run.worker import global_batch_mean
     from srgan.losses import relativistic_d_losses, relativistic_g_loss
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)

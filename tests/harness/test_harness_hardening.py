@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from harness_helpers import PoisonRank, tiny_config
 
-from harness import sweep, train
-from harness.runs import RunSpec, prepare_run
-from harness.storage import run_folder
+from harness.run import train
+from harness.run.runs import RunSpec, prepare_run
+from harness.run.storage import run_folder
+from harness.sweeps import sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def _run(main, argv: list[str], capsys) -> tuple[int, str]:
 def test_sweep_refuses_a_folder_that_holds_results(capsys, data_root: Path, tmp_path: Path) -> None:
     """A folder holding a sweep (its sweep.json) is refused, with --resume suggested; a folder holding anything
     else is refused without suggesting a --resume that would fail (issue 18.9). Neither is touched, and the
-    folder's claim (harness.lock) is given back."""
+    folder's claim (harness.run.lock) is given back."""
     out = tmp_path / "finished"
     out.mkdir()
     (out / "trials.parquet").write_bytes(b"a finished sweep's table")
@@ -110,7 +111,7 @@ def test_an_interrupted_study_names_its_own_resume(capsys, monkeypatch, data_roo
     message names the study's command, whichever entry point resumes it, and `harness.sweep --resume` of a study
     folder resumes the study (its entry and kind come from sweep.json). Tune returning early after Ctrl-C is
     simulated (no Ray starts); the real interrupt is in test_harness_resume_damage.py."""
-    from harness import study
+    from harness.sweeps import study
 
     monkeypatch.setattr(sweep.local_ray, "init_ray", lambda address=None: None)
     monkeypatch.setattr(sweep, "run_stages", lambda *args, **kwargs: False)
@@ -177,8 +178,8 @@ def test_ctrl_c_stops_harness_train_with_130(data_root: Path, tmp_path: Path) ->
 def test_divergence_on_one_rank_stops_every_rank(local_ray, data_root: Path, tmp_path: Path) -> None:
     """Rank 1's generator turns NaN after 3 steps: both ranks stop at the next collection with the same reason
     (the non-finite flag is all-reduced there), instead of rank 0 waiting forever in a collective."""
-    from harness.train import fit, with_hook
-    from harness.worker import read_history
+    from harness.run.train import fit, with_hook
+    from harness.run.worker import read_history
 
     cfg = tiny_config(data_root, steps=(3, 5))  # logs (collects) every step
     spec = prepare_run(RunSpec(cfg=cfg, run_dir=tmp_path / "nan-ddp", data_root=data_root, workers=2))

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import local_ray, lock, sweep, train
-from harness.plan import SweepRequest
+from harness.cluster import local_ray
+from harness.run import lock, train
+from harness.sweeps import sweep
+from harness.sweeps.plan import SweepRequest
 
 
 class _RayStarted(Exception):

@@ -1,4 +1,4 @@
-"""Single-worker sweep trials train in the Tune trial's own process (`harness.train.train_in_trial`, no Ray Train
+"""Single-worker sweep trials train in the Tune trial's own process (`harness.run.train.train_in_trial`, no Ray Train
 worker group): they use the CPUs the trial reserved, keep their checkpoints in the run folder, and a trial killed
 mid-training is restarted by Tune from its last checkpoint and ends exactly as an uninterrupted run."""
 
@@ -14,10 +14,10 @@ import torch
 from harness_helpers import KillAt, reference_run, tiny_config
 from safetensors.torch import load_file
 
-from harness.packing import trial_resources
-from harness.runs import RunSpec, prepare_run
-from harness.session import TuneTrialSession, checkpoints, latest_checkpoint, prune_checkpoints
-from harness.worker import read_history
+from harness.cluster.packing import trial_resources
+from harness.run.runs import RunSpec, prepare_run
+from harness.run.session import TuneTrialSession, checkpoints, latest_checkpoint, prune_checkpoints
+from harness.run.worker import read_history
 
 
 class Record:
@@ -46,7 +46,7 @@ class Both:
 
 
 def _local_trial(config: dict) -> None:
-    from harness.train import train_in_trial
+    from harness.run.train import train_in_trial
 
     spec = config["spec"]
     with open(config["pids"], "a") as fh:

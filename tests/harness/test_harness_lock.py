@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import lock, sweep
-from harness.plan import SweepRequest
+from harness.run import lock
+from harness.sweeps import sweep
+from harness.sweeps.plan import SweepRequest
 
 REPO = Path(__file__).resolve().parents[2]
 

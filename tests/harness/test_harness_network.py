@@ -1,4 +1,4 @@
-"""What a local Ray started the project's way (`harness.local_ray.init_local_ray`) exposes on the network, that
+"""What a local Ray started the project's way (`harness.cluster.local_ray.init_local_ray`) exposes on the network, that
 Ray Train frees the resources of a trial Tune stops, and what is left of it after its driver is SIGKILLed.
 
 Only processes this test started are looked at: the test process, and its descendants whose environment
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 # Non-loopback sockets the project cannot avoid, keyed by (where, what), with the reason. The README's "Cluster use"
-# section lists exactly these. Ray's own processes have none on Ray 2.60 (see harness/local_ray.py).
+# section lists exactly these. Ray's own processes have none on Ray 2.60 (see harness/cluster/local_ray.py).
 ALLOWED_NON_LOOPBACK = {
     ("ray-train-worker", "torch TCPStore"): (
         "torch.distributed's rendezvous store (TCPStore server of rank 0, at MASTER_PORT) listens on all "
@@ -171,7 +171,7 @@ def test_stopped_trial_frees_its_workers_and_ddp_sockets_stay_local(local_ray, t
     ray, _ = local_ray
     from ray import cloudpickle, tune
 
-    from harness.packing import TRIAL_DRIVER_RESOURCES
+    from harness.cluster.packing import TRIAL_DRIVER_RESOURCES
 
     monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test file
@@ -204,7 +204,7 @@ def test_stopped_trial_frees_its_workers_and_ddp_sockets_stay_local(local_ray, t
 SECOND_DRIVER = """
 import json, sys, time
 import ray
-from harness.local_ray import init_local_ray, shutdown_ray
+from harness.cluster.local_ray import init_local_ray, shutdown_ray
 info = init_local_ray(1, log_to_driver=False)
 ray.get(ray.remote(lambda: 1).remote())
 print(json.dumps({"ports": info.metrics_ports, "session": info.session_dir, "token": info.owner_token}), flush=True)
@@ -247,7 +247,7 @@ def test_a_second_local_ray_takes_its_own_metrics_ports(local_ray, tmp_path):
 DRIVER = """
 import os, sys, time
 import ray
-from harness.local_ray import init_local_ray
+from harness.cluster.local_ray import init_local_ray
 info = init_local_ray(1, log_to_driver=False)
 ray.get(ray.remote(lambda: os.getpid()).remote())
 print("READY", info.owner_token, flush=True)

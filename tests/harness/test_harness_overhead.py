@@ -1,5 +1,6 @@
-"""The overhead share (`harness.overhead`) from a history and a timeline, against the arithmetic done by hand; the
-progress line (`harness.progress`): its time left and its rate limit."""
+"""The overhead share (`harness.sweeps.overhead`) from a history and a timeline, against the arithmetic done by hand;
+the
+progress line (`harness.cluster.progress`): its time left and its rate limit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import logging
 
 import pytest
 
-from harness import overhead, progress
+from harness.cluster import progress
+from harness.sweeps import overhead
 
 
 def test_step_seconds_are_the_steps_over_their_rate_since_ray_started() -> None:
@@ -45,7 +47,7 @@ def test_progress_says_the_time_left_at_the_rate_so_far(monkeypatch, caplog) -> 
     now[0] += 60
     p.done = 100  # 100 steps in a minute: 200 left take two more
     assert p.line() == "[GAN trials] 100/300 steps (33 %), 1m00s elapsed, ~2m00s left"
-    with caplog.at_level(logging.INFO, logger="harness.progress"):
+    with caplog.at_level(logging.INFO, logger="harness.cluster.progress"):
         p.maybe("a")
         now[0] += 5
         p.maybe("b")  # within 20 s of the last line: quiet

@@ -1,4 +1,4 @@
-"""harness.sweep --search pareto (harness.pareto_search): errors before Ray starts, what the searcher is told,
+"""harness.sweep --search pareto (harness.sweeps.pareto_search): errors before Ray starts, what the searcher is told,
 NIQE on validation crops, and one real tiny search (module fixture) interrupted with Ctrl-C, resumed with more
 samples, its front confirmed with one more seed: pareto.parquet, pareto_confirm.parquet and the report."""
 
@@ -17,8 +17,9 @@ import polars as pl
 import pytest
 import torch
 
-from harness import pareto_search, sweep, validation
-from harness.plan import SweepRequest
+from harness.run import validation
+from harness.sweeps import pareto_search, sweep
+from harness.sweeps.plan import SweepRequest
 from results.pareto import nondominated_ranks
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from harness import study
+from harness.sweeps import study
 from results import rows, schema
 from results.study import plan
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.packing import TRIAL_DRIVER_RESOURCES, plan_concurrency, trial_resources
-from harness.resources import MIN_PER_GPU_BATCH, check_resources, check_run, per_gpu_batch_warning
+from harness.cluster.packing import TRIAL_DRIVER_RESOURCES, plan_concurrency, trial_resources
+from harness.cluster.resources import MIN_PER_GPU_BATCH, check_resources, check_run, per_gpu_batch_warning
 
 
 def packed_trials(n_gpus: int, n_cpus: float, trial_cpu: float, trial_gpu: float, driver_cpu: float) -> int:
@@ -136,7 +136,7 @@ def fake_gpu_ray():
     """A local Ray with 5 CPUs and one GPU it believes in (there is none): enough CPUs that the GPU decides."""
     import ray
 
-    from harness.local_ray import init_local_ray, shutdown_ray
+    from harness.cluster.local_ray import init_local_ray, shutdown_ray
 
     if ray.is_initialized():  # the session's Ray (tests/harness/conftest.py): shut down the product's way
         shutdown_ray()

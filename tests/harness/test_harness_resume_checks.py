@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cache_synthetic import TRAIN_DIRS, finished, pretraining, rewrite_in_place, synthetic_root, trained_file
 
-from harness import cache, cli, plan, recovery, study, sweep
+from harness.sweeps import cache, cli, plan, recovery, study, sweep
 from results import schema
 from srgan.config import to_dict
 from srgan.holdout import holdout_split
@@ -44,7 +44,7 @@ def test_options_given_with_resume_are_refused_naming_each(tmp_path: Path, capsy
 def test_only_options_that_change_nothing_pass_a_resume() -> None:
     resume = ["--resume", "DIR", "--dry-run", "--no-rep"]  # an abbreviation argparse accepted
     assert cli.resume_conflicts(resume, search="grid") == []
-    # a Pareto search continues to a larger --num-samples (harness.pareto_search); a grid would drop it
+    # a Pareto search continues to a larger --num-samples (harness.sweeps.pareto_search); a grid would drop it
     assert cli.resume_conflicts([*resume, "--num-samples", "9"], search="pareto") == []
     assert cli.resume_conflicts([*resume, "--num-samples", "9"], search="grid") == ["--num-samples"]
     assert cli.resume_conflicts([*resume, "--set", "train.seed=1", "--seeds=1,2", "--no-c"], search="grid") == [

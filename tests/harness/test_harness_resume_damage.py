@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 from real_runs import study_env, study_rows
 
-from harness import recovery
-from harness.collect import Outcome, plan_problems
-from harness.plan import SweepRequest, plan_sweep
+from harness.sweeps import recovery
+from harness.sweeps.collect import Outcome, plan_problems
+from harness.sweeps.plan import SweepRequest, plan_sweep
 from results import schema
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""Scoring a sweep's models through Ray (`harness.collect.score_all`: the baseline and the first jobs in the driver
+"""Scoring a sweep's models through Ray (`harness.sweeps.collect.score_all`: the baseline and the first jobs in the
+driver
 while the scoring processes start and read the benchmark images, the rest as Ray tasks) gives, job by job and in
 the jobs' order, the scores of each model scored alone in this process."""
 
@@ -10,8 +11,8 @@ import polars as pl
 import pytest
 
 from benchmarks import prepared
-from harness.collect import Scoring, score_all, score_job
-from harness.scoring_profile import make_trials
+from harness.sweeps.collect import Scoring, score_all, score_job
+from harness.sweeps.scoring_profile import make_trials
 
 
 @pytest.mark.slow

@@ -13,8 +13,9 @@ import polars as pl
 import pytest
 import torch
 
-from harness import sweep, validation
-from harness.collect import Collected, Outcome, Scoring, collect_trial
+from harness.run import validation
+from harness.sweeps import sweep
+from harness.sweeps.collect import Collected, Outcome, Scoring, collect_trial
 from srgan.checkpoint import load_generator, save_generator
 from srgan.config import override, to_dict
 from srgan.generator import build_generator

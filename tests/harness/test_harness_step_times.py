@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks import cost
-from harness import plan
-from harness.runs import RunSpec
-from harness.storage import dry_run_cache
+from harness.run import runs
+from harness.run.runs import RunSpec
+from harness.run.storage import dry_run_cache
 from srgan.config import override
 from srgan.versions import preset
 
@@ -32,10 +32,10 @@ def test_runs_share_the_step_time_cache_named_by_the_setting(tmp_path: Path, mon
         return real(cfg, **kwargs)
 
     monkeypatch.setattr(cost, "measure_step_rate", counting)
-    first = plan.run_plan(_spec(tmp_path / "a" / "run", tmp_path))
+    first = runs.run_plan(_spec(tmp_path / "a" / "run", tmp_path))
     assert (shared / cost.CACHE_FILE).is_file() and not (tmp_path / "a" / cost.CACHE_FILE).exists()
     assert len(measured) == 2  # the pixel-only and the GAN step, timed once
-    second = plan.run_plan(_spec(tmp_path / "b" / "run", tmp_path))  # another results root: the same cache
+    second = runs.run_plan(_spec(tmp_path / "b" / "run", tmp_path))  # another results root: the same cache
     assert len(measured) == 2 and not (tmp_path / "b").exists()
     assert "cost estimate" in first and "cached" not in first and "cached" in second
     entries = json.loads((shared / cost.CACHE_FILE).read_text())["entries"]
@@ -52,6 +52,6 @@ def test_without_the_setting_each_results_folder_keeps_its_own(tmp_path: Path,
     monkeypatch.delenv(cost.CACHE_ENV, raising=False)
     assert cost.cache_folder(tmp_path) == tmp_path
     monkeypatch.setenv(cost.CACHE_ENV, "  ")  # blank: unset
-    assert plan.step_times_folder(tmp_path) == tmp_path
-    plan.run_plan(_spec(tmp_path / "runs" / "one", tmp_path))
+    assert runs.step_times_folder(tmp_path) == tmp_path
+    runs.run_plan(_spec(tmp_path / "runs" / "one", tmp_path))
     assert (tmp_path / "runs" / cost.CACHE_FILE).is_file()

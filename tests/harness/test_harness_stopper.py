@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.stopper import DivergenceStopper
+from harness.sweeps.stopper import DivergenceStopper
 
 
 def test_non_finite_loss_stops_and_records_the_reason(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_reasons_survive_a_restart(tmp_path: Path) -> None:
 
 def test_best_checkpoint_prefers_the_gan_phase(tmp_path: Path) -> None:
     """Scoring a GAN trial by its PSNR-best checkpoint would pick the pixel-only warmup; pick among GAN ones."""
-    from harness.collect import best_checkpoint
+    from harness.sweeps.collect import best_checkpoint
 
     rows = [{"step": 10, "phase": "warmup", "val_psnr": 30.0}, {"step": 20, "phase": "gan", "val_psnr": 25.0},
             {"step": 30, "phase": "gan", "val_psnr": 26.0}, {"step": 40, "phase": "gan", "val_psnr": 24.0}]

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from harness import study
+from harness.sweeps import study
 from results import schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,7 +160,7 @@ def test_each_gan_trial_starts_from_its_shared_pretraining(tiny_study) -> None:
     written by the worker)."""
     from safetensors.torch import load_file
 
-    from harness.worker import state_digest
+    from harness.run.worker import state_digest
 
     out = tiny_study.out
     trials = pl.read_parquet(out / schema.TRIALS_FILE)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan import SweepRequest, plan_sweep
+from harness.sweeps.plan import SweepRequest, plan_sweep
 
 
 def test_the_sweeps_grid_is_planned_with_one_shared_pretraining(data_root: Path, tmp_path: Path) -> None:
@@ -46,8 +46,8 @@ def test_init_from_a_results_trial_or_a_checkpoint_folder(tiny_study, local_ray,
     the session's Ray."""
     from safetensors.torch import load_file
 
-    from harness import train
-    from harness.worker import state_digest
+    from harness.run import train
+    from harness.run.worker import state_digest
 
     out = tiny_study.out
     pretrain = out / "trials" / "srresnet-pretrain"

@@ -1,4 +1,5 @@
-"""The orphan watchdog (`harness.watchdog`), without Ray: a driver is SIGKILLed, and the processes that carry its
+"""The orphan watchdog (`harness.cluster.watchdog`), without Ray: a driver is SIGKILLed, and the processes that carry
+its
 token go with it, and so do their children without it (seen as descendants); a process outside both stays."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 # bystander in its own session, prints their pids, and waits to be killed.
 DRIVER = """
 import os, subprocess, sys, time
-from harness import watchdog
+from harness.cluster import watchdog
 token = sys.argv[1]
 dog = watchdog.start(token, "ENHANCE_TEST_OWNER")
 sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -46,7 +47,7 @@ def test_the_watchdog_kills_the_marked_processes_of_a_killed_driver(tmp_path: Pa
     try:
         dog, marked, grandchild, bystander = (psutil.Process(int(x)) for x in driver.stdout.readline().split())
         procs = [dog, marked, grandchild, bystander]
-        assert dog.cmdline()[1:4] == ["-S", "-m", "harness.watchdog"]  # a real module, stdlib only
+        assert dog.cmdline()[1:4] == ["-S", "-m", "harness.cluster.watchdog"]  # a real module, stdlib only
         time.sleep(2.5)  # the watchdog looks every second
         driver.send_signal(signal.SIGKILL)
         driver.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from harness.resources import UNITS, ray_units
+from harness.cluster.resources import UNITS, ray_units
 
 # What a sweep's Tune trial holds when it only drives a TorchTrainer (a multi-worker trial): one byte of Ray's
 # "memory" resource. Tune places every trial in a placement group and a bundle cannot be empty; holding CPU
@@ -17,7 +17,7 @@ TRIAL_DRIVER_RESOURCES = {"memory": 1}
 
 def trial_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> dict[str, float]:
     """What one Tune trial of a sweep reserves. A single-worker trial trains in the trial's own process
-    (`harness.train.train_in_trial`), so the trial holds the worker's CPUs and GPUs itself; a multi-worker trial
+    (`harness.run.train.train_in_trial`), so the trial holds the worker's CPUs and GPUs itself; a multi-worker trial
     only drives its TorchTrainer, whose workers reserve theirs."""
     if workers > 1:
         return dict(TRIAL_DRIVER_RESOURCES)

@@ -1,5 +1,5 @@
 """What a Ray Train worker needs around its loop: DDP wrapping, the global batch mean, validation, the metrics
-history, logging. `harness/train.py`'s `train_loop` is the policy that uses them."""
+history, logging. `harness/run/train.py`'s `train_loop` is the policy that uses them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from srgan.checkpoint import save_checkpoint
 from srgan.engine import GanEngine
 
 if TYPE_CHECKING:
-    from harness.session import Session
+    from harness.run.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 def validate(engine: GanEngine, data_root: str | Path) -> dict[str, float]:
     """PSNR/SSIM (and NIQE where the crops hold its blocks) of the inference generator (EMA when on) on the run's
-    validation images (`harness.validation`: the held-out split of its training folder by default, never a scored
+    validation images (`harness.run.validation`: the held-out split of its training folder by default, never a scored
     set unless opted in)."""
-    from harness import validation
+    from harness.run import validation
 
     pairs = validation.validation_pairs(engine.cfg, data_root)  # built once per process
     net = engine.inference_generator()
@@ -173,7 +173,7 @@ def report_divergence(err: Exception, step: int, history: History | None, sessio
 def report(engine: GanEngine, metrics: dict[str, Any], *, checkpoint: bool, history: History | None,
            session: Session) -> None:
     """Every rank reports (Ray Train wants it); rank 0 writes the history and the checkpoint, which the session
-    publishes (`harness.session`: Ray Train's storage, or the trial's own run folder)."""
+    publishes (`harness.run.session`: Ray Train's storage, or the trial's own run folder)."""
     with tempfile.TemporaryDirectory(dir=session.scratch, prefix=".checkpoint-") as tmp:
         folder = None
         if checkpoint:

@@ -1,6 +1,6 @@
 """What a run may ask of Ray, checked before Ray starts: the machine's (or cluster's) resources, the fail-fast
-check of a request Ray could never place, and the per-GPU batch warning. Starting Ray: `harness.local_ray`; how
-many sweep trials fit at once: `harness.packing`."""
+check of a request Ray could never place, and the per-GPU batch warning. Starting Ray: `harness.cluster.local_ray`; how
+many sweep trials fit at once: `harness.cluster.packing`."""
 
 from __future__ import annotations
 

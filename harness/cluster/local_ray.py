@@ -1,5 +1,5 @@
 """How the harness starts Ray: join a cluster (`--address`), or start a local Ray that listens on loopback only,
-exports no metrics, takes free ports, and leaves no orphans (`harness.watchdog`).
+exports no metrics, takes free ports, and leaves no orphans (`harness.cluster.watchdog`).
 
 What a local Ray binds (measured on Ray 2.60, see tests/harness/test_harness_network.py), and why each setting
 is here rather than one of Ray's own options:
@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from harness import watchdog
+from harness.cluster import watchdog
 
 log = logging.getLogger(__name__)
 

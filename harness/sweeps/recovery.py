@@ -15,7 +15,7 @@ whose new state holds none of the finished trials. A resume built on that loses 
   it recorded there (`PARAMS_FILE`); Ray Train then resumes each run from its own latest checkpoint, so
   finished work is not trained again.
 
-What the sweep then collects is checked against its plan (`harness.collect.plan_problems`), so anything this
+What the sweep then collects is checked against its plan (`harness.sweeps.collect.plan_problems`), so anything this
 cannot recover is an error naming the trial, never a quiet success.
 
 A resume is the run it continues (issue 27.1): sweep.json keeps the data a run starts on (`data_record`: the
@@ -188,10 +188,11 @@ def folders_by_trial_id(out: Path) -> dict[str, str]:
 
 
 def data_record(sweep) -> dict[str, Any]:
-    """What sweep.json keeps of the data a sweep (`harness.plan.SweepPlan`) starts on, so that a resume is the run
-    it continues (issue 27.1): the resolved data root, the validation splits (`harness.validation.records`, the
+    """What sweep.json keeps of the data a sweep (`harness.sweeps.plan.SweepPlan`) starts on, so that a resume is the
+    run
+    it continues (issue 27.1): the resolved data root, the validation splits (`harness.run.validation.records`, the
     held-out images with their sha256) and the sha256 of every file of every training folder."""
-    from harness import validation
+    from harness.run import validation
 
     root = sweep.settings.data_root
     return {"data_root": root, "validation": validation.records(sweep.validated_runs(), root),
@@ -199,10 +200,11 @@ def data_record(sweep) -> dict[str, Any]:
 
 
 def train_files(sweep) -> dict[str, dict[str, str]]:
-    """The sha256 of every file of the sweep's training folders (`harness.cache.folder_files`), by folder (relative
+    """The sha256 of every file of the sweep's training folders (`harness.sweeps.cache.folder_files`), by folder
+    (relative
     to the data root where it is under it)."""
-    from harness.cache import folder_files
-    from harness.storage import resolve_train_dirs
+    from harness.run.storage import resolve_train_dirs
+    from harness.sweeps.cache import folder_files
 
     root = Path(sweep.settings.data_root)
     cfgs = [*sweep.runs, *sweep.pretrain_configs.values()]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.storage import resolve_train_dirs
+from harness.run.storage import resolve_train_dirs
 from srgan.checkpoint import save_config
 from srgan.config import ExperimentConfig, differing_keys, override, to_dict
 from srgan.losses import WeightsUnavailable, ensure_vgg19_weights
@@ -97,9 +97,9 @@ def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> Ex
 
 def validate_run(spec: RunSpec) -> RunSpec:
     """Everything about a run that can fail before anything is written: training folders and patch size (the
-    validation images left out), the validation images (decoded once: `harness.validation`), and a run folder
+    validation images left out), the validation images (decoded once: `harness.run.validation`), and a run folder
     that already holds a different run (its differing keys are named)."""
-    from harness import validation
+    from harness.run import validation
     from srgan.checkpoint import CheckpointError, load_config
     from srgan.data import scan_training_images
     from srgan.holdout import training_exclusions
@@ -140,7 +140,7 @@ def check_init_source(cfg: ExperimentConfig) -> Path | None:
 def never_trained(run_dir: Path) -> bool:
     """A run folder whose run failed before its first step (no history row, no checkpoint): `--name` may reuse it
     for another config instead of being refused as "a different run"."""
-    from harness.worker import HISTORY_JSONL
+    from harness.run.worker import HISTORY_JSONL
 
     history = run_dir / HISTORY_JSONL
     trained = history.is_file() and history.stat().st_size > 0
@@ -151,7 +151,7 @@ def prepare_run(spec: RunSpec) -> RunSpec:
     """`validate_run`, then write the resolved config (with DDP choices, hardware, commit, stage, where a paper
     schedule departs from its paper, and the validation images with their sha256) into the run folder. An existing
     run of the same config resumes."""
-    from harness import validation
+    from harness.run import validation
     from results.provenance import git_commit
     from srgan.versions import departures
 
@@ -176,3 +176,46 @@ def ddp_notes(spec: RunSpec) -> dict[str, str]:
         "relativistic_mean": spec.cfg.loss.relativistic_mean,
         "backend": "nccl" if spec.gpus_per_worker > 0 else "gloo",
     }
+
+
+def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, gpus: float, workers: int,
+               cache_dir: Path, cpus: float = 1.0) -> str:
+    """The cost estimate printed before a launch (steps, measured step time, device-hours, wall time). On a CPU
+    the steps are timed on as many threads as a worker gets (`cpus`), as the workers will run them."""
+    import torch
+
+    from benchmarks.cost import estimate
+
+    device = "cuda" if gpus > 0 else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        steps = sum(c.train.total_steps for runs in stages.values() for c in runs)
+        return f"cost estimate: {steps:,} steps; step time not measured (the workers' GPUs are not visible here)"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(max(1, int(cpus)))
+    try:  # one timed step per network on a CPU: a full-size GAN step there takes tens of seconds
+        return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir,
+                        devices_per_run=workers, steps=1 if device == "cpu" else 3).format()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
+    """What `harness.train` is about to run, and its cost (step times cached in `cache_dir`, default
+    $ENHANCE_STEP_TIMES, else the results root)."""
+    t = spec.cfg.train
+    head = (f"plan: {spec.cfg.name} x{spec.cfg.scale}, stage {t.stage}"
+            + (f" from {t.init_from}" if t.init_from else "")
+            + f": {t.warmup_steps} pixel-loss and {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
+              f"{spec.workers} worker(s)")
+    return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
+                                    cpus=spec.cpus_per_worker, workers=spec.workers,
+                                    cache_dir=cache_dir or step_times_folder(spec.run_dir.parent))
+
+
+def step_times_folder(default: Path) -> Path:
+    """The step-time cache of a run: `$ENHANCE_STEP_TIMES` when set (shared by every run), else `default`."""
+    from benchmarks.cost import cache_folder
+
+    return cache_folder(default)

@@ -1,4 +1,4 @@
-"""The orphan watchdog of a local Ray: `python -S -m harness.watchdog DRIVER_PID TOKEN ENV_NAME` (Linux).
+"""The orphan watchdog of a local Ray: `python -S -m harness.cluster.watchdog DRIVER_PID TOKEN ENV_NAME` (Linux).
 
 Why it exists: Ray gives the processes the driver starts (GCS, raylet, dashboard, monitors) a parent-death
 signal, but the raylet's own children do not get one in time. After a SIGKILLed driver the dashboard agent and
@@ -13,7 +13,7 @@ SIGKILLs those still alive, plus any process anywhere whose environment carries 
 
 It imports the standard library only (it starts with `-S`, before the driver has imported anything) and runs in
 its own session, so Ctrl-C and group kills aimed at the driver pass it by. `start` and `stop` are the driver's
-side (`harness.local_ray`).
+side (`harness.cluster.local_ray`).
 """
 
 from __future__ import annotations
@@ -100,9 +100,9 @@ def start(token: str, env_name: str) -> subprocess.Popen:
     """Start the watchdog for this process (the driver); closing its stdin (`stop`) or dying ends it."""
     env = {k: v for k, v in os.environ.items() if k != env_name}  # it must not match its own needle
     # -S: no site-packages, the standard library only (fast, and nothing the venv installs runs in it)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # the repository root
     return subprocess.Popen(
-        [sys.executable, "-S", "-m", "harness.watchdog", str(os.getpid()), token, env_name],
+        [sys.executable, "-S", "-m", "harness.cluster.watchdog", str(os.getpid()), token, env_name],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         start_new_session=True, close_fds=True,
     )

@@ -2,7 +2,7 @@
 
 A multi-objective Ray Tune search over loss weights (or any config key the grid accepts) whose answer is not one
 "best" trial but the trade-off curve: the settings no other setting beats on every objective. The objectives are
-the trials' **held-out validation** metrics (`harness.validation`: the held-out split of the training folder;
+the trials' **held-out validation** metrics (`harness.run.validation`: the held-out split of the training folder;
 never a scored set, and `--allow-selection-on-test` is refused here), taken from each trial's final report, which
 always validates (`harness.train`). The test sets are scored afterwards with the papers' protocol, as in every
 sweep; they never steer the search.
@@ -36,7 +36,7 @@ from results.pareto import Objective, ObjectiveError, parse_objectives, with_fro
 log = logging.getLogger(__name__)
 
 PARETO_FILE = "pareto.parquet"
-# metric -> the key of a trial's validation report (`harness.validation.score`)
+# metric -> the key of a trial's validation report (`harness.run.validation.score`)
 VALIDATION_METRICS = {"psnr": "val_psnr", "ssim": "val_ssim", "niqe": "val_niqe"}
 UNAVAILABLE = {"lpips": "validation does not compute LPIPS (its AlexNet weights are not on these machines, and "
                         "scoring it at every validation would cost more than the GAN steps at the cpu size); search "
@@ -113,8 +113,8 @@ def with_validation_crop(request):
 def check_plan(sweep) -> list[str]:
     """The plan's side of the search, before Ray starts: every validation can compute every objective (NIQE: its
     parameters exist, and some held-out crops hold its blocks). Returns the plan's lines about the search."""
-    from harness import validation
-    from harness.plan import run_config
+    from harness.run import validation
+    from harness.sweeps.plan import run_config
 
     r = sweep.request
     for params, _ in sweep.trials:  # the plan built every trial at the low ends: the high ends must be valid too
@@ -199,8 +199,8 @@ def trial_rows(tune_dir: Path, out: Path, request) -> list[dict[str, Any]]:
     objectives of its final report (null where the trial ended without one, e.g. a diverged GAN)."""
     from ray.tune import ExperimentAnalysis
 
-    from harness.plan import trial_label
-    from harness.recovery import check_readable, folders_by_trial_id
+    from harness.sweeps.plan import trial_label
+    from harness.sweeps.recovery import check_readable, folders_by_trial_id
 
     check_readable(tune_dir)
     keys = report_keys(objectives(request.objectives))
@@ -292,10 +292,11 @@ def confirm_space(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def confirm_outcomes(sweep, out: Path) -> tuple[list, list[str]]:
-    """The confirm trials (`harness.collect.Outcome`s) of a Pareto search with `--confirm-seeds`, and what they lack
+    """The confirm trials (`harness.sweeps.collect.Outcome`s) of a Pareto search with `--confirm-seeds`, and what they
+    lack
     or hold beyond its plan (each front member once per confirm seed), one line each; ([], []) for other sweeps."""
-    from harness.collect import tune_outcomes
-    from harness.recovery import params_key
+    from harness.sweeps.collect import tune_outcomes
+    from harness.sweeps.recovery import params_key
 
     r = sweep.request
     if r.search != "pareto" or not r.confirm_seeds:
@@ -325,7 +326,7 @@ def write_tables(out: Path, request) -> list[Path]:
     written = [write_pareto(out, request)]
     if not request.confirm_seeds:
         return written
-    from harness.recovery import params_key
+    from harness.sweeps.recovery import params_key
 
     table = io.read_table(out / PARETO_FILE)
     front = table.filter(table["front"]).sort("trial_id")
@@ -373,9 +374,9 @@ def confirm_front(sweep, out: Path, tune_stage, *, concurrent: int, resuming: bo
     False when interrupted."""
     from ray.tune.search import BasicVariantGenerator
 
-    from harness.plan import run_config, trial_label
-    from harness.progress import tune_progress
-    from harness.stopper import DivergenceStopper
+    from harness.cluster.progress import tune_progress
+    from harness.sweeps.plan import run_config, trial_label
+    from harness.sweeps.stopper import DivergenceStopper
 
     points = confirm_points(out, sweep.request)
 

@@ -1,17 +1,18 @@
-"""Where a study's scoring time goes, per model: `python -m harness.scoring_profile [--models 6] [--ray]`.
+"""Where a study's scoring time goes, per model: `python -m harness.sweeps.scoring_profile [--models 6] [--ray]`.
 
 Builds `--models` trial folders of the `cpu` size in a temporary folder, as a study leaves them (config.json,
 history, a checkpoint; GAN trials start from their pretraining: init.json), with freshly initialised generators
 (SRResNet and RRDB, the study's two families; the cost of scoring does not depend on what the weights learned),
 then measures, in one run:
 
-1. process start: a fresh Python importing what a scoring process imports (`harness.collect._warm_up`);
+1. process start: a fresh Python importing what a scoring process imports (`harness.sweeps.collect._warm_up`);
 2. the bicubic baseline, then every model scored in this process exactly as a scoring task scores it
-   (`harness.collect.score_job`, one torch thread), under cProfile: process-CPU seconds per phase (dataset loading,
+   (`harness.sweeps.collect.score_job`, one torch thread), under cProfile: process-CPU seconds per phase (dataset
+   loading,
    model loading, upscaling, PSNR/SSIM, NIQE, PNGs kept for the report, the rest), for the first model (cold:
    torch's first calls at each image size) and the mean of the others (warm), and each model's wall and CPU seconds;
 3. the results written (`results.io.write_results`: parquet + JSON);
-4. with `--ray`: the whole `harness.collect.score_all` on a local Ray of `--cpus` CPUs (processes started, one
+4. with `--ray`: the whole `harness.sweeps.collect.score_all` on a local Ray of `--cpus` CPUs (processes started, one
    task per model), its wall time against the in-process CPU seconds.
 
 The shares are what to optimise first; the ratios (each phase over upscaling, measured in the same run) stay
@@ -40,7 +41,7 @@ PHASES = (
     ("niqe", ("benchmarks/metrics.py:niqe",)),
     ("pngs", ("benchmarks/evaluate.py:_keep_images",)),
 )
-IMPORTS = "import harness.collect as c; c._warm_up()"
+IMPORTS = "import harness.sweeps.collect as c; c._warm_up()"
 
 
 def make_trials(root: Path, count: int, data_root: Path) -> list:
@@ -48,7 +49,7 @@ def make_trials(root: Path, count: int, data_root: Path) -> list:
     turn) starting from them, as a `cpu` study writes them."""
     import torch
 
-    from harness.collect import Outcome
+    from harness.sweeps.collect import Outcome
     from results import schema
     from srgan.checkpoint import save_config, save_generator
     from srgan.generator import build_generator
@@ -105,7 +106,7 @@ def phase_seconds(profile: cProfile.Profile) -> dict[str, float]:
 
 def score_profiled(outcomes: list, scoring) -> tuple[list[dict], list]:
     """Score every outcome as a scoring task does, one profile each: [{phase: s, total, cpu}], the parts."""
-    from harness.collect import score_job
+    from harness.sweeps.collect import score_job
 
     rows, parts = [], []
     for outcome in outcomes:
@@ -144,11 +145,11 @@ def describe(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.scoring_profile", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.sweeps.scoring_profile", description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=6, help="trained models to score (default 6; at least 2)")
     p.add_argument("--datasets", default="set5,set14")
     p.add_argument("--data-root", type=Path, default=None, help="benchmark data root (default $ENHANCE_DATA)")
-    p.add_argument("--ray", action="store_true", help="also time harness.collect.score_all on a local Ray")
+    p.add_argument("--ray", action="store_true", help="also time harness.sweeps.collect.score_all on a local Ray")
     p.add_argument("--cpus", type=int, default=2, help="with --ray: the local Ray's CPUs (default 2)")
     p.add_argument("--keep", type=Path, default=None, help="write the results folder here (default: a temp folder)")
     args = p.parse_args(argv)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.datasets import data_root, parse_datasets
-    from harness.collect import Collected, Scoring, score_all, score_job
+    from harness.sweeps.collect import Collected, Scoring, score_all, score_job
     from results import io, rows
 
     torch.set_num_threads(1)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                          summary=pl.concat(collected.summaries, how="diagonal_relaxed"))
         print(f"\nresults written (parquet, JSON): {time.perf_counter() - started:.3f} s")
         if args.ray:
-            from harness.local_ray import init_local_ray, shutdown_ray
+            from harness.cluster.local_ray import init_local_ray, shutdown_ray
 
             init_local_ray(args.cpus, include_dashboard=False)
             try:

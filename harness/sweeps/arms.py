@@ -192,9 +192,9 @@ def _value(cfg: ExperimentConfig, key: str) -> float | None:
 
 
 def study_arms(request: Any, first: dict[str, Any], recipe: Callable[..., ExperimentConfig]) -> dict[str, dict]:
-    """The `arms` and `roles` of a sweep's settings (`harness.plan.SweepSettings`) for its request
-    (`harness.plan.SweepRequest`): `plan_arms` at the first grid point `first`, with `recipe(params, stage=...,
-    init_from=...)` building configs (`harness.plan._recipe`)."""
+    """The `arms` and `roles` of a sweep's settings (`harness.sweeps.plan.SweepSettings`) for its request
+    (`harness.sweeps.plan.SweepRequest`): `plan_arms` at the first grid point `first`, with `recipe(params, stage=...,
+    init_from=...)` building configs (`harness.sweeps.plan._recipe`)."""
     found, roles = plan_arms(request.presets, first, controls=request.controls, ladder=request.ladder,
                              ladder_presets=request.ladder_presets, whole=recipe,
                              gan=lambda params: recipe(params, stage="gan", init_from="pretraining"))

@@ -55,7 +55,7 @@ def step_seconds(history: Iterable[dict[str, Any]], batch: int, *, since: float)
 
 
 def trial_step_seconds(run_dir: Path, *, since: float) -> float:
-    from harness.worker import read_history
+    from harness.run.worker import read_history
     from results import io
 
     payload = io.read_json(Path(run_dir) / "config.json", required=False) or {}
@@ -77,7 +77,7 @@ def account(timeline: Timeline, *, train_s: float, scoring_s: float, ended: floa
         "scorers": timeline.scorers, "slot_s": capacity, "train_step_s": train_s, "scoring_s": scoring_s,
         "phases_s": {name: end - start for name, (start, end) in timeline.phases.items()},
         "definition": "1 - (training-step seconds + scoring seconds) / (slots x wall before scoring + scorers x "
-                      "scoring wall), from Ray's start to the end of scoring (harness/overhead.py)",
+                      "scoring wall), from Ray's start to the end of scoring (harness/sweeps/overhead.py)",
     }
 
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from harness.worker import read_history
+from harness.run.worker import read_history
 from results import io, rows, schema
 
 if TYPE_CHECKING:
-    from harness.overhead import Timeline
-    from harness.plan import SweepPlan
+    from harness.sweeps.overhead import Timeline
+    from harness.sweeps.plan import SweepPlan
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,16 @@ class Outcome:
     error: str | None = None
     wall_s: float | None = None  # Tune's time_total_s of the trial
     params: dict | None = None  # the trial's Tune parameters (None: not known)
-    role: dict | None = None  # its study version, control and ladder arm (harness.arms.trial_role), for its row
+    role: dict | None = None  # its study version, control and ladder arm (harness.sweeps.arms.trial_role), for its row
 
 
 def tune_outcomes(tune_dir: Path, out: Path, *, stage: str) -> list[Outcome]:
     """The trials of one Tune experiment folder. A trial's run folder is named by its `run_name` parameter
     (pretrainings: deterministic, shared) or else by its Tune trial id, unless the trial ran in an earlier
-    trial's folder (a stage run again on its folders: `harness.recovery`)."""
+    trial's folder (a stage run again on its folders: `harness.sweeps.recovery`)."""
     from ray.tune import ExperimentAnalysis
 
-    from harness.recovery import DamagedState, check_readable, folders_by_trial_id
+    from harness.sweeps.recovery import DamagedState, check_readable, folders_by_trial_id
 
     check_readable(tune_dir)
     try:
@@ -83,7 +83,7 @@ def final_checkpoint(run_dir: Path) -> tuple[Path | None, dict | None]:
 def select_checkpoint(run_dir: Path, selection: str, *, metric: str = "val_psnr",
                       mode: str = "max") -> tuple[Path | None, dict | None]:
     """The checkpoint `selection` scores: "final" (`final_checkpoint`) or "best-val" (`best_checkpoint`, on the
-    run's held-out validation: harness.validation)."""
+    run's held-out validation: harness.run.validation)."""
     if selection == "final":
         return final_checkpoint(run_dir)
     if selection == "best-val":
@@ -230,11 +230,11 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
                     kind: str = "sweep", extra: dict | None = None, timeline: Timeline | None = None) -> list[dict]:
     """Score the bicubic baseline and every trial (in parallel where Ray runs: `score_all`); write trials, scores,
     summary, history and run.json. With the sweep's `timeline`, run.json also keeps its overhead (`overhead`:
-    the share of its time spent neither in training steps nor in scoring, `harness.overhead`). Returns the trial
+    the share of its time spent neither in training steps nor in scoring, `harness.sweeps.overhead`). Returns the trial
     rows."""
     from benchmarks import evaluate
     from benchmarks.metrics import protocol
-    from harness import overhead
+    from harness.sweeps import overhead
 
     io.check_writable(out)
     stops = io.read_json(out / schema.STOPS_FILE, required=False) or {}
@@ -291,7 +291,7 @@ def score_all(jobs: Sequence[Outcome | None], scoring: Scoring, stops: dict[str,
     process."""
     import ray
 
-    from harness.progress import Progress
+    from harness.cluster.progress import Progress
 
     progress = Progress("scoring", len(jobs), unit="models")
     if not ray.is_initialized() or len(jobs) < 3:
@@ -358,8 +358,8 @@ def _warm_up(scoring: Scoring | None = None) -> None:
 
 def _selection_flags(config: dict, scoring: Scoring) -> list[str]:
     """["selected-on-test"] when the trial validated on a set it is scored on (possible only with the explicit
-    opt-in; `harness.validation.scored_overlap`)."""
-    from harness import validation
+    opt-in; `harness.run.validation.scored_overlap`)."""
+    from harness.run import validation
     from srgan.config import ExperimentConfig, from_dict
 
     if not config:
@@ -398,14 +398,14 @@ def plan_problems(sweep: SweepPlan, outcomes: Sequence[Outcome], out: Path, *,
                   confirmed: Collection[str] = ()) -> list[str]:
     """What the collected `outcomes` lack or hold beyond the sweep's plan, one line each (empty: they match).
     `confirmed`: the run folders of a Pareto search's confirm-seed trials, planned from its front and checked by
-    `harness.pareto_search.confirm_outcomes`, not against the search's space (their folders are theirs).
+    `harness.sweeps.pareto_search.confirm_outcomes`, not against the search's space (their folders are theirs).
 
     Checked: every planned pretraining (by name) and GAN trial (by its parameters; with random search, by count
     and range) ran once in Tune's state; no trial ran that the plan does not hold (e.g. a parameter-less trial
     of an experiment Tune restarted afresh after it failed to read its state); a trial Tune holds as finished has
     its folder (config, checkpoints) under trials/; no trial folder is left that no trial ran in."""
-    from harness.plan import trial_label
-    from harness.recovery import params_key
+    from harness.sweeps.plan import trial_label
+    from harness.sweeps.recovery import params_key
 
     r, problems = sweep.request, []
     planned_pre = set(sweep.settings.pretrainings)

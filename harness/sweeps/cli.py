@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from benchmarks.datasets import parse_datasets
-from harness import plan
+from harness.sweeps import plan
 from srgan.config import ConfigError, add_override_argument, parse_set_args
 from srgan.versions import PRESETS, SIZES, check_size
 
@@ -34,7 +34,7 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
                    help="sample a field uniformly (random or pareto search)")
     p.add_argument("--search", choices=("grid", "random", "pareto"), default="grid",
                    help="grid; random; pareto: a multi-objective search (Optuna's multi-objective TPE) for the "
-                        "trade-off front of --objectives, written to pareto.parquet (harness.pareto_search)")
+                        "trade-off front of --objectives, written to pareto.parquet (harness.sweeps.pareto_search)")
     p.add_argument("--objectives", default=None, metavar="METRIC:MODE,...",
                    help="--search pareto: two or three held-out validation metrics with max or min (psnr, ssim, "
                         "niqe; default psnr:max,niqe:min)")
@@ -159,7 +159,7 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
         if args.objectives or args.confirm_seeds:
             raise ValueError("--objectives and --confirm-seeds belong to --search pareto")
         return request
-    from harness import pareto_search
+    from harness.sweeps import pareto_search
 
     pareto_search.check_request(request)  # a ValueError naming the option, before Ray starts
     return pareto_search.with_validation_crop(request)
@@ -193,7 +193,7 @@ def parse_ranges(pairs: list[str] | None, *, option: str = "--loguniform") -> di
 
 
 def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]) -> None:
-    """A study's --ladder and --ladder-presets (`harness.arms`); `defaults`: the ladder of each size."""
+    """A study's --ladder and --ladder-presets (`harness.sweeps.arms`); `defaults`: the ladder of each size."""
     shown = "; ".join(f"{size}: {ladder}" for size, ladder in defaults.items())
     p.add_argument("--ladder", default=None, metavar="KEY=V1,V2,...",
                    help="a dose-response: the GAN stage of each --ladder-presets recipe trained once per value of one "
@@ -207,7 +207,7 @@ def add_ladder_arguments(p: argparse.ArgumentParser, *, defaults: dict[str, str]
 
 # What `--resume DIR` may be given: it continues the run as its sweep.json records it, so an option that would
 # change what the run computes (seeds, data, datasets, the cache, ...) is an error naming it, never dropped silently
-# (issue 27.1). A Pareto search's larger --num-samples continues the search to it (harness.pareto_search).
+# (issue 27.1). A Pareto search's larger --num-samples continues the search to it (harness.sweeps.pareto_search).
 RESUME_OPTIONS = ("--resume", "--dry-run", "--no-report")
 RESUME_OPTIONS_PARETO = ("--num-samples",)
 

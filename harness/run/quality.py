@@ -1,7 +1,7 @@
 """Quality benchmark: train a CPU preset for a fixed wall time with `python -m harness.train`, then score it and
 the bicubic baseline on Set5 in the same run and print the gain.
 
-    python -m harness.quality [--minutes 15] [--scale 4] [--set key=value ...]
+    python -m harness.run.quality [--minutes 15] [--scale 4] [--set key=value ...]
 
 The default preset is the PSNR-oriented stage of v2 (pixel-loss warmup only, no GAN phase) made CPU-sized:
 SRResNet with 8 BN-free residual blocks of 32 features, a bicubic skip, L1, Adam at 5e-4 halved at steps 1300
@@ -36,7 +36,7 @@ CPU_PRESET = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.quality", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.run.quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from benchmarks import evaluate
-    from harness.storage import default_storage
+    from harness.run.storage import default_storage
     from srgan.checkpoint import load_generator
 
     storage = Path(args.storage) if args.storage else default_storage("quality")

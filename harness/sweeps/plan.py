@@ -11,9 +11,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness import arms, validation
-from harness.runs import RunSpec, resolve_config
-from harness.storage import data_root, resolve_train_dirs
+from harness.run import validation
+from harness.run.runs import RunSpec, cost_lines, resolve_config, step_times_folder
+from harness.run.storage import data_root, resolve_train_dirs
+from harness.sweeps import arms
 from results import schema
 from srgan.config import ExperimentConfig, from_dict
 from srgan.losses import WeightsUnavailable
@@ -38,7 +39,7 @@ def check_pretrain_seed(value: str) -> str:
 @dataclass(frozen=True)
 class SweepRequest:
     """What a sweep (or a study, `kind="study"`) is asked to run: built once, from `harness.sweep`'s command line
-    (`harness.cli.request_from_args`) or by `harness.study`, then planned (`plan_sweep`). JSON-able: sweep.json
+    (`harness.sweeps.cli.request_from_args`) or by `harness.study`, then planned (`plan_sweep`). JSON-able: sweep.json
     keeps it (`asdict`) so that `--resume` rebuilds it as it was."""
 
     presets: tuple[str, ...] = tuple(PRESETS)
@@ -48,7 +49,7 @@ class SweepRequest:
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))  # config key -> values
     loguniform: dict[str, tuple[float, float]] = field(default_factory=dict)
     uniform: dict[str, tuple[float, float]] = field(default_factory=dict)
-    search: str = "grid"  # "grid" | "random" | "pareto" (harness.pareto_search)
+    search: str = "grid"  # "grid" | "random" | "pareto" (harness.sweeps.pareto_search)
     objectives: str = ""  # a Pareto search's "psnr:max,niqe:min" (held-out validation metrics)
     confirm_seeds: int = 0  # a Pareto search: re-train each front member with this many more seeds
     num_samples: int = 1
@@ -78,8 +79,8 @@ class SweepRequest:
     data_root: str | None = None
     vgg_fallback: str | None = None
     kind: str = "sweep"  # "study": the sweep ends with the study tables (results.study)
-    pretrain_cache: bool = True  # reuse finished pretrainings across runs, and keep new ones (harness.cache)
-    # A study's extra trials (harness.arms): the equal-budget control of every GAN stage, and a ladder
+    pretrain_cache: bool = True  # reuse finished pretrainings across runs, and keep new ones (harness.sweeps.cache)
+    # A study's extra trials (harness.sweeps.arms): the equal-budget control of every GAN stage, and a ladder
     # {key: values} of one GAN-stage setting run on each of `ladder_presets`' recipes
     controls: bool = False
     ladder: dict[str, list[float]] = field(default_factory=dict)
@@ -132,13 +133,13 @@ class SweepSettings:
     budget_partners: dict[str, str] = field(default_factory=dict)
     pretrainings: dict[str, dict] = field(default_factory=dict)  # run name -> pretraining config (as a dict)
     pretrain_names: dict[str, str] = field(default_factory=dict)  # pretrain_key -> run name
-    arms: dict[str, dict] = field(default_factory=dict)  # a study's controls and ladder arms (harness.arms)
+    arms: dict[str, dict] = field(default_factory=dict)  # a study's controls and ladder arms (harness.sweeps.arms)
     roles: dict[str, dict] = field(default_factory=dict)  # trial name -> its study version, control, ladder arm
 
 
 def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "single",
             init_from: str | None = None) -> ExperimentConfig:
-    """A trial's config (`harness.runs.resolve_config`): the preset at the sweep's size, steps and seed, the
+    """A trial's config (`harness.run.runs.resolve_config`): the preset at the sweep's size, steps and seed, the
     sweep's overrides, then the trial's own values; `stage` picks the whole recipe, its pretraining or its GAN
     stage. With a shared pretraining seed a pretraining ignores the trial's seed."""
     own = {k: v for k, v in params.items() if k not in ("preset", "run_name")}
@@ -154,16 +155,16 @@ def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "si
     if stage != "single" or partner is None or two_stage(cfg):
         return cfg
     other = _recipe(replace(settings, budget_partners={}, vgg_fallback="untrained"), {**params, "preset": partner})
-    return equal_budget(cfg, _steps(other), every=every)
+    return equal_budget(cfg, other.train.total_steps, every=every)
 
 
 def equal_budget(cfg: ExperimentConfig, total: int, *, every: int) -> ExperimentConfig:
     """A single-stage config trained for `total` generator updates (its two-stage partner's pretraining + GAN),
     with as many validations and checkpoints as its own schedule made (the log cadence kept)."""
     t = cfg.train
-    if _steps(cfg) == total:
+    if cfg.train.total_steps == total:
         return cfg
-    reports = every or max(math.ceil(_steps(cfg) / t.val_every), 1)
+    reports = every or max(math.ceil(cfg.train.total_steps / t.val_every), 1)
     cadence = max(math.ceil(total / reports), 1)
     return replace(cfg, train=replace(t, gan_steps=total - t.warmup_steps, val_every=cadence, ckpt_every=cadence))
 
@@ -310,7 +311,7 @@ class SweepPlan:
         single-stage presets were given their partner's budget."""
         totals: dict[str, set[int]] = {}
         for params, whole in self.trials:
-            totals.setdefault(params["preset"], set()).add(_steps(whole))
+            totals.setdefault(params["preset"], set()).add(whole.train.total_steps)
         shown = ", ".join(f"{name} {'/'.join(str(t) for t in sorted(ts))}" for name, ts in totals.items())
         lines = [f"  budget (generator updates behind the scored weights, pretraining included): {shown}"]
         for single, partner in sorted(self.settings.budget_partners.items()):
@@ -346,13 +347,13 @@ class SweepPlan:
     def step_counts(self) -> tuple[int, int]:
         """(steps with shared pretraining, steps if every trial pretrained itself): W + K*G against K*(W + G)."""
         repeats = self.request.num_samples
-        alone = sum(_steps(cfg) for _, cfg in self.trials) * repeats
-        gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else _steps(cfg) for _, cfg in self.trials)
-        return gan_only * repeats + sum(_steps(c) for c in self.pretrain_configs.values()), alone
+        alone = sum(cfg.train.total_steps for _, cfg in self.trials) * repeats
+        gan_only = sum(cfg.train.gan_steps if two_stage(cfg) else cfg.train.total_steps for _, cfg in self.trials)
+        return gan_only * repeats + sum(c.train.total_steps for c in self.pretrain_configs.values()), alone
 
     def describe(self, *, concurrency: int, cache_dir: Path | None = None, cached: Collection[str] = ()) -> str:
         """The plan and its cost; step times are cached in `cache_dir` (default: $ENHANCE_STEP_TIMES, else the
-        sweep folder). The pretrainings named in `cached` come from the pretraining cache (harness.cache): said,
+        sweep folder). The pretrainings named in `cached` come from the pretraining cache (harness.sweeps.cache): said,
         and not costed."""
         shared, alone = self.step_counts()
         names = ", ".join([*self.request.presets, *self.settings.arms])  # a study's controls and ladder arms too
@@ -360,7 +361,7 @@ class SweepPlan:
                  f"{len(self.trials) * self.request.num_samples} GAN trial(s) ({names})"]
         pretrain = self.pretrain_configs
         for name, users in sorted(self.pretrain_users.items()):
-            lines.append(f"  {name}: {_steps(pretrain[name])} pixel-loss steps, shared by "
+            lines.append(f"  {name}: {pretrain[name].train.total_steps} pixel-loss steps, shared by "
                          f"{', '.join(sorted(set(users)))}" + (": from cache, not trained" if name in cached else ""))
         lines.append(f"  steps: {shared} with shared pretraining (W + K*G) instead of {alone} (K*(W + G))")
         lines += self.budget_lines() + self.protocol_lines()
@@ -371,53 +372,6 @@ class SweepPlan:
                                 cache_dir=Path(cache_dir or step_times_folder(self.settings.out)),
                                 cpus=self.settings.cpus_per_worker))
         return "\n".join(lines)
-
-
-def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, gpus: float, workers: int,
-               cache_dir: Path, cpus: float = 1.0) -> str:
-    """The cost estimate printed before a launch (steps, measured step time, device-hours, wall time). On a CPU
-    the steps are timed on as many threads as a worker gets (`cpus`), as the workers will run them."""
-    import torch
-
-    from benchmarks.cost import estimate
-
-    device = "cuda" if gpus > 0 else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        steps = sum(_steps(c) for runs in stages.values() for c in runs)
-        return f"cost estimate: {steps:,} steps; step time not measured (the workers' GPUs are not visible here)"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(max(1, int(cpus)))
-    try:  # one timed step per network on a CPU: a full-size GAN step there takes tens of seconds
-        return estimate(stages, concurrency=concurrency, device=device, cache_dir=cache_dir,
-                        devices_per_run=workers, steps=1 if device == "cpu" else 3).format()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
-    """What `harness.train` is about to run, and its cost (step times cached in `cache_dir`, default
-    $ENHANCE_STEP_TIMES, else the results root)."""
-    t = spec.cfg.train
-    head = (f"plan: {spec.cfg.name} x{spec.cfg.scale}, stage {t.stage}"
-            + (f" from {t.init_from}" if t.init_from else "")
-            + f": {t.warmup_steps} pixel-loss and {t.gan_steps} GAN steps, batch {spec.cfg.data.batch_size}, "
-              f"{spec.workers} worker(s)")
-    return head + "\n" + cost_lines({t.stage: [spec.cfg]}, concurrency=1, gpus=spec.gpus_per_worker,
-                                    cpus=spec.cpus_per_worker, workers=spec.workers,
-                                    cache_dir=cache_dir or step_times_folder(spec.run_dir.parent))
-
-
-def step_times_folder(default: Path) -> Path:
-    """The step-time cache of a run: `$ENHANCE_STEP_TIMES` when set (shared by every run), else `default`."""
-    from benchmarks.cost import cache_folder
-
-    return cache_folder(default)
-
-
-def _steps(cfg: ExperimentConfig) -> int:
-    return cfg.train.total_steps
 
 
 def settings_from(request: SweepRequest, out: Path) -> SweepSettings:
@@ -432,7 +386,7 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     """Build every trial config once (unknown presets, keys and values fail here, before any worker starts),
     find the shared pretrainings, and check data, datasets and resources."""
     from benchmarks.datasets import load_pairs
-    from harness import resources
+    from harness.cluster import resources
     from srgan.config import to_dict
 
     for name in request.presets:

@@ -38,9 +38,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness import validation
-from harness.session import checkpoints
-from harness.storage import default_storage, resolve_train_dirs
+from harness.run import validation
+from harness.run.session import checkpoints
+from harness.run.storage import default_storage, resolve_train_dirs
 from srgan.config import ExperimentConfig, differing_keys, to_dict
 from srgan.holdout import file_digest, sha256_of
 from srgan.versions import pretrain_key
@@ -105,7 +105,7 @@ def _digest(value: Any) -> str:
 
 def key_parts(cfg: ExperimentConfig, data_root: str | Path) -> dict[str, Any]:
     """What a pretraining's weights depend on besides its config: the training folders' contents (a digest per
-    folder, in the config's order), the validation split (`harness.validation.record`: its images' sha256), the
+    folder, in the config's order), the validation split (`harness.run.validation.record`: its images' sha256), the
     code version and the torch version. Where the data root is does not matter, what it holds does."""
     import torch
 

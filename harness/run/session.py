@@ -1,6 +1,6 @@
 """Where a training loop learns its rank and device, finds the checkpoint to resume from, and reports to.
 
-`train_loop` (harness/train.py) runs in one of two places:
+`train_loop` (harness/run/train.py) runs in one of two places:
 - a Ray Train worker of a `TorchTrainer` (`RayTrainSession`): `harness.train`, and sweep trials of several
   workers (DDP). Ray Train stores the checkpoints and restarts failed workers (`FailureConfig`).
 - the Tune trial's own process (`TuneTrialSession`): single-worker sweep trials, without a worker group. Ray

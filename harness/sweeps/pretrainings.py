@@ -1,4 +1,5 @@
-"""A sweep's shared pretrainings and the pretraining cache (`harness.cache`): which come from the cache (verified,
+"""A sweep's shared pretrainings and the pretraining cache (`harness.sweeps.cache`): which come from the cache
+(verified,
 copied into their trial folders, scored like trained ones), which are left to train, storing the finished ones,
 and what run.json records of it."""
 
@@ -8,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness import cache, plan
+from harness.sweeps import cache, plan
 from results import schema
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def cached_pretrainings(sweep: plan.SweepPlan, out: Path, *, resuming: bool,
                         dry_run: bool = False) -> dict[str, cache.Entry]:
-    """The shared pretrainings the cache holds, verified (`harness.cache.lookup`), by run name; none with
+    """The shared pretrainings the cache holds, verified (`harness.sweeps.cache.lookup`), by run name; none with
     --no-cache. On --resume a pretraining that already has its trial folder keeps it (trained here, or copied
     from the cache before). A dry run leaves a bad entry where it is."""
     if not sweep.request.pretrain_cache:
@@ -56,7 +57,7 @@ def pretrainings_to_train(sweep: plan.SweepPlan, out: Path, cached: dict[str, ca
 
 
 def store_pretrainings(sweep: plan.SweepPlan, out: Path, names: list[str]) -> None:
-    """Keep every pretraining of `names` that finished in the cache (`harness.cache.store`, under the key each
+    """Keep every pretraining of `names` that finished in the cache (`harness.sweeps.cache.store`, under the key each
     recorded when it trained: never what the data root holds now); a failure to store is a warning (the cache
     saves time, the run does not depend on it)."""
     configs = sweep.pretrain_configs
@@ -77,7 +78,7 @@ def copied_from_cache(out: Path, params: dict[str, Any]) -> bool:
 
 def record_key(run_dir: Path, cfg, data_root: str | Path) -> None:
     """Record, in the pretraining's trial folder as it starts, the cache key of what it trains on
-    (`harness.cache.record_key`); a failure is a warning: the pretraining then is not stored."""
+    (`harness.sweeps.cache.record_key`); a failure is a warning: the pretraining then is not stored."""
     try:
         cache.record_key(run_dir, cfg, data_root)
     except (OSError, ValueError) as err:
@@ -87,7 +88,7 @@ def record_key(run_dir: Path, cfg, data_root: str | Path) -> None:
 
 def pretrain_outcomes(sweep: plan.SweepPlan, out: Path) -> list:
     """The shared pretrainings' outcomes: those copied from the cache (scored like trained ones), then Tune's."""
-    from harness.collect import Outcome, tune_outcomes
+    from harness.sweeps.collect import Outcome, tune_outcomes
 
     names = sorted(n for n in sweep.settings.pretrainings if cache.from_cache(out / schema.TRIALS_DIR / n))
     outcomes = [Outcome(trial_id=n, run_dir=out / schema.TRIALS_DIR / n, stage=schema.STAGE_PRETRAIN,

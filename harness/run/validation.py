@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from harness.storage import resolve_train_dirs
+from harness.run.storage import resolve_train_dirs
 from srgan.config import ExperimentConfig
 from srgan.holdout import ValidationSplit, sha256_of, validation_split
 
@@ -135,7 +135,8 @@ def score(net: torch.nn.Module, pairs: Sequence[ValPair], *, scale: int, device:
           niqe_params=None) -> dict[str, float]:
     """Mean PSNR/SSIM (Y, border crop `scale`) of `net` on `pairs`: {"val_psnr", "val_ssim"}; with `niqe_params`
     (`niqe_params_of`) also "val_niqe", the mean NIQE of the images whose crop holds NIQE's two 96-px blocks
-    (`niqe_pairs`; none: no "val_niqe"). A Pareto search on NIQE sets crops that hold them (`harness.pareto_search`)."""
+    (`niqe_pairs`; none: no "val_niqe"). A Pareto search on NIQE sets crops that hold them
+    (`harness.sweeps.pareto_search`)."""
     from benchmarks import metrics
     from benchmarks.evaluate import DEFAULT_TILE
     from srgan.upscale import upscale
