@@ -49,6 +49,9 @@ STATUS_OK, STATUS_FAILED, STATUS_STOPPED, STATUS_BASELINE = "ok", "failed", "sto
 # trials.parquet `stage`: a PSNR-oriented pretraining, a GAN run (from a pretraining, or from scratch for the
 # single-stage v1), or a baseline that was not trained
 STAGE_PRETRAIN, STAGE_GAN, STAGE_BASELINE = "pretrain", "gan", "baseline"
+# trials.parquet `flags` (and study.parquet's `selection`): the run validated on a set it is scored on, which only
+# the explicit --allow-selection-on-test permits (harness.run.validation)
+SELECTED_ON_TEST = "selected-on-test"
 
 
 @dataclass(frozen=True)
@@ -189,9 +192,15 @@ STUDY_PROFILE_JSON = "study_profile.json"
 STUDY_DOSE_FILE = "study_dose.parquet"  # STUDY_DOSE_COLUMNS: per (recipe, ladder key, dataset, metric)
 STUDY_DOSE_JSON = "study_dose.json"
 
+# The study's progression; consecutive versions present are compared (v2 - v1, v3 - v2, ...).
+STUDY_ORDER = ("v1", "v2", "v3", "ragan", "esrgan")
+# study.parquet `kind` of a comparison (results.dose adds the equal-budget control's and the ladder arm's)
+KIND_STEP = "version step"
+KIND_PRETRAIN = "GAN stage vs its pretraining"
+
 STUDY_COLUMNS = {
     "comparison": "str",  # "v3 - v2", "v3 - srresnet-pretrain"
-    "kind": "str",  # "version step" | "GAN stage vs its pretraining"
+    "kind": "str",  # KIND_STEP | KIND_PRETRAIN | results.dose's KIND_CONTROL | KIND_ARM
     "dataset": "str",
     "metric": "str",
     "a": "str",

@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from harness.run.storage import resolve_train_dirs
+from results.schema import SELECTED_ON_TEST  # the trials' flag
 from srgan.config import ExperimentConfig
 from srgan.holdout import ValidationSplit, sha256_of, validation_split
 
 log = logging.getLogger(__name__)
 
-SELECTED_ON_TEST = "selected-on-test"  # the trials' flag (results.study reads it by this name)
 OPT_IN = "--allow-selection-on-test"
 
 
