@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from harness.run import lock, runs, worker
+from harness.run.options import add_shared_arguments
 from harness.run.runs import FAILED_FILE, RunSpec, prepare_run, resolve_config, validate_run
 from harness.run.session import RayTrainSession, Session, TuneTrialSession
 from harness.run.storage import (
@@ -217,21 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint folder, or a generator file)")
     add_override_argument(p)
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP ranks)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
-                   help="GPUs per worker; a fraction (e.g. 0.25) packs several workers on one GPU")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks (CUDA only)")
-    p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
     p.add_argument("--storage", default=None, help="results root (shared storage on a cluster); "
                                                       "default ./runs/train or $ENHANCE_RESULTS/train")
     p.add_argument("--name", default=None, help="run folder name (default: <preset>-x<scale>-<timestamp>); "
                                                    "an existing run of the same config is resumed")
-    p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
-    p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
-                   help="explicit opt-in: if the VGG19 ImageNet weights are missing, train with untrained "
-                        "perceptual features (flagged in every result) instead of stopping")
     p.add_argument("--max-failures", type=int, default=1, help="worker failures to recover from")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
+    add_shared_arguments(p, packs="workers")
     return p
 
 

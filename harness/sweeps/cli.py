@@ -1,5 +1,5 @@
 """The command lines of `harness.sweep` and `harness.study`: their options, and the typed `SweepRequest` a sweep's
-command line asks for (every string parsed here, once). A study builds its request itself (`harness.study`)."""
+command line asks for (every string parsed here, once; a study adds its own fields to `run_request_fields`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import re
 from typing import Any
 
 from benchmarks.datasets import parse_datasets
+from harness.run.options import add_shared_arguments
 from harness.sweeps import plan
 from srgan.config import ConfigError, add_override_argument, parse_set_args
-from srgan.versions import PRESETS, SIZES, check_size
+from srgan.versions import CPU_GAN_STEPS, CPU_PRETRAIN_STEPS, PRESETS, SIZES, check_size
 
 
 def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights; python -m harness.sweep"
@@ -21,9 +22,10 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
     p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
     add_size_argument(p, default="tiny")
     p.add_argument("--schedule", help=argparse.SUPPRESS)  # replaced by --size paper: named in the error
-    p.add_argument("--steps", type=int, default=120,
-                   help="total steps per trial (pretraining + GAN), the preset's warmup share kept (0: the "
-                        "preset's own)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="total steps per trial (pretraining + GAN), the preset's warmup share kept; default (or 0): "
+                        f"the size's own (srgan.versions; cpu: {CPU_PRETRAIN_STEPS} + {CPU_GAN_STEPS} for a "
+                        "two-stage preset)")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
                    help="values of a config field to sweep (repeatable); default loss.adv_weight=0.001,0.005 (none "
                         "with --search pareto); `--grid none`: each preset's own values; with --search random or "
@@ -61,7 +63,6 @@ def sweep_parser(description: str = "Ray Tune sweeps of versions x loss weights;
     p.add_argument("--metric", default="val_psnr", help="metric for ASHA (default val_psnr)")
     p.add_argument("--mode", choices=("max", "min"), default="max")
     p.add_argument("--grace", type=int, default=1, help="ASHA grace period in reports (default 1)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--save-images", default="set5",
                    help="datasets (or dataset/image names) whose SR images are kept for the report's crops")
     add_run_arguments(p, kind="sweep")
@@ -99,10 +100,10 @@ def add_pretrain_seed_argument(p: argparse.ArgumentParser, *, default: str | Non
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
-    """The options a sweep and a study share: resources, data, folders, weights, selection, dry run, report."""
-    p.add_argument("--workers-per-trial", type=int, default=1)
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
-                   help="GPUs per worker; a fraction (e.g. 0.25) packs several trials on one GPU")
+    """The options a sweep and a study share: resources, data, folders, weights, selection, dry run, report (read
+    back by `run_request_fields`)."""
+    p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP ranks) per trial")
+    add_shared_arguments(p, packs="trials")
     p.add_argument("--max-concurrent", type=int, default=0, help="default: as many as the resources allow")
     p.add_argument("--datasets", default="set5,set14", help="benchmark sets to score on (default set5,set14)")
     p.add_argument("--fetch", action="store_true",
@@ -111,11 +112,6 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
     p.add_argument("--resume", default=None, metavar="DIR",
                    help=f"continue an interrupted {kind} in DIR as it was started (other options are an error, "
                         "except --dry-run and --no-report; data that changed since it started is refused)")
-    p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: local Ray")
-    p.add_argument("--data-root", default=None, help="data folder (default: $ENHANCE_DATA or ../shared/data)")
-    p.add_argument("--vgg-fallback", choices=("untrained",), default=None,
-                   help="explicit opt-in: where VGG19 ImageNet weights are missing, train perceptual presets "
-                        "with untrained features (flagged in the report) instead of failing those trials")
     p.add_argument("--select", choices=plan.SELECTIONS, default="final",
                    help="which weights of each trial are scored: final (its last checkpoint, EMA where the recipe "
                         "has it, as the papers report; default) or best-val (the kept checkpoint with the best "
@@ -123,7 +119,6 @@ def add_run_arguments(p: argparse.ArgumentParser, *, kind: str) -> None:
     p.add_argument("--allow-selection-on-test", action="store_true",
                    help="explicit opt-in: let a run validate on a set that is also scored (refused otherwise); "
                         "every result of such a run is flagged selected-on-test")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate, start nothing")
     p.add_argument("--no-cache", action="store_true",
                    help="train every shared pretraining here, and keep none: no use of the pretraining cache "
                         "($ENHANCE_CACHE, default cache/ under the results root)")
@@ -140,21 +135,15 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
             else {} if pareto else dict(plan.DEFAULT_GRID))
     seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else ()
     request = plan.SweepRequest(
-        presets=presets, size=args.size, scale=args.scale, steps=args.steps or None, grid=grid,
-        loguniform=parse_ranges(args.loguniform), uniform=parse_ranges(args.uniform, option="--uniform"),
+        **run_request_fields(args), presets=presets, size=args.size, scale=args.scale, steps=args.steps or None,
+        grid=grid, loguniform=parse_ranges(args.loguniform), uniform=parse_ranges(args.uniform, option="--uniform"),
         search=args.search, num_samples=args.num_samples or 1,
         objectives=(args.objectives or "psnr:max,niqe:min") if pareto else "", confirm_seeds=args.confirm_seeds,
         overrides=parse_set_args(args.overrides), seeds=seeds, seed=args.seed,
         pretrain_seed=args.pretrain_seed or ("shared" if pareto else "per-seed"),
-        equal_g_updates=not args.preset_budgets, selection=args.select,
-        allow_selection_on_test=args.allow_selection_on_test,
-        scheduler=args.scheduler or ("none" if pareto else "asha"), metric=args.metric,
-        mode=args.mode, grace=args.grace,
-        workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
-        datasets=tuple(parse_datasets(args.datasets)),
-        save_images=tuple(x for x in args.save_images.split(",") if x), fetch=args.fetch, address=args.address,
-        data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
+        equal_g_updates=not args.preset_budgets, scheduler=args.scheduler or ("none" if pareto else "asha"),
+        metric=args.metric, mode=args.mode, grace=args.grace,
+        save_images=tuple(x for x in args.save_images.split(",") if x))
     if not pareto:
         if args.objectives or args.confirm_seeds:
             raise ValueError("--objectives and --confirm-seeds belong to --search pareto")
@@ -163,6 +152,15 @@ def request_from_args(args: argparse.Namespace) -> plan.SweepRequest:
 
     pareto_search.check_request(request)  # a ValueError naming the option, before Ray starts
     return pareto_search.with_validation_crop(request)
+
+
+def run_request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The `SweepRequest` fields of the options a sweep and a study share (`add_run_arguments`), read once for both."""
+    return dict(selection=args.select, allow_selection_on_test=args.allow_selection_on_test,
+                workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+                gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
+                datasets=tuple(parse_datasets(args.datasets)), fetch=args.fetch, address=args.address,
+                data_root=args.data_root, vgg_fallback=args.vgg_fallback, pretrain_cache=not args.no_cache)
 
 
 def parse_grid(pairs: list[str] | None) -> dict[str, list[Any]]:

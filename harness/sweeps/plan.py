@@ -45,7 +45,7 @@ class SweepRequest:
     presets: tuple[str, ...] = tuple(PRESETS)
     size: str = "tiny"  # srgan.versions.SIZES
     scale: int = 4
-    steps: int | None = 120  # total steps per trial (pretraining + GAN; None: the preset's own)
+    steps: int | None = None  # total steps per trial (pretraining + GAN); None: the size's own
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))  # config key -> values
     loguniform: dict[str, tuple[float, float]] = field(default_factory=dict)
     uniform: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -121,7 +121,7 @@ class SweepSettings:
     data_root: str
     scale: int = 4
     size: str = "tiny"  # srgan.versions.SIZES
-    steps: int | None = 120  # total steps per trial (pretraining + GAN; None: the preset's own)
+    steps: int | None = None  # total steps per trial (pretraining + GAN); None: the size's own
     overrides: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     cpus_per_worker: float = 1.0

@@ -38,7 +38,6 @@ import math
 import sys
 from pathlib import Path
 
-from benchmarks.datasets import parse_datasets
 from harness.sweeps import cli, sweep
 from harness.sweeps.arms import parse_ladder, parse_ladder_presets
 from harness.sweeps.plan import SweepRequest
@@ -46,8 +45,6 @@ from srgan.versions import PRESETS
 
 log = logging.getLogger(__name__)
 
-# Steps per trial at each size (pretraining + GAN, the presets' warmup share kept); None: the size's own.
-STEPS = {"tiny": 8, "cpu": None, "full": None, "paper": None}
 # One pretraining per seed where a study can afford it (the intervals then include pretraining variance); the small
 # sizes share one for all seeds, for their cost.
 PRETRAIN_SEED = {"tiny": "shared", "cpu": "shared", "full": "per-seed", "paper": "per-seed"}
@@ -87,14 +84,9 @@ def study_request(args: argparse.Namespace) -> SweepRequest:
     if args.ladder_presets and not ladder:
         raise ValueError(f"--ladder-presets {args.ladder_presets}: no ladder at size {args.size} (--ladder KEY=V1,...)")
     return SweepRequest(
-        presets=tuple(PRESETS), size=args.size, steps=STEPS[args.size], grid={},
+        **cli.run_request_fields(args), presets=tuple(PRESETS), size=args.size, grid={},
         seeds=tuple(range(args.seeds)), pretrain_seed=args.pretrain_seed or PRETRAIN_SEED[args.size],
-        equal_g_updates=True, selection=args.select, allow_selection_on_test=args.allow_selection_on_test,
-        scheduler="none",
-        datasets=tuple(parse_datasets(args.datasets)), save_images=("set5",),
-        workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker,
-        max_concurrent=args.max_concurrent, fetch=args.fetch, address=args.address, data_root=args.data_root,
-        vgg_fallback=args.vgg_fallback, kind="study", pretrain_cache=not args.no_cache, controls=True,
+        equal_g_updates=True, scheduler="none", save_images=("set5",), kind="study", controls=True,
         ladder=ladder, ladder_presets=parse_ladder_presets(args.ladder_presets or "v2"))
 
 

@@ -238,3 +238,23 @@ def test_a_dry_run_writes_nothing(capsys, monkeypatch, data_root: Path, tmp_path
     assert train.main([*argv, "--dry-run"]) == 0
     assert "(cached)" in capsys.readouterr().out
     assert cache.read_bytes() == before and [p.name for p in storage.iterdir()] == ["step_times.json"]
+
+
+def test_a_size_trains_its_own_steps_in_a_sweep_and_in_a_study(tmp_path: Path) -> None:
+    """One size, one schedule: `harness.sweep --size cpu` and `harness.study --size cpu` both train v2 for the cpu
+    size's own pretraining and GAN steps (srgan.versions' v2-cpu), unless --steps says otherwise."""
+    from harness.sweeps import plan
+    from srgan.versions import preset
+
+    own = preset("v2-cpu").train
+    sweep_request = cli.request_from_args(cli.sweep_parser().parse_args(
+        ["--presets", "v2", "--size", "cpu", "--grid", "none"]))
+    study_request = study.study_request(study.build_parser().parse_args(["--size", "cpu", "--ladder", "none"]))
+    for request in (sweep_request, study_request):
+        settings = plan.settings_from(request, tmp_path)
+        cfg = plan._recipe(settings, {"preset": "v2"})
+        assert (cfg.train.warmup_steps, cfg.train.gan_steps) == (own.warmup_steps, own.gan_steps)
+    chosen = cli.request_from_args(cli.sweep_parser().parse_args(["--presets", "v2", "--size", "cpu",
+                                                                  "--steps", "100"]))
+    cfg = plan._recipe(plan.settings_from(chosen, tmp_path), {"preset": "v2"})
+    assert cfg.train.total_steps == 100 and cfg.train.warmup_steps > 0  # the preset's warmup share kept
