@@ -15,6 +15,7 @@ from harness.run import validation
 from harness.run.runs import RunSpec, cost_lines, resolve_config, step_times_folder
 from harness.run.storage import data_root, resolve_train_dirs
 from harness.sweeps import arms
+from harness.sweeps.recovery import params_key
 from results import schema
 from srgan.config import ExperimentConfig, from_dict
 from srgan.losses import WeightsUnavailable
@@ -135,6 +136,8 @@ class SweepSettings:
     pretrain_names: dict[str, str] = field(default_factory=dict)  # pretrain_key -> run name
     arms: dict[str, dict] = field(default_factory=dict)  # a study's controls and ladder arms (harness.sweeps.arms)
     roles: dict[str, dict] = field(default_factory=dict)  # trial name -> its study version, control, ladder arm
+    # a planned trial's parameters (recovery.params_key) -> its config, resolved once by plan_sweep (to_dict)
+    configs: dict[str, dict] = field(default_factory=dict)
 
 
 def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "single",
@@ -186,21 +189,32 @@ def budget_partners(presets: tuple[str, ...], wholes: dict[str, ExperimentConfig
 
 def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentConfig:
     """The config one Tune trial trains: a shared pretraining (`run_name` names it) or a GAN trial, which
-    starts from its pretraining when its preset has one (v1 has none: single stage)."""
+    starts from its pretraining when its preset has one (v1 has none: single stage). A planned trial's config was
+    resolved once by `plan_sweep` and travels in `settings.configs`; a sampled one (random or Pareto search) is
+    resolved here, in its trial."""
     if params.get("run_name"):
         if params["run_name"] not in settings.pretrainings:
             raise ValueError(f"pretraining {params['run_name']} is not in this sweep's plan")
         return from_dict(ExperimentConfig, settings.pretrainings[params["run_name"]])
-    params, control = arms.expand(settings.arms, params)  # a control or ladder arm: its recipe's parameters
-    whole = _recipe(replace(settings, vgg_fallback="untrained"), params)  # only its stages matter here
+    held = settings.configs.get(params_key(params))
+    if held is not None:
+        return from_dict(ExperimentConfig, held)
+    recipe, control = arms.expand(settings.arms, params)  # a control or ladder arm: its recipe's parameters
+    whole = _recipe(replace(settings, vgg_fallback="untrained"), recipe)  # only its stages matter here
     if not two_stage(whole):
-        return _recipe(settings, params)
-    key = pretrain_key(_recipe(settings, params, stage="pretrain"))
+        return _recipe(settings, recipe)
+    key = pretrain_key(_recipe(settings, recipe, stage="pretrain"))
     if key not in settings.pretrain_names:
         raise ValueError(f"{params}: its pretraining was not planned (a sampled value changes the pretraining; "
                          "sweep it with --grid instead)")
+    return _gan_config(settings, recipe, control, key)
+
+
+def _gan_config(settings: SweepSettings, recipe: dict[str, Any], control: bool, key: str) -> ExperimentConfig:
+    """A two-stage trial's GAN stage, from the planned pretraining of `key` (its control: the pretraining continued
+    with the pixel loss for as many updates, `srgan.versions.continued_stage`)."""
     source = Path(settings.out) / schema.TRIALS_DIR / settings.pretrain_names[key]
-    cfg = _recipe(settings, params, stage="gan", init_from=str(source))
+    cfg = _recipe(settings, recipe, stage="gan", init_from=str(source))
     return continued_stage(cfg) if control else cfg
 
 
@@ -383,8 +397,9 @@ def settings_from(request: SweepRequest, out: Path) -> SweepSettings:
 
 
 def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
-    """Build every trial config once (unknown presets, keys and values fail here, before any worker starts),
-    find the shared pretrainings, and check data, datasets and resources."""
+    """Resolve every trial's config once (unknown presets, keys and values fail here, before any worker starts;
+    the trials and the progress line read them from `settings.configs`), find the shared pretrainings, and check
+    data, datasets and resources."""
     from benchmarks.datasets import load_pairs
     from harness.cluster import resources
     from srgan.config import to_dict
@@ -403,34 +418,39 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
         explore = replace(settings, vgg_fallback="untrained")
     settings = replace(settings, **arms.study_arms(request, grid_points(grid)[0], partial(_recipe, explore)))
     explore = replace(settings, vgg_fallback="untrained")
-    trials, pretrainings, users = [], {}, {}
+    trials, pretrainings, users, stages = [], {}, {}, []
     for name in (*request.presets, *settings.arms):
         for values in grid_points(grid):
             params = {"preset": name, **values,
                       **{k: lo for k, (lo, _hi) in (request.loguniform | request.uniform).items()}}
-            recipe, _ = arms.expand(settings.arms, params)
+            recipe, control = arms.expand(settings.arms, params)
             whole = _recipe(explore, recipe)
+            key = None
             if two_stage(whole):
                 pre = _recipe(settings, recipe, stage="pretrain")
                 key = pretrain_key(pre)
                 pretrainings.setdefault(key, pre)
                 users.setdefault(key, []).append(name)
             trials.append((params, whole))
+            stages.append((recipe, control, key))
     names = pretrain_run_names(pretrainings)
     settings = replace(settings, pretrainings={names[k]: to_dict(c) for k, c in pretrainings.items()},
                        pretrain_names=names)
+    explore = replace(settings, vgg_fallback="untrained")
     probe = RunSpec(cfg=trials[0][1], run_dir=out, data_root=Path(settings.data_root), workers=settings.workers,
                     cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker)
-    runs = []
-    for params, _ in trials:
-        try:
-            cfg = run_config(settings, params)
-        except WeightsUnavailable:  # fails in its trial, named there, unless the user opted in
-            cfg = run_config(explore, params)
+    runs, configs = [], {}
+    for (params, _), (recipe, control, key) in zip(trials, stages, strict=True):
+        try:  # each trial's config, resolved once here and carried to its trial (settings.configs)
+            cfg = _recipe(settings, recipe) if key is None else _gan_config(settings, recipe, control, key)
+            configs[params_key(params)] = to_dict(cfg)
+        except WeightsUnavailable:  # resolved again in its trial, which fails there, named, unless opted in
+            cfg = _recipe(explore, recipe) if key is None else _gan_config(explore, recipe, control, key)
         resolve_train_dirs(cfg, settings.data_root)
         runs.append(cfg)
         if not request.address:
             resources.check_run(replace(probe, cfg=cfg), resources.local_resources())
+    settings = replace(settings, configs=configs)
     if request.fetch:
         from benchmarks.evaluate import fetch_missing
 

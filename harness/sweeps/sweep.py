@@ -174,8 +174,9 @@ def run_stages(sweep: plan.SweepPlan, out: Path, *, concurrent: int, resuming: b
         search_alg = pareto_search.searcher(request)
     # a grid is run num_samples times; a random or Pareto search draws num_samples trials (`SweepPlan.gan_space`)
     n_trials = request.num_samples * (len(sweep.runs) if request.search == "grid" else 1)
+    mean_steps = sum(c.train.total_steps for c in sweep.runs) / len(sweep.runs)
     progress = tune_progress("GAN trials", partial(_planned_steps, settings), trials=n_trials,
-                             total_steps=round(sum(map(plan_steps, sweep.runs)) / len(sweep.runs) * n_trials),
+                             total_steps=round(mean_steps * n_trials),
                              label=plan.trial_label)
     with timeline.phase("GAN trials"):
         return tune_stage(out, schema.TUNE_DIR, sweep.gan_space(), settings, concurrent=concurrent,
@@ -190,12 +191,8 @@ def watch_line(out: Path) -> str:
     return f"watch: tensorboard --logdir {out} (Tune's event files, every trial's metrics){dashboard}"
 
 
-def plan_steps(cfg) -> int:
-    return cfg.train.total_steps
-
-
 def _planned_steps(settings: plan.SweepSettings, params: dict[str, Any]) -> int:
-    return plan_steps(plan.run_config(settings, params))
+    return plan.run_config(settings, params).train.total_steps  # the plan's config (settings.configs), not resolved
 
 
 def _grid_search(values: list[str]) -> dict:

@@ -258,3 +258,26 @@ def test_a_size_trains_its_own_steps_in_a_sweep_and_in_a_study(tmp_path: Path) -
                                                                   "--steps", "100"]))
     cfg = plan._recipe(plan.settings_from(chosen, tmp_path), {"preset": "v2"})
     assert cfg.train.total_steps == 100 and cfg.train.warmup_steps > 0  # the preset's warmup share kept
+
+
+def test_a_planned_trial_config_is_resolved_once_and_carried(tmp_path: Path, monkeypatch) -> None:
+    """The study's plan resolves every trial's config (GAN trials, controls, ladder arms, v1's equal budget) and the
+    trial reads it from the settings it is given: no resolution at trial time, and the same config a resolution
+    from scratch gives."""
+    from dataclasses import replace
+
+    from harness.sweeps import plan
+    from harness.sweeps.recovery import params_key
+
+    request = study.study_request(study.build_parser().parse_args(["--size", "cpu", "--vgg-fallback", "untrained"]))
+    sweep_plan = plan.plan_sweep(request, tmp_path)
+    params = [p for p, _ in sweep_plan.trials]
+    assert {params_key(p) for p in params} == set(sweep_plan.settings.configs)  # every trial's config carried
+    fresh = [plan.run_config(replace(sweep_plan.settings, configs={}), p) for p in params]
+    assert fresh == sweep_plan.runs  # what the trial would resolve itself
+
+    def no_resolving(*_a, **_k):
+        raise AssertionError("a planned trial's config was resolved again")
+
+    monkeypatch.setattr(plan, "_recipe", no_resolving)
+    assert [plan.run_config(sweep_plan.settings, p) for p in params] == sweep_plan.runs
