@@ -503,7 +503,8 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
     Raises `results.io.ResultsError` (naming the file) for an unreadable or malformed results file and for an
     output folder that cannot be written."""
     results = load_results(Path(results_dir))
-    out = io.check_writable(Path(out_dir) if out_dir is not None else results.root / "report")
+    default = (results.root / schema.REPORT_INDEX).parent
+    out = io.check_writable(Path(out_dir) if out_dir is not None else default)
     try:
         return _build(results, out)
     except OSError as err:  # a full disk, or permissions changed under us
@@ -539,7 +540,7 @@ def _build(results: Results, out: Path) -> Path:
         stopped=[t for t in trials if t["status"] == "stopped"],
         has_history=results.history is not None,
     )
-    index = out / "index.html"
+    index = out / Path(schema.REPORT_INDEX).name
     io.atomic_write(index, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     log.info("report written to %s", index)
     return index

@@ -31,6 +31,7 @@ SUMMARY_FILE = "summary.parquet"
 SUMMARY_JSON = "summary.json"
 HISTORY_FILE = "history.parquet"
 IMAGES_DIR = "images"
+REPORT_INDEX = "report/index.html"  # the HTML report `python -m reports.build` writes by default
 HR_DIR = "_hr"  # images/_hr/<dataset>/<image>.png
 TRIALS_DIR = "trials"
 

@@ -247,7 +247,8 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
     if timeline is not None:
         timeline.scorers = scorers
         train_s = sum(overhead.trial_step_seconds(o.run_dir, since=timeline.started) for o in outcomes)
-        extra["overhead"] = overhead.account(timeline, train_s=train_s, scoring_s=sum(s for _, s in parts))
+        extra["overhead"] = timeline.record = overhead.account(timeline, train_s=train_s,
+                                                               scoring_s=sum(s for _, s in parts))
     lpips_weights = None if "lpips" in collected.missing else "pyiqa lpips (AlexNet v0.1)"
     run = evaluate.run_info(kind=kind, scale=scoring.scale, datasets=list(scoring.datasets), started=started,
                             command=command, protocol=protocol(crop=scoring.scale, lpips_weights=lpips_weights,

@@ -31,6 +31,7 @@ class Timeline:
     slots: int = 1  # trials at once
     scorers: int = 1  # trials scored at once
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (start, end)
+    record: dict[str, Any] | None = None  # the overhead `account` gave once scoring ended (run.json `overhead`)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -230,8 +230,8 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
         "selection": r.selection, "pretrain_seed": r.pretrain_seed,
         "pretrain_cache": pretrainings.cache_record(sweep, out)},
         timeline=timeline)
-    if timeline is not None:
-        print(overhead.describe(io.read_json(out / schema.RUN_FILE)["overhead"]), flush=True)
+    if timeline is not None and timeline.record is not None:
+        print(overhead.describe(timeline.record), flush=True)
     trained = [row["status"] for row in trials if row["status"] != schema.STATUS_BASELINE]
     if trained and all(status == schema.STATUS_FAILED for status in trained):
         raise SweepError(f"every trial of the sweep failed; see {out / schema.TRIALS_FILE} and the report", code=1)
@@ -479,14 +479,16 @@ def start_folder(out: Path, launch: Launch, resuming: bool, *, data: dict[str, A
 
 
 def build_report_of(out: Path) -> int:
-    """The HTML report, built by `python -m reports.build` in its own process (harness never imports reports)."""
+    """The HTML report, built by `python -m reports.build` in its own process (harness never imports reports), at
+    its default place in the results folder (`results.schema.REPORT_INDEX`)."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-m", "reports.build", str(out)], capture_output=True, text=True)
-    if done.returncode != 0:
+    index = out / schema.REPORT_INDEX
+    if done.returncode != 0 or not index.is_file():
         print(f"error: the report of {out} could not be built:\n{done.stderr.strip()}", file=sys.stderr)
         return 1
-    print(f"report: {done.stdout.strip().splitlines()[-1]}")
+    print(f"report: {index}")
     return 0
 
 
