@@ -96,11 +96,17 @@ def resolve_perceptual(cfg: ExperimentConfig, *, vgg_fallback: str | None) -> Ex
 
 
 def validate_run(spec: RunSpec) -> RunSpec:
-    """Everything about a run that can fail before anything is written: training folders and patch size (the
-    validation images left out), the validation images (decoded once: `harness.run.validation`), and a run folder
-    that already holds a different run (its differing keys are named)."""
+    """Everything about a run that can fail before anything is written: its inputs (`check_inputs`) and its run
+    folder (`check_run_folder`)."""
+    check_inputs(spec)
+    check_run_folder(spec)
+    return spec
+
+
+def check_inputs(spec: RunSpec) -> None:
+    """Training folders and patch size (the validation images left out), the validation images (decoded once:
+    `harness.run.validation`), and a GAN stage's pretrained generator."""
     from harness.run import validation
-    from srgan.checkpoint import CheckpointError, load_config
     from srgan.data import scan_training_images
     from srgan.holdout import training_exclusions
 
@@ -111,6 +117,12 @@ def validate_run(spec: RunSpec) -> RunSpec:
     scan_training_images(folders, min_size=spec.cfg.data.patch_size, decode=False,
                          exclude=training_exclusions(spec.cfg, folders, spec.data_root))
     check_init_source(spec.cfg)  # a GAN stage's pretrained generator, before any worker loads it
+
+
+def check_run_folder(spec: RunSpec) -> None:
+    """A run folder that already holds a different run is refused, its differing keys named."""
+    from srgan.checkpoint import CheckpointError, load_config
+
     if (spec.run_dir / "config.json").exists():
         try:
             before = to_dict(load_config(spec.run_dir))
@@ -120,7 +132,6 @@ def validate_run(spec: RunSpec) -> RunSpec:
         if differing and not never_trained(spec.run_dir):
             raise ValueError(f"{spec.run_dir} already holds a different run (differs in: {', '.join(differing)}); "
                              "choose another --name, or repeat that run's own settings to resume it")
-    return spec
 
 
 def check_init_source(cfg: ExperimentConfig) -> Path | None:
@@ -147,15 +158,19 @@ def never_trained(run_dir: Path) -> bool:
     return not trained and not any(run_dir.glob("checkpoint_*"))
 
 
-def prepare_run(spec: RunSpec) -> RunSpec:
-    """`validate_run`, then write the resolved config (with DDP choices, hardware, commit, stage, where a paper
-    schedule departs from its paper, and the validation images with their sha256) into the run folder. An existing
-    run of the same config resumes."""
+def prepare_run(spec: RunSpec, *, inputs_checked: bool = False) -> RunSpec:
+    """`validate_run` (with `inputs_checked`, its caller checked the inputs already: only the run folder again,
+    now that the run holds it), then write the resolved config (with DDP choices, hardware, commit, stage, where a
+    paper schedule departs from its paper, and the validation images with their sha256) into the run folder. An
+    existing run of the same config resumes."""
     from harness.run import validation
     from results.provenance import git_commit
     from srgan.versions import departures
 
-    validate_run(spec)
+    if inputs_checked:
+        check_run_folder(spec)
+    else:
+        validate_run(spec)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     (spec.run_dir / FAILED_FILE).unlink(missing_ok=True)  # a folder reused after a run that failed before it trained
     save_config(spec.cfg, spec.run_dir, ddp=ddp_notes(spec), hardware=hardware_of(spec), git_commit=git_commit(),

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         claimed = claim_run_folder(spec.run_dir, command=shlex.join(["python", "-m", "harness.train", *argv]))
         print(runs.run_plan(spec), flush=True)
-        prepare_run(spec)  # checks the run folder again, now that this run holds it
+        prepare_run(spec, inputs_checked=True)  # the inputs were checked above: the run folder again, now held
     except (ConfigError, ValueError, FileNotFoundError, WeightsUnavailable, lock.FolderLocked) as err:
         if claimed is not None:
             claimed.release()

@@ -281,3 +281,22 @@ def test_a_planned_trial_config_is_resolved_once_and_carried(tmp_path: Path, mon
 
     monkeypatch.setattr(plan, "_recipe", no_resolving)
     assert [plan.run_config(sweep_plan.settings, p) for p in params] == sweep_plan.runs
+
+
+def test_harness_train_checks_a_run_once_before_it_trains(tmp_path: Path, monkeypatch, data_root: Path) -> None:
+    """`harness.train` checks the run's inputs (data, validation images, init source) once, before it claims the
+    folder; after the claim only the run folder is checked again. Ray is not started (`_train` is replaced)."""
+    calls = {"inputs": 0, "folder": 0}
+    for name in calls:
+        real = getattr(runs, "check_inputs" if name == "inputs" else "check_run_folder")
+
+        def counted(spec, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(spec)
+
+        monkeypatch.setattr(runs, "check_inputs" if name == "inputs" else "check_run_folder", counted)
+    monkeypatch.setattr(train, "_train", lambda spec, args: 0)
+    assert train.main(["--preset", "v1-tiny", "--storage", str(tmp_path), "--data-root", str(data_root),
+                       "--name", "once"]) == 0
+    assert calls == {"inputs": 1, "folder": 2}  # the folder: before the claim and once held
+    assert (tmp_path / "once" / "config.json").is_file()
