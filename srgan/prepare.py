@@ -47,11 +47,6 @@ def tile_starts(length: int, tile: int, step: int) -> list[int]:
     return starts
 
 
-def num_tiles(height: int, width: int, *, tile: int = 480, step: int = 240) -> int:
-    """How many tiles `prepare` cuts from an image: the product of the tile counts along both axes."""
-    return len(tile_starts(height, tile, step)) * len(tile_starts(width, tile, step))
-
-
 def write_png(img: torch.Tensor, path: Path) -> None:
     """Write a (3, H, W) uint8 or 16-bit (int32 holding 0..65535) image as PNG at its native depth."""
     if img.dtype == torch.uint8:

@@ -1,6 +1,6 @@
 """Ray Train: DDP training of one SRGAN-family run, and `python -m harness.train`.
 
-Three layers, as Ray Train V2 wants them:
+Four parts, the first three as Ray Train V2 wants them:
 - `train_loop(loop_config)` runs on every worker: builds the engine, wraps G and D in DDP, trains warmup then
   GAN phases on its shard of every global batch, reports metrics, and checkpoints from rank 0;
 - `fit(...)` is the driver: it builds the `TorchTrainer` (gloo on CPU, NCCL on GPU) and resumes from Ray's
@@ -31,7 +31,6 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +187,6 @@ def fit(spec: RunSpec, **kwargs):
     """Run one training to completion (resuming from Ray's latest checkpoint after failures); raises Ray's
     `TrainingFailedError` when the workers fail more than `max_failures` times."""
     return build_trainer(spec, **kwargs).fit()
-
-
-def with_hook(on_step: StepHook) -> Callable[[dict], None]:
-    """`train_loop` with a step hook, for `build_trainer(loop=...)`."""
-    return partial(train_loop, on_step=on_step)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -1,5 +1,5 @@
 """Helpers for the harness tests: tiny BN-free configs, a single-process reference run, and step hooks that the
-tests hand to `harness.run.train.with_hook` (fault injection, weight dumps): test switches never travel in the
+tests hand to `train_loop` through `with_hook` (fault injection, weight dumps): test switches never travel in the
 worker's config."""
 
 from __future__ import annotations
@@ -8,17 +8,24 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import ray.cloudpickle
 import torch
 
 from harness.run.storage import resolve_train_dirs
+from harness.run.train import train_loop
 from srgan.config import ExperimentConfig, override
 from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine, unwrap
 from srgan.holdout import training_exclusions
 from srgan.versions import preset
+
+
+def with_hook(on_step) -> partial:
+    """`harness.run.train.train_loop` with a step hook, for `build_trainer(loop=...)` / `fit(loop=...)`."""
+    return partial(train_loop, on_step=on_step)
 
 
 def tiny_config(data_root: Path, *, name: str = "v2-tiny", steps: tuple[int, int] = (3, 3),

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from harness_helpers import DumpWeights, tiny_config
+from harness_helpers import DumpWeights, tiny_config, with_hook
 
 from harness.run.runs import RunSpec, prepare_run
-from harness.run.train import fit, with_hook
+from harness.run.train import fit
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

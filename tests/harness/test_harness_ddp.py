@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from harness_helpers import DumpWeights, KillAt, reference_run, tiny_config
+from harness_helpers import DumpWeights, KillAt, reference_run, tiny_config, with_hook
 from safetensors.torch import load_file
 
 from harness.run.runs import RunSpec, prepare_run
-from harness.run.train import fit, with_hook
+from harness.run.train import fit
 from harness.run.worker import read_history
 
 pytestmark = pytest.mark.slow

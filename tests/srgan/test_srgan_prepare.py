@@ -12,7 +12,12 @@ import torch
 from PIL import Image
 
 from srgan.images import load_image_u8
-from srgan.prepare import MARKER_DIR, main, num_tiles, prepare, tile_starts
+from srgan.prepare import MARKER_DIR, main, prepare, tile_starts
+
+
+def num_tiles(height: int, width: int, *, tile: int = 480, step: int = 240) -> int:
+    """How many tiles `prepare` cuts from an image: the product of the tile counts along both axes."""
+    return len(tile_starts(height, tile, step)) * len(tile_starts(width, tile, step))
 
 
 def write_rgb(path: Path, h: int, w: int, seed: int) -> torch.Tensor:
