@@ -19,15 +19,11 @@ from reports.verdicts import has_interval as _has_interval
 from results import dose, schema
 from results import rows as result_rows
 from results.rows import json_list
-from results.study import STUDY_ORDER
+from results.schema import KIND_STEP, STUDY_ORDER
 
 CPU_SIZES = ("tiny", "cpu")  # the size ladder's reduced sizes (srgan.versions presets "<preset>-<size>")
 UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
-KIND_STEP = "version step"
-
-
-KIND_PRETRAIN = "GAN stage vs its pretraining"
 KIND_CONTROL = dose.KIND_CONTROL  # the GAN stage against its equal-budget control: these rows carry its claim
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from reports.text import METRIC_UNITS, fmt_p, non_finite
 from reports.text import fmt as _num
-from results.study import ALPHA, SELECTED_ON_TEST  # a verdict: p_holm below ALPHA
+from results.schema import SELECTED_ON_TEST
+from results.stats import ALPHA  # a verdict: p_holm below ALPHA
 
 UNEQUAL_BUDGET = "unequal-budget"  # study.parquet's `budget` when the sides' generator updates differ by > 1 %
 

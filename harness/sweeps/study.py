@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 def power_table(folder: str | None, *, seeds: int, target_diff: float | None) -> str:
     """The power of a study of `seeds` seeds, from the variance a previous study (`folder`) measured: one line per
     comparison, dataset and metric (`results.study.plan`)."""
-    from results.study import ALPHA, POWER, plan
+    from results.stats import ALPHA, POWER
+    from results.study_power import plan
 
     if folder is None:
         raise ValueError("--target-diff needs --variance-from DIR (the previous study whose variance it uses)")

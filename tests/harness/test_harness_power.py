@@ -13,7 +13,7 @@ import pytest
 
 from harness.sweeps import study
 from results import rows, schema
-from results.study import plan
+from results.study_power import plan
 
 SEEDS, IMAGES = (0, 1, 2, 3), ("a", "b", "c", "d", "e")
 

@@ -162,10 +162,10 @@ def test_each_gan_version_is_compared_with_its_control_on_an_equal_budget(ladder
     assert control["budget"].null_count() == control.height  # equal
     assert (control["g_updates_a"] == control["g_updates_b"]).all()
     # the GAN stage against its pretraining stays, flagged unequal, and no ladder arm or control leaks into it
-    pretrain = rows.filter(pl.col("kind") == study.KIND_PRETRAIN)
+    pretrain = rows.filter(pl.col("kind") == schema.KIND_PRETRAIN)
     assert (pretrain["budget"] == "unequal-budget").all()
     assert not pretrain["a"].str.contains("continued|adv_weight").any()
-    steps = rows.filter(pl.col("kind") == study.KIND_STEP)["comparison"].unique().to_list()
+    steps = rows.filter(pl.col("kind") == schema.KIND_STEP)["comparison"].unique().to_list()
     assert sorted(steps) == sorted(["v2 - v1", "v3 - v2", "ragan - v3", "esrgan - ragan"])
 
 
@@ -274,7 +274,7 @@ def check_controls_of_a_real_study(folder: Path) -> None:
     assert control["budget"].null_count() == control.height
     assert (control["g_updates_a"] == control["g_updates_b"]).all()
     assert (control.filter(pl.col("n") > 0)["n_seeds"] >= 2).all()  # (a metric not measured has no pairs)
-    pretrain = rows.filter(pl.col("kind") == study.KIND_PRETRAIN)
+    pretrain = rows.filter(pl.col("kind") == schema.KIND_PRETRAIN)
     assert (pretrain["budget"] == "unequal-budget").all()
     assert not pretrain["a"].str.ends_with("-continued").any()
 
