@@ -148,16 +148,20 @@ def _anova(cells: list[list[float]]) -> dict:
     ss_r = sum((cells[s][i] - seed_mean[s] - image_mean[i] + grand) ** 2 for s in range(S) for i in range(I))
     ms_r = ss_r / ((S - 1) * (I - 1))
     v_s, v_i = max(0.0, (ms_s - ms_r) / I), max(0.0, (ms_i - ms_r) / S)
+    total, df = _combined(ms_s, ms_i, ms_r, v_s, v_i, S, I)
+    return {"var": total / (S * I), "df": df if total > 0 else None, "comp": (v_s, v_i, ms_r)}
+
+
+def _combined(ms_s: float, ms_i: float, ms_r: float, v_s: float, v_i: float, S: int, I: int):  # noqa: N803
+    """S I Var(mean) from the mean squares the positive components leave, and its degrees of freedom."""
     if v_s > 0 and v_i > 0:
         total = ms_s + ms_i - ms_r
-        df = total ** 2 / (ms_s ** 2 / (S - 1) + ms_i ** 2 / (I - 1) + ms_r ** 2 / ((S - 1) * (I - 1)))
-    elif v_s > 0:
-        total, df = ms_s, S - 1.0
-    elif v_i > 0:
-        total, df = ms_i, I - 1.0
-    else:
-        total, df = ms_r, (S - 1.0) * (I - 1.0)
-    return {"var": total / (S * I), "df": df if total > 0 else None, "comp": (v_s, v_i, ms_r)}
+        return total, total ** 2 / (ms_s ** 2 / (S - 1) + ms_i ** 2 / (I - 1) + ms_r ** 2 / ((S - 1) * (I - 1)))
+    if v_s > 0:
+        return ms_s, S - 1.0
+    if v_i > 0:
+        return ms_i, I - 1.0
+    return ms_r, (S - 1.0) * (I - 1.0)
 
 
 def _mdd(var: float, df: float) -> float:
@@ -167,6 +171,32 @@ def _mdd(var: float, df: float) -> float:
         return sp.nct.sf(crit, df, nc) + np.nan_to_num(sp.nct.cdf(-crit, df, nc))
 
     return optimize.brentq(lambda nc: power(nc) - 0.8, 1e-6, 200.0, xtol=1e-14) * math.sqrt(var)
+
+
+def reference_components(results_dir: Path, a: str, b: str, dataset: str, metric: str):
+    """((var_seed, var_image, var_resid), seeds, images) of the complete grid (a, b, dataset, metric) is measured on."""
+    grid_a, grid_b, _, _ = difference_grids(Path(results_dir), a, b, dataset, metric)
+    diff = grid_a - grid_b
+    rows, cols = _complete(diff)
+    return _anova([[float(diff[r, c]) for c in cols] for r in rows])["comp"], len(rows), len(cols)
+
+
+def reference_mdd(components: tuple[float, float, float], n_seeds: int, n_images: int) -> float:
+    """The minimum detectable difference (two-sided, alpha 0.05, power 0.8) of an n_seeds x n_images study with
+    these variance components: the mean squares it expects (E[MS_seed] = resid + I seed, E[MS_image] = resid + S
+    image, E[MS_resid] = resid; Searle, Casella & McCulloch 1992, ch. 4) combined as an estimate from data is."""
+    v_s, v_i, v_r = components
+    S, I = n_seeds, n_images  # noqa: N806
+    total, df = _combined(v_r + I * v_s, v_r + S * v_i, v_r, v_s, v_i, S, I)
+    return _mdd(total / (S * I), df)
+
+
+def reference_seeds_needed(components: tuple[float, float, float], target: float, n_images: int) -> int | None:
+    """The fewest seeds (from 2, counted up one at a time) whose `reference_mdd` is at most `target`."""
+    for seeds in range(2, 10_001):
+        if reference_mdd(components, seeds, n_images) <= target:
+            return seeds
+    return None
 
 
 def reference_row(results_dir: Path, a: str, b: str, dataset: str, metric: str, *, ci: float = 0.95) -> dict:

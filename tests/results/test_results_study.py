@@ -11,9 +11,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from study_reference import reference_study
+from study_reference import (
+    reference_components,
+    reference_mdd,
+    reference_row,
+    reference_seeds_needed,
+    reference_study,
+)
 
-from results import io, schema, stats, study
+from results import io, schema, stats, study, study_power
 from results.rows import trial_version
 
 SEEDS = (0, 1, 2)
@@ -268,12 +274,12 @@ def test_profile_measures_stability_on_the_unweighted_loss_and_the_logged_gap(st
     profile = {r["version"]: r for r in pl.read_parquet(folder / schema.STUDY_PROFILE_FILE).iter_rows(named=True)}
     assert set(profile) == {"bicubic", "v1", "srresnet-pretrain", "v2", "v3", "ragan"}
     v3, ragan, v1 = profile["v3"], profile["ragan"], profile["v1"]
-    assert v3["collapse_gap"] == study.COLLAPSE_GAP == 0.98
+    assert v3["collapse_gap"] == schema.COLLAPSE_GAP == 0.98
     # d_gap > 0.98 on the first report of every trial and on the collapsed ones (d_real - d_fake would miss the
     # first: there it is 0.5)
     assert (v3["gan_reports"], v3["collapse_reports"]) == (60, 2 + 5)
     assert v3["collapse_share"] == pytest.approx(7 / 60) and v3["collapse_share_max"] == pytest.approx(5 / 20)
-    assert v3["collapse_source"] == study.GAP_LOGGED and v3["adv_loss_source"] == study.ADV_RAW
+    assert v3["collapse_source"] == "d_gap" and v3["adv_loss_source"] == "loss_adv_raw"
     assert ragan["collapse_reports"] == 20 + 1 + 1 and ragan["divergence_stops"] == 1 and ragan["stopped"] == 1
     assert v3["failed"] == 1 and v3["n_trials"] == 3 and v3["divergence_stops"] == 0
     assert profile["v2"]["failed"] == 1 and profile["v2"]["divergence_stops"] == 1
@@ -297,24 +303,34 @@ def test_profile_measures_stability_on_the_unweighted_loss_and_the_logged_gap(st
 
 
 def test_power_functions_read_the_components_a_study_measured(study_folder: tuple[Path, dict]) -> None:
+    """The components each comparison measured, and the plan made from them, against the independent reference
+    (study_reference.py: the grid's own ANOVA, the mean squares another design expects, scipy's non-central t, and
+    a search over the seeds one at a time). The PSNR rows cover every branch: seed and image components both
+    positive (v2 - srresnet-pretrain on Set5), one of them, and neither (v2 - v1)."""
     folder, _ = study_folder
     table = pl.read_parquet(folder / schema.STUDY_FILE)
-    components = study.variance_components_of(folder)
+    components = study_power.variance_components_of(folder)
     assert len(components) == table.filter(pl.col("n") > 0).height
-    row = _row(table, "v3 - v2")
-    measured = components["v3 - v2", "Set5", "psnr"]
-    assert measured.components.sd() == pytest.approx((row["sd_seed"], row["sd_image"], row["sd_resid"]), abs=1e-12)
-    assert (measured.n_seeds, measured.n_images) == (3, 5)
-    assert stats.mdd(measured.components, 3, 5) == pytest.approx(row["mdd"], rel=1e-12)
-    plan = {(r["comparison"], r["dataset"], r["metric"]): r for r in study.plan(folder, n_seeds=12, target_diff=0.1)}
-    planned = plan["v3 - v2", "Set5", "psnr"]
-    assert planned["n_images"] == 5 and planned["mdd"] < row["mdd"]
-    needed = planned["seeds_needed"]
-    assert needed is None or stats.mdd(measured.components, needed, 5) <= 0.1
-    same = study.plan(folder, n_seeds=3)
-    assert {(r["comparison"], r["dataset"], r["metric"]): r["mdd"] for r in same}[
-        "v3 - v2", "Set5", "psnr"] == pytest.approx(row["mdd"], rel=1e-12)
-    assert all(r["note"] == "one seed: no seed-level test" for r in study.plan(folder, n_seeds=1))
+    plan = {(r["comparison"], r["dataset"], r["metric"]): r
+            for r in study_power.plan(folder, n_seeds=12, target_diff=0.15)}
+    at_measured = {(r["comparison"], r["dataset"], r["metric"]): r["mdd"] for r in study_power.plan(folder, n_seeds=3)}
+    branches = set()
+    for row in table.filter((pl.col("metric") == "psnr") & (pl.col("n") > 0)).iter_rows(named=True):
+        key = (row["comparison"], row["dataset"], "psnr")
+        variances, seeds, images = reference_components(folder, row["a"], row["b"], row["dataset"], "psnr")
+        branches.add((variances[0] > 0, variances[1] > 0))
+        measured = components[key]
+        assert measured.components.sd() == pytest.approx(tuple(math.sqrt(v) for v in variances), abs=1e-12), key
+        assert (measured.n_seeds, measured.n_images) == (seeds, images) == (3, 5 if row["dataset"] == "Set5" else 4)
+        # at the design it measured, the plan gives the mdd the reference computes from the mean squares themselves
+        assert at_measured[key] == pytest.approx(reference_row(folder, row["a"], row["b"], row["dataset"],
+                                                               "psnr")["mdd"], rel=1e-9), key
+        planned = plan[key]
+        assert planned["n_images"] == images and planned["note"] is None
+        assert planned["mdd"] == pytest.approx(reference_mdd(variances, 12, images), rel=1e-9), key
+        assert planned["seeds_needed"] == reference_seeds_needed(variances, 0.15, images) is not None, key
+    assert branches == {(True, True), (True, False), (False, True), (False, False)}
+    assert all(r["note"] == "one seed: no seed-level test" for r in study_power.plan(folder, n_seeds=1))
 
 
 def test_one_pretraining_shared_by_every_seed(tmp_path: Path) -> None:
@@ -348,7 +364,8 @@ def test_a_results_folder_from_before_this_version(tmp_path: Path) -> None:
     assert set(table["budget"]) == {"unknown"} and table["g_updates_a"].null_count() == table.height
     profile = {r["version"]: r for r in pl.read_parquet(tmp_path / schema.STUDY_PROFILE_FILE).iter_rows(named=True)}
     v3 = profile["v3"]
-    assert v3["adv_loss_source"] == study.ADV_FROM_WEIGHTED and v3["collapse_source"] == study.GAP_FROM_D
+    assert v3["adv_loss_source"] == "loss_adv_g / adv_weight (older history)"
+    assert v3["collapse_source"] == "d_real - d_fake (older history; for a relativistic D it can miss a saturated D_Ra)"
     assert v3["collapse_reports"] == 5  # d_real - d_fake: only the collapsed reports
     history = pl.read_parquet(tmp_path / schema.HISTORY_FILE)
     spreads = []
