@@ -90,7 +90,6 @@ def comparisons(trials: pl.DataFrame) -> list[Comparison]:
     return out + [Comparison(p.a, p.b, p.kind, p.a_trials, p.b_trials, p.note) for p in extra]
 
 
-
 # ---------------------------------------------------------------------------------- one comparison row
 
 

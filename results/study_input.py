@@ -64,7 +64,6 @@ def _with_columns(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:
                                if name not in frame.columns])
 
 
-
 def used_trials(trials: pl.DataFrame) -> pl.DataFrame:
     return trials.filter(pl.col("status").is_in(USED_STATUSES))
 

@@ -21,7 +21,7 @@ from reports_synthetic import (
     write_synthetic_results,
 )
 
-from reports import build, figures
+from reports import build, crops, figures
 from results import schema
 
 
@@ -215,8 +215,8 @@ def test_figure_json_cannot_close_its_script() -> None:
 
 
 def test_safe_name() -> None:
-    assert build.safe_name('<img src=x onerror="a">') == "img_src_x_onerror_a"
-    assert build.safe_name("../..") == "x"
+    assert crops.safe_name('<img src=x onerror="a">') == "img_src_x_onerror_a"
+    assert crops.safe_name("../..") == "x"
 
 
 def test_reports_never_import_torch_ray_or_harness() -> None:
