@@ -11,8 +11,8 @@ GPU without leaving the device:
     learned_score(sr, gt, *, net=load_learned("lpips", device=...))  -> (B,) float64 (LPIPS, other pyiqa FR)
     niqe(sr, *, crop=scale, params=load_niqe_params())  -> (B,) float64, lower is better
 
-What each metric's number means (direction, range, whether it needs weights) is `metric_info(name)`: the
-project's table `results.schema.METRICS`, else pyiqa's own description of the metric.
+What each metric's number means (direction, range, whether it needs weights) is the project's table
+`results.schema.METRICS`.
 
 The protocol (see `protocol()`, written into every results folder):
   - images are quantised to 8 bits first (SR is clamped to [0, 1] and rounded, as a saved PNG would be);
@@ -37,7 +37,6 @@ import hashlib
 import importlib.util
 import io
 import logging
-import math
 import re
 import urllib.error
 import zipfile
@@ -52,8 +51,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from results.schema import METRICS, Metric
 
 log = logging.getLogger(__name__)
 
@@ -359,21 +356,6 @@ def load_learned(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
     return load_lpips(device=device) if name == "lpips" else load_pyiqa_metric(name, device=device)
 
 
-def metric_info(name: str) -> Metric:
-    """Direction, range and whether weights are needed: this project's table, else pyiqa's description."""
-    if name in METRICS:
-        return METRICS[name]
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
-    if name not in DEFAULT_CONFIGS:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)} or a pyiqa full-reference name")
-    cfg = DEFAULT_CONFIGS[name]
-    low, _, high = str(cfg.get("score_range", "-inf, inf")).replace("~", "").partition(",")
-    return Metric(name, higher_is_better=not cfg.get("lower_better", False), lower=float(low or "-inf"),
-                  upper=float(high or "inf"), needs_weights=True, full_reference=cfg.get("metric_mode") == "FR",
-                  needs="pyiqa's weights for it (TORCH_HOME/hub/pyiqa)")
-
-
 # ------------------------------------------------------------------------------------------ NIQE (no-reference)
 
 NIQE_BLOCK = 96  # px, no overlap: Mittal et al.'s release, PIRM 2018's `computequality` call, pyiqa's default
@@ -600,8 +582,3 @@ def describe_lpips_weights() -> str:
     """Where LPIPS weights were read from (for `protocol(lpips_weights=...)`)."""
     heads = _lpips_pip_heads() or LPIPS_HEADS.cache_path()
     return f"backbone {ALEXNET.cache_path()}, heads {heads}"
-
-
-def psnr_db_offset_yiq_to_ycbcr() -> float:
-    """The constant by which YIQ-full-range PSNR reads lower than BT.601 studio-range PSNR: 20 log10(255/219)."""
-    return 20 * math.log10(255 / 219)

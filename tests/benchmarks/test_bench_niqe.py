@@ -180,5 +180,5 @@ def test_the_results_record_the_parameter_file(offline: Path, data_root: Path, t
     assert scores["niqe"].is_finite().all() and scores.height == 5
     summary = pl.read_parquet(out / schema.SUMMARY_FILE)
     assert summary["niqe"][0] == pytest.approx(scores["niqe"].mean()) and summary["niqe_missing"][0] is None
-    assert metrics.metric_info("niqe").full_reference is False and not metrics.metric_info("niqe").higher_is_better
-    assert metrics.metric_info("psnr").full_reference is True
+    assert schema.METRICS["niqe"].full_reference is False and not schema.METRICS["niqe"].higher_is_better
+    assert schema.METRICS["psnr"].full_reference is True
