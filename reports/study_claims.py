@@ -16,12 +16,11 @@ from reports.text import pct as _pct
 from reports.verdicts import ALPHA, assess
 from reports.verdicts import flags as _flags
 from reports.verdicts import has_interval as _has_interval
-from results import dose, schema
+from results import dose, legacy, schema
 from results import rows as result_rows
 from results.rows import json_list
 from results.schema import KIND_STEP, STUDY_ORDER
 
-CPU_SIZES = ("tiny", "cpu")  # the size ladder's reduced sizes (srgan.versions presets "<preset>-<size>")
 UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
 KIND_CONTROL = dose.KIND_CONTROL  # the GAN stage against its equal-budget control: these rows carry its claim
@@ -222,9 +221,7 @@ def _size_words(trials: pl.DataFrame) -> set[str]:
         suffix = next((s for s in result_rows.SIZE_SUFFIXES if name.endswith(s)), None)
         if suffix is None or suffix == "-paper":
             continue
-        word = suffix.removeprefix("-")
-        # results.rows also reads the older name of the cpu size, which a folder from before the ladder has
-        words.add(word if word in CPU_SIZES else "cpu")
+        words.add(legacy.RENAMED_SIZE_SUFFIXES.get(suffix, suffix).removeprefix("-"))  # "-small" is today's cpu
     return words
 
 

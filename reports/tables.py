@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from reports.load import Results
 from reports.text import METRIC_NAMES, MISSING, Cell, higher_is_better
 from reports.text import fmt as _fmt
-from results import rows, schema
+from results import legacy, rows, schema
 
 # ------------------------------------------------------------------------------------------ summary table
 
@@ -47,7 +47,7 @@ def _param_cell(trial: dict, name: str) -> Cell:
     pretraining = trial["stage"] == schema.STAGE_PRETRAIN
     if pretraining and name in PRETRAIN_UNUSED:
         return Cell("", "not used: a pretraining trains with the pixel loss only")
-    if pretraining and name == "preset" and not rows.LEGACY_PRETRAIN_NAME.fullmatch(str(trial["preset"])):
+    if pretraining and name == "preset" and not legacy.PRETRAIN_NAME.fullmatch(str(trial["preset"])):
         return Cell(trial["version"], f"recorded as preset {trial['preset']!r} in this older results folder")
     return Cell(_fmt_param(trial[name]))
 

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from results import schema
+from results import legacy, schema
 
-# srgan.versions.SIZES as preset-name suffixes ("full" has none), and "-small", the `cpu` size's name in results
-# folders written before the size ladder was unified (they still load).
-SIZE_SUFFIXES = ("-tiny", "-cpu", "-paper", "-small")
-
-# Results folders written before 2026-12-06 have no `version` column: `trial_version` derives it, here and nowhere
-# else. A pretraining is named "<family>-pretrain", with "-seed<N>" / "-<8 hex>" where two of a family differ; older
-# still, a pretraining was recorded under its GAN preset ("v2", "esrgan") and is named by its generator's family.
-# These readings of older folders (with "-small" above) go on 2027-06-01.
-LEGACY_PRETRAIN_NAME = re.compile(r"(?P<name>[a-z0-9]+-pretrain)(?:-seed\d+|-[0-9a-f]{8})?")
-LEGACY_FAMILY_OF_ARCH = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
+# srgan.versions.SIZES as preset-name suffixes ("full" has none), and the renamed ones results folders written
+# before the size ladder was unified still have (results.legacy, until its CUTOFF).
+SIZE_SUFFIXES = ("-tiny", "-cpu", "-paper", *legacy.RENAMED_SIZE_SUFFIXES)
 
 
 def trial_row(trial_id: str, *, label: str, status: str, config: dict | None = None, flags: Sequence[str] = (),
@@ -114,28 +106,15 @@ def source_trial(init_from: str | None, known: Collection[str]) -> str | None:
 def trial_version(row: Mapping[str, Any]) -> str:
     """What the study and the report call a trial: the `version` its row was written with (the harness writes it
     when it makes the row: "v3", "srresnet-pretrain", "srresnet-continued", "v2@adv_weight=0.1", "bicubic"). For
-    folders written before that column existed: a pretraining's name without its seed/hash suffix (or, older, its
-    generator's family), any other trial's preset without its size suffix."""
+    folders written before that column existed (read until `results.legacy.CUTOFF`): a pretraining's name without its
+    seed/hash suffix (or, older, its generator's family: `legacy.pretraining_version`), any other trial's preset
+    without its size suffix."""
     if row.get("version"):
         return str(row["version"])
     preset = str(row.get("preset") or row.get("label") or row.get("trial_id") or "?")
     if row.get("stage") != schema.STAGE_PRETRAIN:
         return _version(preset)
-    match = LEGACY_PRETRAIN_NAME.fullmatch(preset)
-    if match:
-        return match["name"]
-    arch = _arch(row.get("config_json"))
-    return f"{LEGACY_FAMILY_OF_ARCH.get(arch, arch)}-pretrain" if arch else "pretrain"  # "pretrain": no config
-
-
-def _arch(config_json: str | None) -> str | None:
-    try:
-        config = json.loads(config_json) if config_json else {}
-    except json.JSONDecodeError:
-        return None
-    generator = config.get("generator") if isinstance(config, dict) else None
-    arch = generator.get("arch") if isinstance(generator, dict) else None
-    return arch if isinstance(arch, str) and arch else None
+    return legacy.pretraining_version(preset, row.get("config_json"))
 
 
 def trials_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:

@@ -26,6 +26,7 @@ from srgan.config import (
     OptimConfig,
     TrainConfig,
 )
+from srgan.legacy import RENAMED_SIZES  # names used before the size ladder (an error names today's), until its CUTOFF
 
 
 def v1(*, scale: int = 4) -> ExperimentConfig:
@@ -431,9 +432,6 @@ PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
 # The size ladder (module docstring); "full" has no suffix in a preset's name.
 SIZES = ("tiny", "cpu", "full", "paper")
 _SIZED = {"tiny": tiny, "cpu": cpu, "paper": paper_schedule}
-# Names used before the ladder was unified, mapped to today's (an error names the new one; results folders
-# written with them still load: see results.rows).
-RENAMED_SIZES = {"small": "cpu", "smoke": "tiny"}
 # What a pretraining is named for: its generator family.
 GENERATOR_FAMILIES = {"srresnet": "srresnet", "rrdbnet": "rrdb"}
 

@@ -17,13 +17,13 @@ from harness.run.storage import data_root, resolve_train_dirs
 from harness.sweeps import arms
 from harness.sweeps.recovery import params_key
 from results import schema
+from results.legacy import RENAMED_PRETRAIN_SEEDS  # until results.legacy.CUTOFF
 from srgan.config import ExperimentConfig, from_dict
 from srgan.losses import WeightsUnavailable
 from srgan.versions import PRESETS, SIZES, check_size, continued_stage, pretrain_key, two_stage
 
 DEFAULT_GRID = {"loss.adv_weight": [1e-3, 5e-3]}
 PRETRAIN_SEEDS = ("per-seed", "shared")
-RENAMED_PRETRAIN_SEEDS = {"trial": "per-seed"}  # the word before the study and the sweep shared theirs
 SELECTIONS = ("final", "best-val")
 
 

@@ -449,16 +449,14 @@ def test_a_difference_missing_on_one_dataset_only_keeps_its_column(tmp_path: Pat
 @pytest.mark.parametrize(("name", "words"), [("v3-cpu", {"cpu"}), ("v3-tiny", {"tiny"}), ("v3", set()),
                                              ("v3-paper", set())])
 def test_reduced_sizes_are_named_on_the_ladder(name: str, words: set[str]) -> None:
-    assert study_claims.CPU_SIZES == ("tiny", "cpu")
     trials = pl.DataFrame({"config_json": [json.dumps({"name": name})]})
     assert study_claims._size_words(trials) == words
 
 
 def test_an_older_folder_s_name_of_the_cpu_size_reads_as_cpu() -> None:
-    """results.rows also lists the suffix results folders from before the ladder have; it is the cpu size."""
-    from results.rows import SIZE_SUFFIXES
+    """A folder from before the size ladder names the cpu size "-small" (results.legacy, until its CUTOFF)."""
+    from results import legacy
 
-    older = [s for s in SIZE_SUFFIXES if s not in ("-tiny", "-cpu", "-paper")]
-    for suffix in older:
-        trials = pl.DataFrame({"config_json": [json.dumps({"name": f"v3{suffix}"})]})
-        assert study_claims._size_words(trials) == {"cpu"}
+    assert legacy.RENAMED_SIZE_SUFFIXES == {"-small": "-cpu"}
+    trials = pl.DataFrame({"config_json": [json.dumps({"name": "v3-small"})]})
+    assert study_claims._size_words(trials) == {"cpu"}
