@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint_"
 LOOP_LOGGERS = ("harness", "srgan", "benchmarks")  # those `worker.worker_logging` sets up
-KEEP_CHECKPOINTS = 2  # as harness.train's CheckpointConfig(num_to_keep=2)
+KEEP_CHECKPOINTS = 2  # checkpoints a run keeps: here and in harness.run.train's Ray Train CheckpointConfig
 
 
 class Session(Protocol):

@@ -39,7 +39,7 @@ import torch
 from harness.run import lock, runs, worker
 from harness.run.options import add_shared_arguments
 from harness.run.runs import FAILED_FILE, RunSpec, prepare_run, resolve_config, validate_run
-from harness.run.session import RayTrainSession, Session, TuneTrialSession
+from harness.run.session import KEEP_CHECKPOINTS, RayTrainSession, Session, TuneTrialSession
 from harness.run.storage import (
     data_root,
     default_storage,
@@ -159,7 +159,7 @@ def build_trainer(spec: RunSpec, *, callbacks: list | None = None, loop: Callabl
             name=spec.run_dir.name,
             storage_path=str(spec.run_dir.parent),
             failure_config=FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING"),  # our workers log their own progress
         ),
