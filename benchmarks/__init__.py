@@ -1,2 +1,2 @@
-"""Measuring tools: scoring with the papers' protocol (datasets, metrics, NIQE, `evaluate`, published references)
-and speed and cost (the engine's throughput against a reference step, step-time cost estimates, the GPU check)."""
+"""Measuring tools in two jobs: `scoring` (the papers' protocol: datasets, metrics, evaluate) and `speed` (throughput
+against a reference step, cost, GPU checks; imports scoring). Entry modules beside them: `evaluate`, `prefetch`."""

@@ -1,7 +1,7 @@
 """The one numpy implementation of the papers' Y channel and PSNR (torch-free).
 
-`reports` uses it for the PSNR of a crop; `benchmarks.reference` builds its plain reference metrics on it;
-the torch metrics in `benchmarks.metrics` are tested against it. Inputs are (H, W, 3) uint8 RGB arrays.
+`reports` uses it for the PSNR of a crop; `benchmarks.scoring.reference` builds its plain reference metrics on it;
+the torch metrics in `benchmarks.scoring.metrics` are tested against it. Inputs are (H, W, 3) uint8 RGB arrays.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ RUN_FIELDS = (
     "wall_s",
     "scale",
     "datasets",  # list of dataset names scored
-    "protocol",  # dict, see benchmarks.metrics.protocol()
+    "protocol",  # dict, see benchmarks.scoring.metrics.protocol()
 )
 
 # trials.parquet: status is STATUS_* ("stopped": early-stopped by ASHA or a divergence stopper); flags is a JSON

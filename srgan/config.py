@@ -74,7 +74,7 @@ class DataConfig:
     # What validation (checkpoint choice, ASHA, the divergence stopper, every "best") reads; never a scored set
     # unless explicitly opted in (harness.run.validation). "holdout": `val_count` images held out of the first training
     # folder, fixed by content (srgan.holdout) and removed from training; "dirs": every image of `val_dirs`; else
-    # the name of a benchmark set (benchmarks.datasets), which a sweep or study then may not also score.
+    # the name of a benchmark set (benchmarks.scoring.datasets), which a sweep or study then may not also score.
     val_set: str = "holdout"
     val_dirs: tuple[str, ...] = ()  # with val_set "dirs"; relative paths resolve against the data root
     val_count: int = 10  # held-out images (at most a fifth of the folder's source images, at least one)

@@ -14,7 +14,7 @@ is checked:
   on the `meta` device (tensors without data: any read of a value raises, in Python or in C++). It follows the
   code paths `meta` takes: foreach Adam (fused Adam is CUDA/CPU only), no autocast.
 - on CUDA, the same steps run under `torch.cuda.set_sync_debug_mode("error")` (fused Adam, bf16 autocast; the
-  test is skipped without a GPU; `python -m benchmarks.gpu_check` runs it too).
+  test is skipped without a GPU; `python -m benchmarks.speed.gpu_check` runs it too).
 - tests/srgan/test_srgan_no_sync.py counts the syncing tensor methods that project code calls on the CPU.
 Not covered: `train.compile`'s first calls (compiling, and max-autotune benchmarking kernels, do synchronise).
 
@@ -97,7 +97,7 @@ log = logging.getLogger(__name__)
 
 # bf16 autocast measured faster than fp32 only from this per-device batch on (H100, issue 10: ESRGAN G+D at
 # batch 16 ran 75 images/s in bf16 against 102 in fp32; at batch 64, 684 against 494). `python -m
-# benchmarks.throughput --compare --batch 16,32,64` prints both on a GPU to move this threshold.
+# benchmarks.speed.throughput --compare --batch 16,32,64` prints both on a GPU to move this threshold.
 AMP_MIN_BATCH = 64
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -66,7 +66,7 @@ def _shared_data_in_ci() -> None:
     """Data-dependent tests skip on a machine without the shared data; in CI that would hide them, so there
     a missing data folder fails the run instead."""
     if os.environ.get("CI"):
-        from benchmarks.datasets import data_root
+        from benchmarks.scoring.datasets import data_root
 
         root = data_root()
         assert (root / "Set5").is_dir() and (root / "train" / "T91").is_dir(), (
@@ -105,9 +105,9 @@ def _scoped_cache(tmp_path_factory: pytest.TempPathFactory, name: str):
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The shared data (`benchmarks.datasets.data_root`: $ENHANCE_DATA, else ../shared/data); tests that need it
+    """The shared data (`benchmarks.scoring.datasets.data_root`: $ENHANCE_DATA, else ../shared/data); tests that need it
     skip without it (and fail in CI, see above)."""
-    from benchmarks.datasets import data_root as resolve
+    from benchmarks.scoring.datasets import data_root as resolve
 
     root = resolve()
     if not (root / "Set5" / "GTmod12").is_dir():
@@ -135,10 +135,10 @@ def make_checkpoint(tmp_path: Path):
 
 @pytest.fixture(scope="session", autouse=True)
 def _shared_step_times(tmp_path_factory: pytest.TempPathFactory):
-    """One step-time cache (benchmarks.cost, `$ENHANCE_STEP_TIMES`) for every run of the session, in this process
+    """One step-time cache (benchmarks.speed.cost, `$ENHANCE_STEP_TIMES`) for every run of the session, in this process
     and in the CLIs it starts: a network is timed once, not once per results folder. A test of the per-folder
     default unsets it (monkeypatch.delenv)."""
-    from benchmarks.cost import CACHE_ENV
+    from benchmarks.speed.cost import CACHE_ENV
 
     saved = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("step-times"))

@@ -2,7 +2,7 @@
 
     srgan       imports none of the project's other packages (pure PyTorch science)
     results     imports no torch, no Ray and none of the others (the results folder's contract)
-    benchmarks  imports only srgan and results
+    benchmarks  imports only srgan and results; its jobs: `scoring` <- `speed` (speed may import scoring, never back)
     harness     imports srgan, benchmarks and results, never reports; Ray lives here and only here
     reports     imports only results (plus polars, plotly, Jinja2, numpy, PIL): no torch, no Ray
 
@@ -170,15 +170,16 @@ def test_reading_results_loads_no_torch_and_no_ray(module: str) -> None:
 HARNESS_JOBS = ("cluster", "run", "sweeps")
 
 
-def job_of(module: str) -> int:
-    """The floor of a harness module: 0..2 for the jobs, 3 for the package and its entry modules."""
+def job_of(module: str, jobs: tuple[str, ...] = HARNESS_JOBS) -> int:
+    """The floor of a module: 0.. for the jobs (harness: 0..2), len(jobs) for the package and its entry modules."""
     parts = module.split(".")
-    return HARNESS_JOBS.index(parts[1]) if len(parts) > 2 and parts[1] in HARNESS_JOBS else len(HARNESS_JOBS)
+    return jobs.index(parts[1]) if len(parts) > 2 and parts[1] in jobs else len(jobs)
 
 
-def job_violations(graph: dict[str, set[str]]) -> list[str]:
+def job_violations(graph: dict[str, set[str]], jobs: tuple[str, ...] = HARNESS_JOBS) -> list[str]:
+    top = len(jobs)
     return [f"{a} imports {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
-            if job_of(b) > job_of(a) or (job_of(b) == len(HARNESS_JOBS) and job_of(a) < len(HARNESS_JOBS))]
+            if job_of(b, jobs) > job_of(a, jobs) or (job_of(b, jobs) == top and job_of(a, jobs) < top)]
 
 
 def test_harness_jobs_import_only_downwards() -> None:
@@ -189,6 +190,21 @@ def test_harness_jobs_import_only_downwards() -> None:
     assert not job_violations(graph), "\n".join(job_violations(graph))
 
 
+# benchmarks' jobs the same way: scoring with the papers' protocol, then the speed and cost tools (which time the
+# metrics); `python -m benchmarks.evaluate` and `benchmarks.prefetch` are the entry modules beside them.
+BENCHMARK_JOBS = ("scoring", "speed")
+
+
+def test_benchmark_jobs_import_only_downwards() -> None:
+    graph = import_graph(REPO / "benchmarks")
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 2} == set(BENCHMARK_JOBS)
+    flat = sorted(m for m in graph if m.count(".") == 1 and m.split(".")[1] not in BENCHMARK_JOBS)
+    assert flat == ["benchmarks.evaluate", "benchmarks.prefetch"], flat
+    assert not job_violations(graph, BENCHMARK_JOBS), "\n".join(job_violations(graph, BENCHMARK_JOBS))
+    assert job_violations({"benchmarks.scoring.a": {"benchmarks.speed.b"}}, BENCHMARK_JOBS) == [
+        "benchmarks.scoring.a imports benchmarks.speed.b"]  # the checker sees an upward import here too
+
+
 def test_the_job_checker_sees_an_upward_import() -> None:
     graph = {"harness.cluster.a": {"harness.run.b"}, "harness.run.b": {"harness.cluster.a"},
              "harness.sweeps.c": {"harness.run.b", "harness.sweep"}, "harness.sweep": {"harness.sweeps.c"}}
@@ -197,7 +213,7 @@ def test_the_job_checker_sees_an_upward_import() -> None:
 
 
 @pytest.mark.parametrize("package", ["srgan", "results", "benchmarks", "harness", "reports", "harness/cluster",
-                                     "harness/run", "harness/sweeps"])
+                                     "harness/run", "harness/sweeps", "benchmarks/scoring", "benchmarks/speed"])
 def test_each_package_opens_with_what_lives_there(package: str) -> None:
     init = REPO / package / "__init__.py"
     doc = ast.get_docstring(ast.parse(init.read_text())) if init.exists() else None

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)
 
-    from benchmarks import evaluate
+    from benchmarks.scoring import evaluate
     from harness.run.storage import default_storage
     from srgan.checkpoint import load_generator
 

@@ -180,7 +180,7 @@ def prepare_run(spec: RunSpec, *, inputs_checked: bool = False) -> RunSpec:
 
 
 def hardware_of(spec: RunSpec) -> str:
-    from benchmarks.evaluate import device_hardware
+    from benchmarks.scoring.evaluate import device_hardware
 
     return device_hardware("cuda" if spec.gpus_per_worker > 0 else "cpu")
 
@@ -199,7 +199,7 @@ def cost_lines(stages: dict[str, list[ExperimentConfig]], *, concurrency: int, g
     the steps are timed on as many threads as a worker gets (`cpus`), as the workers will run them."""
     import torch
 
-    from benchmarks.cost import estimate
+    from benchmarks.speed.cost import estimate
 
     device = "cuda" if gpus > 0 else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -231,6 +231,6 @@ def run_plan(spec: RunSpec, *, cache_dir: Path | None = None) -> str:
 
 def step_times_folder(default: Path) -> Path:
     """The step-time cache of a run: `$ENHANCE_STEP_TIMES` when set (shared by every run), else `default`."""
-    from benchmarks.cost import cache_folder
+    from benchmarks.speed.cost import cache_folder
 
     return cache_folder(default)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.datasets import data_root
+from benchmarks.scoring.datasets import data_root
 from srgan.config import ExperimentConfig
 
 __all__ = ["check_folder_path", "data_root", "default_storage", "dry_run_cache", "outside_data_root",
@@ -89,7 +89,7 @@ def dry_run_cache(folder: str | Path) -> Iterator[Path]:
     """A throwaway folder for the cost estimate's step-time cache during a dry run, which writes nothing: it
     starts with the step_times.json of `folder` (or of $ENHANCE_STEP_TIMES, when set) where there is one (so cached
     times are used), and is deleted after."""
-    from benchmarks.cost import CACHE_FILE, cache_folder
+    from benchmarks.speed.cost import CACHE_FILE, cache_folder
 
     tmp = Path(tempfile.mkdtemp(prefix="enhance-dry-run-"))
     try:

@@ -5,7 +5,7 @@ Validation is what checkpoint choice (`--select best-val`), ASHA, the divergence
 of `data.val_dirs`, or, where a user names one, a benchmark set. It is scored with the papers' protocol on
 centre crops of at most `data.val_crop` px (cheap enough to run several times per trial on a 2-core CPU): LR
 made by the MATLAB-compatible bicubic (`srgan.resize.bicubic_downscale`, 8-bit), PSNR/SSIM on Y with the border
-crop (`benchmarks.metrics`). A benchmark validation set is scored whole, with its own LR files.
+crop (`benchmarks.scoring.metrics`). A benchmark validation set is scored whole, with its own LR files.
 
 A sweep or study whose run validates on a set it also scores (by name, by a file of the same bytes, or a
 `val_dirs` folder holding a scored set's files) is refused before Ray starts, naming both (`check_selection`);
@@ -118,7 +118,7 @@ def _pairs(val_set: str, val_dirs: tuple[str, ...], count: int, crop: int, scale
     from srgan.resize import bicubic_downscale
 
     if val_set not in ("holdout", "dirs"):
-        from benchmarks.datasets import load_pairs
+        from benchmarks.scoring.datasets import load_pairs
 
         return [ValPair(p.name, p.gt, p.lq) for p in load_pairs(val_set, scale, root)]
     from srgan.holdout import dirs_split, holdout_split, resolve_dirs
@@ -137,8 +137,8 @@ def score(net: torch.nn.Module, pairs: Sequence[ValPair], *, scale: int, device:
     (`niqe_params_of`) also "val_niqe", the mean NIQE of the images whose crop holds NIQE's two 96-px blocks
     (`niqe_pairs`; none: no "val_niqe"). A Pareto search on NIQE sets crops that hold them
     (`harness.sweeps.pareto_search`)."""
-    from benchmarks import metrics
-    from benchmarks.evaluate import DEFAULT_TILE
+    from benchmarks.scoring import metrics
+    from benchmarks.scoring.evaluate import DEFAULT_TILE
     from srgan.upscale import upscale
 
     psnrs, ssims, niqes = [], [], []
@@ -158,16 +158,16 @@ def score(net: torch.nn.Module, pairs: Sequence[ValPair], *, scale: int, device:
 
 def niqe_pairs(pairs: Sequence[ValPair], scale: int) -> list[ValPair]:
     """The validation pairs NIQE can score (at least two whole 96-px blocks after the `scale`-px border crop)."""
-    from benchmarks.metrics import niqe_problem
+    from benchmarks.scoring.metrics import niqe_problem
 
     return [p for p in pairs if niqe_problem(*p.gt.shape[-2:], crop=scale) is None]
 
 
 @lru_cache(maxsize=4)
 def niqe_params_of(data_root: str):
-    """NIQE's parameters for validation (`benchmarks.metrics.load_niqe_params`), None where they are missing: then
-    validation reports no NIQE (a Pareto search on NIQE checks they exist before Ray starts)."""
-    from benchmarks.metrics import MetricUnavailable, load_niqe_params
+    """NIQE's parameters for validation (`benchmarks.scoring.metrics.load_niqe_params`), None where they are missing:
+    then validation reports no NIQE (a Pareto search on NIQE checks they exist before Ray starts)."""
+    from benchmarks.scoring.metrics import MetricUnavailable, load_niqe_params
 
     try:
         return load_niqe_params(data_root=data_root)
@@ -181,7 +181,7 @@ def niqe_params_of(data_root: str):
 @lru_cache(maxsize=16)
 def _scored_files(name: str, scale: int, root: str) -> tuple[dict[str, Path], frozenset[Path]]:
     """{sha256: file} of the files a benchmark set is scored from, and their folders."""
-    from benchmarks.datasets import load_pairs
+    from benchmarks.scoring.datasets import load_pairs
 
     files = [f for p in load_pairs(name, scale, root) for f in (p.gt_path, p.lq_path) if f is not None]
     return {sha256_of(f): f for f in files}, frozenset(f.parent.resolve() for f in files)

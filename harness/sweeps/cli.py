@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any
 
-from benchmarks.datasets import parse_datasets
+from benchmarks.scoring.datasets import parse_datasets
 from harness.run.options import add_shared_arguments
 from harness.sweeps import plan
 from srgan.config import ConfigError, add_override_argument, parse_set_args

@@ -177,7 +177,7 @@ class Scoring:
     gpus: float = 0.0
 
     def score(self, model, trial_id: str, into: Collected) -> None:
-        from benchmarks import evaluate
+        from benchmarks.scoring import evaluate
 
         scores, summary = evaluate.score_trial(model, trial_id, self.datasets, self.scale, data_root=self.data_root,
                                                save_images=list(self.save_images), images_dir=self.images_dir,
@@ -232,8 +232,8 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
     summary, history and run.json. With the sweep's `timeline`, run.json also keeps its overhead (`overhead`:
     the share of its time spent neither in training steps nor in scoring, `harness.sweeps.overhead`). Returns the trial
     rows."""
-    from benchmarks import evaluate
-    from benchmarks.metrics import protocol
+    from benchmarks.scoring import evaluate
+    from benchmarks.scoring.metrics import protocol
     from harness.sweeps import overhead
 
     io.check_writable(out)
@@ -267,7 +267,7 @@ def score_job(outcome: Outcome | None, scoring: Scoring, stops: dict[str, str], 
     returns it with the seconds it took."""
     import torch
 
-    from benchmarks import evaluate
+    from benchmarks.scoring import evaluate
 
     if threads:
         torch.set_num_threads(threads)
@@ -349,9 +349,9 @@ def _score_here(job: Outcome | None, scoring: Scoring, stops: dict[str, str], *,
 
 def _warm_up(scoring: Scoring | None = None) -> None:
     """A scoring process's imports and, with `scoring`, what its jobs read once per process (the benchmark images,
-    pyiqa's NIQE code: `benchmarks.evaluate.warm_up`), done before its first job."""
+    pyiqa's NIQE code: `benchmarks.scoring.evaluate.warm_up`), done before its first job."""
     import srgan.checkpoint  # noqa: F401
-    from benchmarks import evaluate
+    from benchmarks.scoring import evaluate
 
     if scoring is not None:
         evaluate.warm_up(scoring.datasets, scoring.scale, data_root=scoring.data_root)

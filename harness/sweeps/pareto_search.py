@@ -41,7 +41,7 @@ VALIDATION_METRICS = {"psnr": "val_psnr", "ssim": "val_ssim", "niqe": "val_niqe"
 UNAVAILABLE = {"lpips": "validation does not compute LPIPS (its AlexNet weights are not on these machines, and "
                         "scoring it at every validation would cost more than the GAN steps at the cpu size); search "
                         "on niqe:min, the perceptual index's no-reference half"}
-NIQE_BLOCKS = 2  # benchmarks.metrics.NIQE_MIN_BLOCKS: the model fits a covariance over the blocks
+NIQE_BLOCKS = 2  # benchmarks.scoring.niqe.NIQE_MIN_BLOCKS: the model fits a covariance over the blocks
 
 
 def objectives(text: str) -> tuple[Objective, ...]:
@@ -132,7 +132,7 @@ def check_plan(sweep) -> list[str]:
         return lines
     root = sweep.settings.data_root
     if validation.niqe_params_of(str(root)) is None:
-        from benchmarks.metrics import MetricUnavailable, load_niqe_params
+        from benchmarks.scoring.metrics import MetricUnavailable, load_niqe_params
 
         try:
             load_niqe_params(data_root=root)

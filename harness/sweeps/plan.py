@@ -400,7 +400,7 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     """Resolve every trial's config once (unknown presets, keys and values fail here, before any worker starts;
     the trials and the progress line read them from `settings.configs`), find the shared pretrainings, and check
     data, datasets and resources."""
-    from benchmarks.datasets import load_pairs
+    from benchmarks.scoring.datasets import load_pairs
     from harness.cluster import resources
     from srgan.config import to_dict
 
@@ -452,7 +452,7 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
             resources.check_run(replace(probe, cfg=cfg), resources.local_resources())
     settings = replace(settings, configs=configs)
     if request.fetch:
-        from benchmarks.evaluate import fetch_missing
+        from benchmarks.scoring.datasets import fetch_missing
 
         fetch_missing(list(request.datasets), settings.data_root)
     for name in request.datasets:

@@ -34,12 +34,12 @@ from pathlib import Path
 
 # (phase, functions whose cumulative time it is: "file:function" suffixes); the first match of a call wins
 PHASES = (
-    ("datasets", ("benchmarks/datasets.py:load_pairs", "benchmarks/prepared.py:prepared_sets")),
+    ("datasets", ("scoring/datasets.py:load_pairs", "scoring/prepared.py:prepared_sets")),
     ("model load", ("srgan/checkpoint.py:load_generator",)),
     ("upscaling", ("srgan/upscale.py:upscale",)),
-    ("psnr/ssim", ("benchmarks/metrics.py:psnr_ssim", "benchmarks/metrics.py:psnr_ssim_against")),
-    ("niqe", ("benchmarks/metrics.py:niqe",)),
-    ("pngs", ("benchmarks/evaluate.py:_keep_images",)),
+    ("psnr/ssim", ("scoring/psnr_ssim.py:psnr_ssim", "scoring/psnr_ssim.py:psnr_ssim_against")),
+    ("niqe", ("scoring/niqe.py:niqe",)),
+    ("pngs", ("scoring/scorers.py:keep_images",)),
 )
 IMPORTS = "import harness.sweeps.collect as c; c._warm_up()"
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--models must be at least 2 (one cold, one warm)")
     import torch
 
-    from benchmarks.datasets import data_root, parse_datasets
+    from benchmarks.scoring.datasets import data_root, parse_datasets
     from harness.sweeps.collect import Collected, Scoring, score_all, score_job
     from results import io, rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import metrics
+from benchmarks.scoring import learned
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty TORCH_HOME in tmp_path and a downloader that fails like a machine without internet."""
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
-    monkeypatch.setattr(metrics, "_UNAVAILABLE", {})
+    monkeypatch.setattr(learned, "_UNAVAILABLE", {})
 
     def no_network(url: str, dst: str, *args, **kwargs) -> None:
         raise urllib.error.URLError("Name or service not known (test: no network)")

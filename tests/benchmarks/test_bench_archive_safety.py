@@ -2,7 +2,7 @@
 
 Every hostile archive is built here. Each escape test first shows that the archive really escapes when its
 links are honoured (a plain `tarfile` extraction into a sandbox beside the real target), then that
-`benchmarks.datasets.extract` refuses it, names the entry, and leaves nothing behind, inside or outside.
+`benchmarks.scoring.datasets.extract` refuses it, names the entry, and leaves nothing behind, inside or outside.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import datasets as ds
+from benchmarks.scoring import datasets as ds
 
 # ------------------------------------------------------------------------------------------------ helpers
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import cost
+from benchmarks.speed import cost
 from srgan.config import override
 from srgan.versions import gan_stage, preset, pretrain_stage
 

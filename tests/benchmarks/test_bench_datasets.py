@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import datasets as ds
+from benchmarks.scoring import datasets as ds
 from srgan.images import ImageError, save_image
 from srgan.resize import bicubic_downscale
 

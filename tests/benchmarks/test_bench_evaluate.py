@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 import torch
 
-from benchmarks.evaluate import baseline, evaluate_model, main, score_trial
+from benchmarks.evaluate import main
+from benchmarks.scoring.evaluate import baseline, evaluate_model, score_trial
 from results import schema
 from srgan.checkpoint import CheckpointError, load_generator, load_training_state, save_training_state
 from srgan.images import save_image

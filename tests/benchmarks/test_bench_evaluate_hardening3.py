@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.evaluate import ImagesError, main, score_images
+from benchmarks.evaluate import main
+from benchmarks.scoring.images import ImagesError, score_images
 from results import schema
 
 SCALE = 2
@@ -66,7 +67,7 @@ def test_an_sr_identical_to_its_hr_is_warned_and_counted(tmp_path: Path, caplog)
     _save(_pixels(1), sr / "b.png")  # identical
     noisy = _pixels(2).astype(np.int16) + np.random.default_rng(3).integers(-3, 4, (24, 32, 3))
     _save(noisy.clip(0, 255).astype(np.uint8), sr / "c.png")
-    with caplog.at_level(logging.WARNING, logger="benchmarks.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="benchmarks.scoring.evaluate"):
         scores, summary = score_images(sr, scale=SCALE, hr=hr, metrics=("psnr",), device="cpu", progress=False)
     psnr = dict(zip(scores["image"].to_list(), scores["psnr"].to_list(), strict=True))
     assert psnr["a"] == psnr["b"] == math.inf
@@ -80,7 +81,7 @@ def test_an_sr_identical_to_its_hr_is_warned_and_counted(tmp_path: Path, caplog)
     for name in ("a", "b"):
         (sr / f"{name}.png").unlink()
         (hr / f"{name}.png").unlink()
-    with caplog.at_level(logging.WARNING, logger="benchmarks.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="benchmarks.scoring.evaluate"):
         _, clean = score_images(sr, scale=SCALE, hr=hr, metrics=("psnr",), device="cpu", progress=False)
     assert "psnr_infinite" not in clean.columns and math.isfinite(clean["psnr"][0])
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]

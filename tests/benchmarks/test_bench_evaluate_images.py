@@ -13,7 +13,9 @@ import polars as pl
 import pytest
 import torch
 
-from benchmarks.evaluate import NO_HR, main, score_images
+from benchmarks.evaluate import main
+from benchmarks.scoring.images import score_images
+from benchmarks.scoring.scorers import NO_HR
 from results import schema
 from srgan.images import load_image, save_image
 
@@ -24,7 +26,7 @@ METRICS = "psnr,ssim,lpips,niqe"  # LPIPS is null offline in both runs; the othe
 def model_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model (random weights) scored on Set5 x4 through the CLI, offline, its SR outputs saved
     (images/ckpt/set5/*.png). Made once for the module; tests copy what they change."""
-    from benchmarks import metrics
+    from benchmarks.scoring import learned
     from srgan.checkpoint import save_generator
     from srgan.generator import build_generator
     from srgan.versions import preset
@@ -32,7 +34,7 @@ def model_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     root = tmp_path_factory.mktemp("model_run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(root / "torch_home"))  # no NIQE cache, no LPIPS weights: as `offline`
-        mp.setattr(metrics, "_UNAVAILABLE", {})
+        mp.setattr(learned, "_UNAVAILABLE", {})
 
         def no_network(url: str, dst: str, *args, **kwargs) -> None:
             raise urllib.error.URLError("test: no network")

@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmarks.evaluate import main, score_trial
+from benchmarks.evaluate import main
+from benchmarks.scoring.evaluate import score_trial
 from srgan.upscale import NonFiniteOutputError
 
 
@@ -54,12 +55,12 @@ def test_an_output_path_that_is_a_file_fails_before_scoring(data_root: Path, tmp
                                                             monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    import benchmarks.evaluate as evaluate
+    from benchmarks.scoring import cli
 
     def never(*args, **kwargs):  # scoring must not start
         raise AssertionError("scored before checking the output folder")
 
-    monkeypatch.setattr(evaluate, "score_trial", never)
+    monkeypatch.setattr(cli, "score_trial", never)
     code = main(["--baseline", "bicubic", "--datasets", "set5", "--scale", "4", "--out", str(blocker / "r")])
     assert code == 2 and "not writable" in capsys.readouterr().err
 
@@ -70,7 +71,7 @@ def _full_disk(path, *args, **kwargs):
 
 def test_a_full_disk_while_saving_images_is_named_and_loses_nothing(data_root: Path, tmp_path: Path, capsys,
                                                                     monkeypatch) -> None:
-    import benchmarks.evaluate as evaluate
+    from benchmarks.scoring import scorers
 
     out = tmp_path / "scores"
     args = ["--baseline", "bicubic", "--datasets", "set5", "--scale", "4", "--out", str(out), "--metrics", "psnr"]
@@ -85,7 +86,7 @@ def test_a_full_disk_while_saving_images_is_named_and_loses_nothing(data_root: P
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(b"png")
 
-    monkeypatch.setattr(evaluate, "save_image", disk_fills_after_two)
+    monkeypatch.setattr(scorers, "save_image", disk_fills_after_two)
     code = main([*args, "--save-images"])
     err = capsys.readouterr().err
     assert code == 1, err  # the input was fine: the run failed
@@ -111,11 +112,12 @@ def test_a_full_disk_while_writing_tables_is_named(data_root: Path, tmp_path: Pa
 
 def test_score_trial_raises_a_named_output_error(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     """What sweeps and studies get: an `OutputError` (a `ResultsError`) naming the file, not PIL's OSError."""
-    import benchmarks.evaluate as evaluate
+    from benchmarks.scoring import scorers
+    from benchmarks.scoring.evaluate import baseline
     from results.io import ResultsError
 
-    monkeypatch.setattr(evaluate, "save_image", lambda img, path: _full_disk(path))
-    with pytest.raises(evaluate.OutputError, match=r"images/t/set5/baby.png: could not be written") as err:
-        score_trial(evaluate.baseline("bicubic", 4), "t", ["set5"], 4, metrics=("psnr",), save_images=["baby"],
+    monkeypatch.setattr(scorers, "save_image", lambda img, path: _full_disk(path))
+    with pytest.raises(scorers.OutputError, match=r"images/t/set5/baby.png: could not be written") as err:
+        score_trial(baseline("bicubic", 4), "t", ["set5"], 4, metrics=("psnr",), save_images=["baby"],
                     images_dir=tmp_path / "images", progress=False)
     assert isinstance(err.value, ResultsError)

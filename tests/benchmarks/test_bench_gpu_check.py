@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu_check`: the GPU script runs on the CPU at tiny size (`--device cpu --tiny`), writes
+"""`python -m benchmarks.speed.gpu_check`: the GPU script runs on the CPU at tiny size (`--device cpu --tiny`), writes
 every section into one JSON file, keeps its deadline, catches a planted host read, and imports nothing the GPU
 machine lacks (Ray, polars, plotly, pyiqa are blocked in its processes, spawned ones included). No timing is
 asserted."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gpu_check
+from benchmarks.speed import gpu_check
 from srgan import engine as engine_module
 from srgan.versions import preset
 
@@ -57,8 +57,8 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
 
 def test_imports_and_checks_steps_without_ray_polars_plotly_pyiqa(tmp_path: Path) -> None:
     out = tmp_path / "sync.json"
-    done = run(["-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--sections", "sync", "--json", str(out)],
-               blocked_env(tmp_path))
+    done = run(["-m", "benchmarks.speed.gpu_check", "--device", "cpu", "--tiny", "--sections", "sync", "--json",
+                str(out)], blocked_env(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     sync = report["sections"]["sync"]
@@ -71,7 +71,8 @@ def test_imports_and_checks_steps_without_ray_polars_plotly_pyiqa(tmp_path: Path
 @pytest.mark.slow  # spawns five processes (packing) and times the tiny v3 and ESRGAN steps (~1 min)
 def test_the_whole_tiny_run_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
-    done = run(["-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--json", str(out)], blocked_env(tmp_path))
+    done = run(["-m", "benchmarks.speed.gpu_check", "--device", "cpu", "--tiny", "--json", str(out)],
+               blocked_env(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     sections = report["sections"]

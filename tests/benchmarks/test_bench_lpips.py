@@ -14,8 +14,8 @@ import torch
 import torchvision
 from test_bench_metrics import _seed_random_lpips_cache
 
-from benchmarks import metrics
-from benchmarks.datasets import load_pairs
+from benchmarks.scoring import learned, metrics
+from benchmarks.scoring.datasets import load_pairs
 from srgan.resize import imresize
 
 # LPIPS's ScalingLayer: inputs in [-1, 1] are shifted and scaled by these per-channel constants (ImageNet's
@@ -57,7 +57,7 @@ def reference_lpips(x: torch.Tensor, y: torch.Tensor, backbone: dict, heads: lis
 
 
 def _heads_file() -> Path:
-    return metrics._lpips_pip_heads() or metrics.LPIPS_HEADS.cache_path()
+    return learned._lpips_pip_heads() or metrics.LPIPS_HEADS.cache_path()
 
 
 def _weights() -> tuple[dict, list[torch.Tensor]]:

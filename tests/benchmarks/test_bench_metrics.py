@@ -10,10 +10,10 @@ import pytest
 import torch
 import torchvision
 
-from benchmarks import metrics
-from benchmarks.datasets import load_pairs
-from benchmarks.evaluate import baseline, evaluate_model, missing_reasons, score_trial
-from benchmarks.reference import psnr_y_reference, ssim_y_reference
+from benchmarks.scoring import metrics
+from benchmarks.scoring.datasets import load_pairs
+from benchmarks.scoring.evaluate import baseline, evaluate_model, missing_reasons, score_trial
+from benchmarks.scoring.reference import psnr_y_reference, ssim_y_reference
 from srgan.images import load_image, load_image_u8
 from srgan.resize import imresize
 

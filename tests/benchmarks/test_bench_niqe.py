@@ -20,9 +20,10 @@ import scipy.io
 import torch
 import torchvision.transforms.functional as TF
 
-from benchmarks import metrics
-from benchmarks.datasets import load_pairs
-from benchmarks.evaluate import baseline, main, missing_reasons, score_trial
+from benchmarks.evaluate import main
+from benchmarks.scoring import metrics
+from benchmarks.scoring.datasets import load_pairs
+from benchmarks.scoring.evaluate import baseline, missing_reasons, score_trial
 from results import schema
 from srgan.images import save_image
 from srgan.resize import imresize
@@ -153,7 +154,7 @@ def test_bad_parameter_files_are_named(offline: Path, data_root: Path, tmp_path:
     cached = metrics.NIQE_PYIQA.cache_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not a mat file")
-    with caplog.at_level(logging.WARNING, logger="benchmarks.metrics"):
+    with caplog.at_level(logging.WARNING, logger="benchmarks.scoring.niqe"):
         params = metrics.load_niqe_params()  # the unusable cache is passed over, and said
     assert params.source == "data root" and str(cached) in caplog.text
     cached.unlink()

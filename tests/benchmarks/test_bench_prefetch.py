@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import metrics, prefetch
+from benchmarks import prefetch
+from benchmarks.scoring import weights
 from srgan.losses import vgg19_cache_path
 
 PUBLISHED = ("vgg19-dcbb9e9d.pth", "alexnet-owt-7be5be79.pth", "LPIPS_v0.1_alex-df73285e.pth",
@@ -33,10 +34,10 @@ def test_files_land_in_torch_home_layout(tmp_path: Path, monkeypatch: pytest.Mon
     # where the project's loaders look once TORCH_HOME points at the cache
     monkeypatch.setenv("TORCH_HOME", str(cache))
     assert vgg19_cache_path().read_bytes() == b"weights"
-    assert metrics.ALEXNET.cache_path().read_bytes() == b"weights"
-    assert metrics.LPIPS_HEADS.cache_path() == cache / "hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth"
-    assert metrics.LPIPS_HEADS.cache_path().is_file()
-    assert metrics.NIQE_PYIQA.cache_path() == cache / "hub/pyiqa/niqe_modelparameters.mat"  # where pyiqa looks
+    assert weights.ALEXNET.cache_path().read_bytes() == b"weights"
+    assert weights.LPIPS_HEADS.cache_path() == cache / "hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth"
+    assert weights.LPIPS_HEADS.cache_path().is_file()
+    assert weights.NIQE_PYIQA.cache_path() == cache / "hub/pyiqa/niqe_modelparameters.mat"  # where pyiqa looks
     # a second run downloads nothing
     urls.clear()
     assert prefetch.main(["--cache", str(cache)]) == 0 and urls == []

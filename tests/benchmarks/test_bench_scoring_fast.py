@@ -1,6 +1,7 @@
 """The faster scoring path gives the numbers of the straightforward one: NIQE's batched block features equal
 pyiqa's bit for bit, PSNR/SSIM against a precomputed HR side equal `psnr_ssim`, and a model scored through the
-per-process benchmark images (`benchmarks.prepared`) scores what a per-image computation from the files gives."""
+per-process benchmark images (`benchmarks.scoring.prepared`) scores what a per-image computation from the files
+gives."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import datasets as ds
-from benchmarks import evaluate, prepared
-from benchmarks import metrics as M
-from benchmarks.niqe_features import block_features
+from benchmarks.scoring import datasets as ds
+from benchmarks.scoring import evaluate, prepared
+from benchmarks.scoring import metrics as M
+from benchmarks.scoring.niqe import _mscn
+from benchmarks.scoring.niqe_features import block_features
 from srgan.generator import srresnet
 from srgan.images import save_image
 from srgan.resize import imresize
@@ -36,7 +38,7 @@ def _mscn_levels(img: torch.Tensor, crop: int = 4) -> list[torch.Tensor]:
     h, w = y.shape[-2:]
     y = y[..., : h - h % M.NIQE_BLOCK, : w - w % M.NIQE_BLOCK]
     half = matlab_imresize(y / M.PEAK, scale=0.5, antialiasing=True) * M.PEAK
-    return [M._mscn(y), M._mscn(half)]
+    return [_mscn(y), _mscn(half)]
 
 
 @pytest.mark.parametrize("dataset,image", [("set5", "baby"), ("set5", "bird"), ("set14", "bridge"),

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.throughput`: the train and loader sections report every rate; `--compare` reports the
+"""`python -m benchmarks.speed.throughput`: the train and loader sections report every rate; `--compare` reports the
 engine and the minimal reference step per preset and phase with FLOPs and MFU. Only that it runs and every
 number is there and plausible: no timing is asserted (a shared CPU is far too noisy)."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.measure import flops_per_image
-from benchmarks.reference_step import ReferenceStep
-from benchmarks.throughput import main
+from benchmarks.speed.measure import flops_per_image
+from benchmarks.speed.reference_step import ReferenceStep
+from benchmarks.speed.throughput import main
 from srgan.config import override
 from srgan.engine import GanEngine
 from srgan.versions import preset

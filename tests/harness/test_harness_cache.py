@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import torch
 
-from benchmarks.datasets import data_root as default_data_root
+from benchmarks.scoring.datasets import data_root as default_data_root
 from harness.run.runs import resolve_config
 from harness.sweeps import cache
 from results import schema

@@ -95,7 +95,7 @@ def test_more_samples_raises_a_resumed_search_and_refuses_fewer() -> None:
 
 
 def test_validation_reports_niqe_on_the_crops_that_hold_its_blocks(data_root: Path) -> None:
-    from benchmarks import metrics
+    from benchmarks.scoring import metrics
 
     params = validation.niqe_params_of(str(data_root))
     assert params is not None
@@ -196,7 +196,7 @@ def test_the_searcher_was_told_both_objectives_and_got_each_trials_final_report(
 def test_the_objectives_are_the_held_out_validation_images_scores(pareto_run: Search, data_root: Path) -> None:
     """Recompute each trial's objectives from its final weights on the validation pairs the plan named (the
     held-out split of train/T91): they match; the same weights on Set5 (the scored set) do not."""
-    from benchmarks.datasets import load_pairs
+    from benchmarks.scoring.datasets import load_pairs
     from srgan.checkpoint import load_generator
 
     run = pl.read_parquet(pareto_run.out / "pareto.parquet").row(0, named=True)

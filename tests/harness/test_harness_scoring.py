@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from benchmarks import prepared
+from benchmarks.scoring import prepared
 from harness.sweeps.collect import Scoring, score_all, score_job
 from harness.sweeps.scoring_profile import make_trials
 

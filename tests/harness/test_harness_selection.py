@@ -93,7 +93,7 @@ def _collect(run: Path, data_root: Path, selection: str) -> tuple[dict, pl.DataF
 
 
 def _psnr(checkpoint: Path, data_root: Path) -> list[float]:
-    from benchmarks.evaluate import evaluate_model
+    from benchmarks.scoring.evaluate import evaluate_model
 
     net, _ = load_generator(checkpoint, expect_scale=4)
     return evaluate_model(net, ["set5"], 4, data_root=data_root, metrics=("psnr",), progress=False)["psnr"].to_list()

@@ -1,4 +1,4 @@
-"""`$ENHANCE_STEP_TIMES`: one step-time cache (benchmarks.cost's step_times.json) shared by every run that sets
+"""`$ENHANCE_STEP_TIMES`: one step-time cache (benchmarks.speed.cost's step_times.json) shared by every run that sets
 it, instead of one per results folder; a dry run reads it and still writes nothing."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cost
+from benchmarks.speed import cost
 from harness.run import runs
 from harness.run.runs import RunSpec
 from harness.run.storage import dry_run_cache

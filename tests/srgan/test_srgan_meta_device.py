@@ -5,7 +5,7 @@ On the `meta` device tensors have shapes but no data: reading any value raises, 
 so does a tensor weight to `torch._foreach_lerp_`, which only takes a Scalar). So a step that runs here reads
 nothing. It sees only the code paths `meta` takes: foreach Adam (fused Adam runs on CUDA and the CPU), no bf16
 autocast, no cuDNN. Those are checked on CUDA by `test_cuda_steps_never_synchronise` under
-`torch.cuda.set_sync_debug_mode("error")`, skipped without a GPU (`python -m benchmarks.gpu_check` runs it too).
+`torch.cuda.set_sync_debug_mode("error")`, skipped without a GPU (`python -m benchmarks.speed.gpu_check` runs it too).
 """
 
 from __future__ import annotations

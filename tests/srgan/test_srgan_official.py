@@ -218,7 +218,7 @@ def test_a_truncated_file_is_named_in_one_line(tmp_path: Path) -> None:
 
 
 def _published_files() -> list[tuple[Path, str]]:
-    from benchmarks.datasets import data_root
+    from benchmarks.scoring.datasets import data_root
 
     table = data_root() / "pretrained" / "WEIGHTS.tsv"
     if not table.is_file():

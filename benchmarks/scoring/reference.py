@@ -1,6 +1,6 @@
 """Plain numpy/scipy reference PSNR and SSIM on Y (the MATLAB / skimage / BasicSR convention), written for
 reading, not speed. Y and PSNR are `results.metrics_np` (the project's one numpy version); SSIM is here.
-Tests check `benchmarks.metrics` against it; the throughput benchmark times both.
+Tests check `benchmarks.scoring.metrics` against it; the throughput benchmark times both.
 
 Inputs are (H, W, 3) uint8 RGB arrays; `crop` pixels are removed from every border.
 """

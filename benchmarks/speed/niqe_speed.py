@@ -1,7 +1,7 @@
-"""NIQE's cost per image: `benchmarks.metrics.niqe` against pyiqa's own `calculate_niqe` (the baseline), on the
+"""NIQE's cost per image: `benchmarks.scoring.metrics.niqe` against pyiqa's own `calculate_niqe` (the baseline), on the
 same images, the same parameters and the same thread count, in one run:
 
-    python -m benchmarks.niqe_speed [--datasets set5,set14] [--repeats 3] [--threads 1]
+    python -m benchmarks.speed.niqe_speed [--datasets set5,set14] [--repeats 3] [--threads 1]
 
 Each image is the bicubic x4 SR of a benchmark image (what a sweep scores). The two are timed alternately,
 image by image, and each keeps its fastest of `--repeats` runs, so other processes on a shared machine
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import datasets as ds
-from benchmarks import metrics as M
+from benchmarks.scoring import datasets as ds
+from benchmarks.scoring import metrics as M
 from srgan.resize import imresize
 
 
@@ -33,7 +33,7 @@ def _fastest(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.niqe_speed", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed.niqe_speed", description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="set5,set14")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)

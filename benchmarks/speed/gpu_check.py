@@ -1,15 +1,15 @@
 """The GPU checks of the training step in one go, under one deadline, into one JSON file.
 
-    python -m benchmarks.gpu_check [--deadline-s 480] [--json gpu_check.json]      # on a CUDA machine
-    python -m benchmarks.gpu_check --device cpu --tiny --json out.json             # the same code, CI-sized
+    python -m benchmarks.speed.gpu_check [--deadline-s 480] [--json gpu_check.json]      # on a CUDA machine
+    python -m benchmarks.speed.gpu_check --device cpu --tiny --json out.json             # the same code, CI-sized
 
 Sections, in this order (the most telling first, so a deadline cuts the least):
 - sync:     every preset (and v3 with EMA) runs its warmup steps and three GAN steps, grad norms in the first and
             the last, each step under `torch.cuda.set_sync_debug_mode("error")` (amp off and bf16): any host
             synchronisation raises, and the check records where. Off CUDA the same steps run on the meta device
             (any read of a value raises).
-- compare:  `benchmarks.compare.compare_one` (engine vs reference step, per phase: images/s, ratio, FLOPs, MFU, GPU
-            busy, host syncs) for v3 and ESRGAN at batch 16 and 64, amp off and bf16, compile off.
+- compare:  `benchmarks.speed.compare.compare_one` (engine vs reference step, per phase: images/s, ratio, FLOPs, MFU,
+            GPU busy, host syncs) for v3 and ESRGAN at batch 16 and 64, amp off and bf16, compile off.
 - packing:  four trials on one GPU, as `--gpus-per-worker 0.25` packs them (no Ray here: spawned processes): each
             process times the v3 GAN step for a fixed wall time, all starting together at a barrier, against one
             process alone; the ratio of the four's summed images/s to the one's.
@@ -19,7 +19,7 @@ left. The JSON is rewritten after every section, so a kill keeps what was measur
 against issue 16's: the H100 figures before (batch 16, G+D images/s: v3 607, ESRGAN 148; GPU busy 17-26 %) and the
 targets (v3 >= 2x, ESRGAN >= 2.5x, GPU busy >= 80 %, four packed v3 trials >= 2.5x one).
 
-Imports nothing beyond torch, numpy, PIL, safetensors and the project's srgan and benchmarks.compare/measure (no
+Imports nothing beyond torch, numpy, PIL, safetensors and the project's srgan and benchmarks.speed.compare/measure (no
 Ray, polars, plotly or pyiqa: the GPU machine has none of them). Exit codes: 0 every section ran or was skipped by
 the deadline and no step synchronised; 1 a step synchronised or a section failed; 2 bad arguments.
 """
@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.compare import compare_one, format_row
-from benchmarks.measure import bench_config, describe_device, matmul_ceiling, sync
+from benchmarks.speed.compare import compare_one, format_row
+from benchmarks.speed.measure import bench_config, describe_device, matmul_ceiling, sync
 from srgan.config import ExperimentConfig, from_dict, override
 from srgan.engine import GanEngine
 
@@ -283,7 +283,7 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed.gpu_check", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--tiny", action="store_true",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import datasets as ds
-from benchmarks import metrics as M
+from benchmarks.scoring import datasets as ds
+from benchmarks.scoring import metrics as M
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def _reference(gt: torch.Tensor, crop: int, color: M.Color) -> M.Reference | Non
 def benchmark_images(datasets: Sequence[str], scale: int, data_root: str | Path | None, *,
                      device: torch.device, crop: int, color: M.Color,
                      reference: bool = True) -> tuple[BenchmarkImage, ...]:
-    """Every image of `datasets` at `scale` (`benchmarks.datasets.load_pairs`, in its order), on `device`, with the
-    HR side of PSNR/SSIM when `reference`; read once per process while the files stay as they were."""
+    """Every image of `datasets` at `scale` (`benchmarks.scoring.datasets.load_pairs`, in its order), on `device`,
+    with the HR side of PSNR/SSIM when `reference`; read once per process while the files stay as they were."""
     root = ds.data_root(data_root)
     key = (tuple(datasets), scale, str(root), str(device), crop, color, reference,
            _files_signature(datasets, root))

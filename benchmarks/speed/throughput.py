@@ -1,8 +1,8 @@
 """Speed benchmarks: GAN step throughput per preset, the data loader that must feed it, and metric speed.
 
-    python -m benchmarks.throughput [--presets v1,v2,v3,ragan,esrgan] [--steps N] [--device cpu|cuda]
+    python -m benchmarks.speed.throughput [--presets v1,v2,v3,ragan,esrgan] [--steps N] [--device cpu|cuda]
                                     [--sections train,loader,metrics,compare] [--batch B[,B...]] [--workers 0,2]
-    python -m benchmarks.throughput --compare [--tiny] [--batch 16,64] [--amp off,bf16] [--compile off,default]
+    python -m benchmarks.speed.throughput --compare [--tiny] [--batch 16,64] [--amp off,bf16] [--compile off,default]
                                     [--json out.json]
 
 Sections (each prints a small table; ratios are taken against a baseline measured in the same run):
@@ -12,20 +12,20 @@ Sections (each prints a small table; ratios are taken against a baseline measure
            features (same cost) and the output says so.
 - loader:  patches/s per worker of `srgan.data.PatchDataset` on T91 + BSD200 through `make_loader`, at each
            preset's patch size and degradation, next to the GAN step (G + D) rate it must feed.
-- metrics: PSNR + SSIM (Y, crop 4) of bicubic x4 on Set5 + Set14 + BSD100 with `benchmarks.metrics` against
-           the plain numpy/scipy `benchmarks.reference`: time of each, speed ratio, max abs difference.
-- compare (`--compare`, `benchmarks.compare`): per preset, batch (`--batch` list), autocast setting (`--amp`;
+- metrics: PSNR + SSIM (Y, crop 4) of bicubic x4 on Set5 + Set14 + BSD100 with `benchmarks.scoring.metrics` against
+           the plain numpy/scipy `benchmarks.scoring.reference`: time of each, speed ratio, max abs difference.
+- compare (`--compare`, `benchmarks.speed.compare`): per preset, batch (`--batch` list), autocast setting (`--amp`;
            both fp32 and bf16 on CUDA) and compile setting (`--compile`), in the same run: images/s of
            `GanEngine.train_step` (with one `pop_metrics` per timed block, as a loop that logs) and of
-           `benchmarks.reference_step.ReferenceStep`, a minimal step written plainly (same networks, losses and
+           `benchmarks.speed.reference_step.ReferenceStep`, a minimal step written plainly (same networks, losses and
            fused Adam, no bookkeeping), per phase (warmup = pixel only, gan = G + D); their ratio; conv/matmul
            FLOPs per image (FlopCounterMode) and MFU against a matmul ceiling measured in the run (bf16 on CUDA,
            fp32 on the CPU); on CUDA the share of the timed window the GPU was busy (profiler) and host
            synchronisations per engine step (CUDA sync debug mode); then the loader that ships raw uint8 patches
            (`srgan.batches`) and the device batch stage, in patches/s against the step's demand. `--tiny`
            compares the presets' tiny variants (CPU). `--json` keeps every number (`compare.rows`).
-The measuring helpers (timer, FLOPs, ceiling, GPU busy, syncs) are in `benchmarks.measure`;
-`python -m benchmarks.gpu_check` runs the GPU comparisons in one go.
+The measuring helpers (timer, FLOPs, ceiling, GPU busy, syncs) are in `benchmarks.speed.measure`;
+`python -m benchmarks.speed.gpu_check` runs the GPU comparisons in one go.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import metrics, reference
-from benchmarks.compare import bench_compare
-from benchmarks.datasets import data_root, load_pairs
-from benchmarks.measure import TRAIN_DIRS, bench_config, describe_device, sync, timed
+from benchmarks.scoring import metrics, reference
+from benchmarks.scoring.datasets import data_root, load_pairs
+from benchmarks.speed.compare import bench_compare
+from benchmarks.speed.measure import TRAIN_DIRS, bench_config, describe_device, sync, timed
 from srgan.data import PatchDataset, make_loader
 from srgan.engine import GanEngine
 from srgan.losses import vgg19_cache_path
@@ -170,8 +170,8 @@ def bench_metrics(*, root: Path, device: torch.device, scale: int = 4) -> dict:
         vals = np.array([v for (n, _, _), v in zip(items, ours, strict=True) if n == name])
         print(f"{name:<7} {len(vals):>4} images  bicubic PSNR {vals[:, 0].mean():.2f} dB  SSIM {vals[:, 1].mean():.4f}")
     n = len(items)
-    print(f"benchmarks.metrics   : {t_ours:8.3f} s  ({n / t_ours:8.1f} images/s, {device.type})")
-    print(f"benchmarks.reference : {t_ref:8.3f} s  ({n / t_ref:8.1f} images/s, numpy/scipy; the baseline)")
+    print(f"benchmarks.scoring.metrics   : {t_ours:8.3f} s  ({n / t_ours:8.1f} images/s, {device.type})")
+    print(f"benchmarks.scoring.reference : {t_ref:8.3f} s  ({n / t_ref:8.1f} images/s, numpy/scipy; the baseline)")
     print(f"speed ratio reference/metrics: {t_ref / t_ours:.1f}x   max |diff|: PSNR {diff_psnr:.2e} dB, "
           f"SSIM {diff_ssim:.2e}")
     return {"images": n, "seconds": t_ours, "reference_seconds": t_ref, "speedup": t_ref / t_ours,
@@ -186,7 +186,7 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
     parser.add_argument("--sections", default=None,
                         help=f"any of {','.join(SECTIONS)} (default: train,loader,metrics; compare with --compare)")

@@ -1,7 +1,8 @@
 """What the speed benchmarks measure with: the device's description, a timer that waits for the device, the
 benchmark configs, and the measures of how well a step uses the device: conv/matmul FLOPs per image, a matmul
 ceiling measured now (the MFU denominator), the share of a window the GPU was busy (profiler) and host
-synchronisations per call (CUDA sync debug mode). Used by `benchmarks.throughput` and `benchmarks.gpu_check`."""
+synchronisations per call (CUDA sync debug mode). Used by `benchmarks.speed.throughput` and
+`benchmarks.speed.gpu_check`."""
 
 from __future__ import annotations
 

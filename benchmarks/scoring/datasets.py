@@ -28,7 +28,7 @@ import stat
 import tarfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -41,7 +41,7 @@ from srgan.resize import bicubic_downscale
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DatasetError(FileNotFoundError):
@@ -477,6 +477,16 @@ def fetch(name: str, root: str | Path | None = None, *,
         verify_folder(folder, archive)
     _flatten_single_subfolder(folder, ds)
     return folder
+
+
+def fetch_missing(names: Sequence[str], root: str | Path | None) -> None:
+    """Download (from its public address, checksum verified) every benchmark set whose folder is missing (`--fetch`
+    of `benchmarks.evaluate`, `harness.sweep` and `harness.study`)."""
+    for name in names:
+        folder = data_root(root) / spec(name).folder
+        if not folder.is_dir():
+            print(f"{name}: {folder} not found; downloading it (--fetch)")
+            fetch(name, root)
 
 
 def _flatten_single_subfolder(folder: Path, ds: DatasetSpec) -> None:

@@ -1,4 +1,4 @@
-"""The reference GAN step of the speed comparison (`benchmarks.throughput --compare`): the same work as
+"""The reference GAN step of the speed comparison (`benchmarks.speed.throughput --compare`): the same work as
 `srgan.engine.GanEngine.train_step`, written plainly, so that the engine's bookkeeping has a baseline to be
 measured against in the same run."""
 

@@ -1,7 +1,7 @@
-"""The `compare` section of `python -m benchmarks.throughput --compare`: per preset, batch, autocast and compile
+"""The `compare` section of `python -m benchmarks.speed.throughput --compare`: per preset, batch, autocast and compile
 setting, in the same run, images/s of `GanEngine.train_step` (one `pop_metrics` per timed block, as a loop that
-logs) against `benchmarks.reference_step.ReferenceStep` per phase, with FLOPs per image, MFU, the GPU-busy share
-and host syncs per step (`benchmarks.measure`); then the raw loader and the device batch stage against the
+logs) against `benchmarks.speed.reference_step.ReferenceStep` per phase, with FLOPs per image, MFU, the GPU-busy share
+and host syncs per step (`benchmarks.speed.measure`); then the raw loader and the device batch stage against the
 step's demand."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.measure import (
+from benchmarks.speed.measure import (
     TRAIN_DIRS,
     bench_config,
     flops_per_image,
@@ -22,7 +22,7 @@ from benchmarks.measure import (
     syncs_per_step,
     timed,
 )
-from benchmarks.reference_step import ReferenceStep
+from benchmarks.speed.reference_step import ReferenceStep
 from srgan.batches import device_batch
 from srgan.config import ExperimentConfig, override
 from srgan.data import PatchDataset, make_loader
