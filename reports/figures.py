@@ -22,10 +22,8 @@ from plotly.utils import PlotlyJSONEncoder
 
 from reports.text import METRIC_DIGITS, METRIC_NAMES, higher_is_better, long_name
 from results import pareto
-from results.schema import METRICS
+from results.schema import METRICS, STATUS_BASELINE, UNTRAINED_VGG
 
-BASELINE_STATUS = "baseline"
-UNTRAINED_VGG = "untrained-perceptual-vgg19"  # trials.parquet's flag for a perceptual loss on random VGG19 weights
 UNTRAINED_FLAG = "untrained VGG19 features (random weights): not a perceptual loss in the papers' sense"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
@@ -99,7 +97,7 @@ def perception_distortion(summary: pl.DataFrame, trials: pl.DataFrame, dataset: 
     )
     points = [
         PlanePoint(str(r["label"] or r["trial_id"]), float(r[metric]), float(r["psnr"]),
-                   r["status"] == BASELINE_STATUS)
+                   r["status"] == STATUS_BASELINE)
         for r in rows.iter_rows(named=True)
         if _finite(r[metric]) and _finite(r["psnr"])
     ]

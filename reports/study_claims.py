@@ -19,9 +19,7 @@ from reports.verdicts import has_interval as _has_interval
 from results import dose, legacy, schema
 from results import rows as result_rows
 from results.rows import json_list
-from results.schema import KIND_STEP, STUDY_ORDER
-
-UNTRAINED_VGG = "untrained-perceptual-vgg19"
+from results.schema import KIND_STEP, STUDY_ORDER, UNTRAINED_VGG
 
 KIND_CONTROL = dose.KIND_CONTROL  # the GAN stage against its equal-budget control: these rows carry its claim
 

@@ -24,9 +24,9 @@ from reports.text import finite as _finite
 from reports.text import fmt as _num
 from reports.verdicts import assess, estimate
 from results import dose
-from results.schema import STUDY_ORDER
+from results.schema import STUDY_ORDER, UNTRAINED_VGG
 
-UNTRAINED_VGG, UNTRAINED_FLAG = figures.UNTRAINED_VGG, figures.UNTRAINED_FLAG
+UNTRAINED_FLAG = figures.UNTRAINED_FLAG
 
 
 @dataclass

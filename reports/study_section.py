@@ -18,7 +18,7 @@ import polars as pl
 from reports import figures
 from reports.load import STUDY_CONTRACT
 from reports.study_claims import claims, method, protocol, stability_finding, untested, variance_line
-from reports.study_ladder import UNTRAINED_FLAG, UNTRAINED_VGG, Ladder, ladder_section
+from reports.study_ladder import UNTRAINED_FLAG, Ladder, ladder_section
 from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, Cell, non_finite, pct, plural
 from reports.text import finite as _finite
 from reports.text import fmt as _num
@@ -26,6 +26,7 @@ from reports.verdicts import assess, estimate, has_interval
 from reports.verdicts import flags as row_flags
 from results import dose, schema
 from results.rows import json_list
+from results.schema import UNTRAINED_VGG
 
 # The original study's table (v1 / v2 / v3), each cell summarised in English; the measured rows answer them.
 CLAIMS = {

@@ -53,6 +53,9 @@ STAGE_PRETRAIN, STAGE_GAN, STAGE_BASELINE = "pretrain", "gan", "baseline"
 # trials.parquet `flags` (and study.parquet's `selection`): the run validated on a set it is scored on, which only
 # the explicit --allow-selection-on-test permits (harness.run.validation)
 SELECTED_ON_TEST = "selected-on-test"
+# trials.parquet `flags`: the perceptual loss ran on untrained (random) VGG19 features, the explicit --vgg-fallback
+# (srgan.checkpoint writes it too: srgan imports no other layer)
+UNTRAINED_VGG = "untrained-perceptual-vgg19"
 
 
 @dataclass(frozen=True)
