@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from study_reference import reference_study
+from study_reference import holm, reference_study
 
 from results import dose, schema, stats, study
 
@@ -214,7 +214,8 @@ def test_the_trend_is_holm_adjusted_in_the_studys_family(ladder_study: Path) -> 
         family = rows.filter(pl.col("metric") == metric)
         extra = trend.filter(pl.col("metric") == metric)
         p = family["p_value"].to_list() + extra["p_value"].to_list()
-        adjusted = stats.holm(p)
+        assert sum(v is not None for v in extra["p_value"].to_list()) > 0  # the trends are tested
+        adjusted = holm(p)  # study_reference's Holm, written out apart from results.stats
         assert family["p_holm"].to_list() == pytest.approx(adjusted[:family.height], nan_ok=True)
         assert extra["p_holm"].to_list() == pytest.approx(adjusted[family.height:])
 
