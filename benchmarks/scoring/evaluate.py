@@ -62,6 +62,9 @@ def baseline(name: str, scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda lq: fn(lq, scale)
 
 
+# ------------------------------------------------------------------------------------------- scoring
+
+
 def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str | Path | None,
            metrics: Sequence[str], device: torch.device | None, trial_id: str, color: M.Color,
            tile: int | None, overlap: int | None, save_images: bool | Collection[str] | None,
@@ -72,7 +75,7 @@ def _score(model: Model, datasets: Sequence[str], scale: int, *, data_root: str 
     if save_images and images_dir is None:
         raise ValueError("save_images needs images_dir")
     scorers = load_scorers(metrics, device, crop=scale if crop is None else crop, color=color,
-                            data_root=data_root, reference=True)
+                           data_root=data_root, reference=True)
     # read, moved to the device and the HR side of PSNR/SSIM computed once per process (every model of a sweep)
     images = prepared.benchmark_images(datasets, scale, data_root, device=device, crop=scorers.crop, color=color,
                                        reference="psnr" in metrics or "ssim" in metrics)

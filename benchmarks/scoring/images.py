@@ -28,7 +28,6 @@ class ImagesError(ValueError):
     """SR images of `--images` that cannot be matched to their HR; the message names the file."""
 
 
-
 @dataclass(frozen=True)
 class _Match:
     """One SR image of `--images` and its HR: a loaded benchmark image, a file to read, or none."""
@@ -124,7 +123,7 @@ def score_images(images: str | Path, *, scale: int, trial_id: str | None = None,
     matches = match_images(images, scale=scale, hr=Path(hr) if hr is not None else None, datasets=datasets,
                            data_root=data_root, suffix=suffix)
     scorers = load_scorers(metrics, device, crop=scale if crop is None else crop, color=color,
-                            data_root=data_root, reference=hr is not None or bool(datasets))
+                           data_root=data_root, reference=hr is not None or bool(datasets))
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []

@@ -75,7 +75,7 @@ class Scorers:
 
 
 def load_scorers(metrics: Sequence[str], device: torch.device, *, crop: int, color: M.Color,
-                  data_root: str | Path | None, reference: bool) -> Scorers:
+                 data_root: str | Path | None, reference: bool) -> Scorers:
     """Load every requested metric; one that cannot be loaded is null with its reason (logged once per process,
     not once per trial of a sweep). Without a reference (`reference=False`) full-reference metrics are null."""
     nets: dict[str, nn.Module] = {}
@@ -123,7 +123,7 @@ def _save(img: torch.Tensor, path: Path) -> None:
 
 
 def keep_images(sr: torch.Tensor, gt: torch.Tensor | None, images_dir: Path, trial_id: str, dataset: str,
-                 name: str) -> None:
+                name: str) -> None:
     _save(sr, images_dir / trial_id / dataset / f"{name}.png")
     hr_path = images_dir / schema.HR_DIR / dataset / f"{name}.png"
     if gt is not None and not hr_path.exists():
