@@ -18,7 +18,7 @@ trained twice.
 
 Power, before the compute: `--dry-run --variance-from DIR` reads a previous study's variance components and prints,
 per comparison, dataset and metric, the minimum difference the chosen `--seeds` could detect (80 % power, alpha
-0.05) and, with `--target-diff`, how many seeds that difference needs (`results.study.plan`).
+0.05) and, with `--target-diff`, how many seeds that difference needs (`results.study_power.plan`).
 
 Sizes (srgan.versions.SIZES): `tiny` (tests and smoke runs, a few minutes), `cpu` (a 2-core CPU, about 10 minutes:
 CPU-sized networks trained long enough to learn; see srgan.versions.cpu), `full` (the papers' network sizes and
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def power_table(folder: str | None, *, seeds: int, target_diff: float | None) -> str:
     """The power of a study of `seeds` seeds, from the variance a previous study (`folder`) measured: one line per
-    comparison, dataset and metric (`results.study.plan`)."""
+    comparison, dataset and metric (`results.study_power.plan`)."""
     from results.stats import ALPHA, POWER
     from results.study_power import plan
 
