@@ -3,8 +3,8 @@
 Each simulated study draws paired differences d[s, i] = mu + u[s] + v[i] + e[s, i] (training seed x image, the
 model `results.stats` assumes) and asks the method whether its 95 % interval excludes zero. Under mu = 0 the
 share that does is the false-positive rate (nominal 5 %); under mu != 0 it is the power. Both the study's
-method (`results.stats.seed_image_t`, the function `results.study` calls) and the percentile bootstrap the study
-used before it (`former_paired_bootstrap`, kept here only to measure it) go through the same draws.
+method (`results.stats.seed_image_t`, the function `results.study_comparisons` calls) and the percentile bootstrap
+the study used before it (`former_paired_bootstrap`, kept here only to measure it) go through the same draws.
 tests/results/test_results_stats.py asserts the rates; this script prints them (the note's before/after table).
 """
 

@@ -1,8 +1,8 @@
 """An independent, plain-Python recomputation of study.parquet's rows from trials.parquet and scores.parquet.
 
-Written for reading, not speed, and sharing no code with `results.study` or `results.stats`: tests (the study's
-smoke run included) compare its numbers with the table. It follows the method those modules document, from
-the documentation, with loops and scipy's distributions:
+Written for reading, not speed, and sharing no code with the `results.study*` modules or `results.stats`: tests
+(the study's smoke run included) compare its numbers with the table. It follows the method those modules document,
+from the documentation, with loops and scipy's distributions:
 
 - the pairs: a GAN version's trials and the other version's trials with the same seed, or each GAN trial and the
   pretraining its `init_from` names; a pretraining's version is its preset when that ends in "-pretrain"
@@ -17,7 +17,10 @@ the documentation, with loops and scipy's distributions:
   the probability of improvement over all (seed of a, seed of b) pairs of dataset means, ties one half;
 - issue 25: a trial's written `version` first; each GAN version against the control its rows name and each ladder
   arm against the 0 arm, paired by seed; a ladder's trend: per (seed, image) np.polyfit's slope on log10 of the
-  non-zero weights, then the same interval against zero, in the same Holm family.
+  non-zero weights, then the same interval against zero, in the same Holm family;
+- planning the next study: the mean squares a design of S' seeds x I' images expects from the measured components
+  (resid + I' seed, resid + S' image, resid), combined as above, the mdd from scipy's non-central t, and the seeds
+  a target needs counted up one at a time.
 """
 
 from __future__ import annotations
