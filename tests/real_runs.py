@@ -31,10 +31,16 @@ class TinyStudy:
     started: list[str]  # GAN trials started by then (finished or running)
     resume: subprocess.CompletedProcess  # `python -m harness.sweep --resume OUT`
     rows: dict[str, int]  # rows of trials.parquet (all, pretrainings) and scores.parquet after the resume
+    resume_window: tuple[float, float]  # (unix seconds) just before the resume's process started, after it ended
 
     @property
     def pristine(self) -> Path:
         return self.out.parent / "pristine"
+
+    @property
+    def cache(self) -> Path:
+        """The pretraining cache its CLIs used (`study_env`): the study stored its two pretrainings there."""
+        return study_cache(self.out)
 
 
 def tune_trials(tune_dir: Path) -> dict[str, str]:
@@ -61,10 +67,14 @@ def study_rows(out: Path) -> dict[str, int]:
             "scores": pl.read_parquet(out / "scores.parquet").height}
 
 
+def study_cache(out: Path) -> Path:
+    return out.parent / "pretrain-cache"
+
+
 def study_env(out: Path) -> dict[str, str]:
     """The study's CLIs' environment: a pretraining cache of its own (harness.sweeps.cache), so its pretrainings train
-    here (in tune_pretrain/) and no other run of the session finds them."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "pretrain-cache")}
+    here (in tune_pretrain/) and no other run of the session finds them (a test that wants one copies its entry)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(study_cache(out))}
 
 
 def interrupt_after(cmd: list[str], env: dict[str, str], log: Path, marker: re.Pattern, *,
@@ -103,11 +113,13 @@ def build_tiny_study(out: Path, data_root: Path) -> TinyStudy:
     started = sorted(d.name for d in (out / "trials").iterdir()
                      if not d.name.endswith("-pretrain") and (d / "starts.log").is_file())
     assert finished and set(finished) != set(at_interrupt), at_interrupt  # some, not all
+    before = time.time()
     resume = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO,
                             env=study_env(out), capture_output=True, text=True, timeout=900)
+    window = (before, time.time())
     assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-4000:]
     shutil.copytree(out, out.parent / "pristine", symlinks=True)
     return TinyStudy(out=out, first_log=text, finished=finished, started=started, resume=resume,
-                     rows=study_rows(out))
+                     rows=study_rows(out), resume_window=window)
 
 

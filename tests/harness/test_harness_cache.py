@@ -1,16 +1,18 @@
-"""The pretraining cache (`harness.sweeps.cache`): a second sweep with the same pretraining starts no pretraining trial
-and its GAN trials start from identical weights; a corrupted entry is refused and rebuilt, never used; another
-config misses; two runs storing one pretraining at once leave one good entry."""
+"""The pretraining cache (`harness.sweeps.cache`): a sweep with the same pretraining as the session's tiny study
+(which stored it) starts no pretraining trial and its GAN trial starts from identical weights; a corrupted entry is
+refused and rebuilt, never used; --no-cache keeps nothing; another config misses; two runs storing one pretraining at
+once leave one good entry; the overhead each run records."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -161,12 +163,15 @@ def test_two_runs_storing_one_pretraining_at_once_leave_one_good_entry(data_root
 
 
 # ----------------------------------------------------------------------------------- sweeps through the CLI
+# Run A is the session's tiny study (tests/conftest.py `tiny_study`): it trained SRResNet's pretraining and stored
+# it in its cache. Sweep B (v2 at the study's size: the same pretraining config) takes it from a copy of that
+# entry; C refuses the copy once corrupted, trains and stores anew; D with --no-cache ignores the entry C stored.
 
 
 def _sweep(out: Path, data_root: Path, cache_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v2", "--grid", "loss.adv_weight=0.001",
-           "--steps", "4", "--datasets", "set5", "--save-images", "set5", "--scheduler", "none", "--no-report",
-           "--out", str(out), "--data-root", str(data_root), *extra]
+           "--datasets", "set5", "--save-images", "set5", "--scheduler", "none", "--no-report", "--out", str(out),
+           "--data-root", str(data_root), *extra]  # tiny's own steps, as the study's: its pretraining's config
     env = {**os.environ, "ENHANCE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -174,48 +179,70 @@ def _sweep(out: Path, data_root: Path, cache_dir: Path, *extra: str) -> subproce
 
 
 def _init_digest(out: Path) -> str:
+    """The weights v2's (seed 0) GAN trial started from: in a sweep, its one GAN trial; in a study, v2's."""
     trials = pl.read_parquet(out / schema.TRIALS_FILE).filter(pl.col("stage") == "gan")
+    if "version" in trials.columns and trials.height > 1:
+        trials = trials.filter((pl.col("version") == "v2") & (pl.col("seed") == 0))
     (trial_id,) = trials["trial_id"].to_list()
     return json.loads((out / schema.TRIALS_DIR / trial_id / "init.json").read_text())["generator_digest"]
 
 
+@dataclass(frozen=True)
+class CacheSweeps:
+    a: Path  # the tiny study, which trained the pretraining and stored it
+    entry: Path  # the copy of its cache entry that B, C and D use (C stores anew into it)
+    runs: dict[str, subprocess.CompletedProcess]  # "b", "c": the sweeps' output
+    windows: dict[str, tuple[float, float]]  # "b": before the sweep's process started, after it ended
+    pretrain_steps: int  # of the shared pretraining
+
+
 @pytest.fixture(scope="module")
-def three_sweeps(tmp_path_factory: pytest.TempPathFactory, data_root: Path):
-    """Sweep A trains and stores the pretraining; sweep B (same pretraining) takes it from the cache; then the
-    entry's weights are corrupted and sweep C refuses it, trains the pretraining again and stores it anew."""
+def cache_sweeps(tmp_path_factory: pytest.TempPathFactory, data_root: Path, tiny_study) -> CacheSweeps:
+    """Sweep B (same pretraining as the study's) takes it from a copy of the study's cache entry; then the copy's
+    weights are corrupted and sweep C refuses it, trains the pretraining again and stores it anew."""
     base = tmp_path_factory.mktemp("cache-sweeps")
     cache_dir = base / "cache"
-    a = _sweep(base / "a", data_root, cache_dir)
+    trained = tiny_study.out / schema.TRIALS_DIR / "srresnet-pretrain"
+    cfg = from_dict(ExperimentConfig, json.loads((trained / "config.json").read_text())["config"])
+    stored = cache.lookup(cfg, data_root, root=tiny_study.cache, discard_bad=False)
+    assert stored is not None and stored.source["run"] == str(tiny_study.out), "the study stored its pretraining"
+    entry = cache_dir / stored.path.name
+    shutil.copytree(stored.path, entry)
+    before = time.time()
     b = _sweep(base / "b", data_root, cache_dir)
-    (entry,) = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
-    weights = entry / "checkpoint_0000002" / "generator.safetensors"
+    windows = {"b": (before, time.time())}
+    weights = max(entry.glob("checkpoint_*")) / "generator.safetensors"  # the final weights, what a GAN stage reads
     data = bytearray(weights.read_bytes())
     data[-4] ^= 0xFF
     weights.write_bytes(bytes(data))
     c = _sweep(base / "c", data_root, cache_dir)
-    return base, entry, {"a": a, "b": b, "c": c}
+    return CacheSweeps(a=tiny_study.out, entry=entry, runs={"b": b, "c": c}, windows=windows,
+                       pretrain_steps=cfg.train.total_steps)
 
 
 @pytest.mark.slow
-def test_a_second_sweep_starts_no_pretraining_and_its_gan_trials_start_from_the_same_weights(three_sweeps) -> None:
-    base, entry, runs = three_sweeps
-    a, b = base / "a", base / "b"
+def test_a_second_sweep_starts_no_pretraining_and_its_gan_trials_start_from_the_same_weights(cache_sweeps,
+                                                                                              tiny_study) -> None:
+    a, b, entry, runs = cache_sweeps.a, cache_sweeps.entry.parent.parent / "b", cache_sweeps.entry, cache_sweeps.runs
     assert (a / schema.PRETRAIN_TUNE_DIR).is_dir() and (a / "trials" / "srresnet-pretrain" / "starts.log").is_file()
     assert not (b / schema.PRETRAIN_TUNE_DIR).exists()  # no pretraining trial ran in B
     assert not (b / "trials" / "srresnet-pretrain" / "starts.log").exists()
-    assert "srresnet-pretrain: 2 pixel-loss steps, shared by v2: from cache, not trained" in runs["b"].stdout
-    assert "from cache" not in runs["a"].stdout
+    assert (f"srresnet-pretrain: {cache_sweeps.pretrain_steps} pixel-loss steps, shared by v2: from cache, not "
+            "trained") in runs["b"].stdout
+    assert "from cache" not in tiny_study.first_log + tiny_study.resume.stdout
     assert _init_digest(b) == _init_digest(a)  # the GAN trial started from identical weights
     # the pretraining's row is there and scored, and the results say where it came from
     for out in (a, b):
         trials = pl.read_parquet(out / schema.TRIALS_FILE)
-        assert trials.filter(pl.col("stage") == "pretrain")["trial_id"].to_list() == ["srresnet-pretrain"]
+        assert "srresnet-pretrain" in trials.filter(pl.col("stage") == "pretrain")["trial_id"].to_list()
         summary = pl.read_parquet(out / schema.SUMMARY_FILE)
         assert summary.filter(pl.col("trial_id") == "srresnet-pretrain")["psnr"].is_not_null().all()
+    assert pl.read_parquet(b / schema.TRIALS_FILE).filter(pl.col("stage") == "pretrain")["trial_id"].to_list() == [
+        "srresnet-pretrain"]
     scores = [pl.read_parquet(out / schema.SCORES_FILE).filter(pl.col("trial_id") == "srresnet-pretrain")
               .sort("dataset", "image")["psnr"].to_list() for out in (a, b)]
     assert scores[0] == scores[1]  # the same generator, scored the same way
-    assert {json.loads((out / schema.RUN_FILE).read_text())["kind"] for out in (a, b)} == {"sweep"}
+    assert json.loads((b / schema.RUN_FILE).read_text())["kind"] == "sweep"
     record_a = json.loads((a / schema.RUN_FILE).read_text())["pretrain_cache"]
     record_b = json.loads((b / schema.RUN_FILE).read_text())["pretrain_cache"]
     assert record_a["enabled"] and record_a["from_cache"] == {}
@@ -224,21 +251,22 @@ def test_a_second_sweep_starts_no_pretraining_and_its_gan_trials_start_from_the_
 
 
 @pytest.mark.slow
-def test_a_corrupted_entry_is_rebuilt_not_used(three_sweeps, data_root: Path) -> None:
-    base, entry, runs = three_sweeps
-    c = base / "c"
+def test_a_corrupted_entry_is_rebuilt_not_used(cache_sweeps, data_root: Path) -> None:
+    entry, runs = cache_sweeps.entry, cache_sweeps.runs
+    c = entry.parent.parent / "c"
     assert "refused" in runs["c"].stderr and "does not match its sha256" in runs["c"].stderr
     assert (c / schema.PRETRAIN_TUNE_DIR).is_dir() and (c / "trials" / "srresnet-pretrain" / "starts.log").is_file()
     assert json.loads((c / schema.RUN_FILE).read_text())["pretrain_cache"]["from_cache"] == {}
-    assert _init_digest(c) == _init_digest(base / "a")  # trained again, deterministically: the same weights
+    assert json.loads((c / schema.RUN_FILE).read_text())["kind"] == "sweep"
+    assert _init_digest(c) == _init_digest(cache_sweeps.a)  # trained again, deterministically: the same weights
     rebuilt = json.loads((entry / cache.MANIFEST).read_text())
     assert rebuilt["source"]["run"] == str(c)  # stored anew by C, and whole
     assert cache.verify(entry, from_dict(ExperimentConfig, rebuilt["config"]), rebuilt["key"], rebuilt["config_digest"])
 
 
 @pytest.mark.slow
-def test_no_cache_trains_and_keeps_nothing(three_sweeps, data_root: Path, tmp_path: Path) -> None:
-    base, entry, _ = three_sweeps
+def test_no_cache_trains_and_keeps_nothing(cache_sweeps, data_root: Path, tmp_path: Path) -> None:
+    entry = cache_sweeps.entry
     before = sorted(p.name for p in entry.parent.iterdir())
     done = _sweep(tmp_path / "d", data_root, entry.parent, "--no-cache")
     assert (tmp_path / "d" / schema.PRETRAIN_TUNE_DIR).is_dir() and "from cache" not in done.stdout
@@ -264,17 +292,39 @@ def _steps_seconds_by_hand(out: Path, since: float) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_the_overhead_share_is_written_to_run_json_and_printed(three_sweeps) -> None:
-    base, _, runs = three_sweeps
-    for name in ("a", "b"):
-        record = json.loads((base / name / schema.RUN_FILE).read_text())["overhead"]
-        by_hand = _steps_seconds_by_hand(base / name, record["started"])
-        assert record["train_step_s"] == pytest.approx(sum(by_hand.values()), rel=1e-9)
+def test_the_overhead_share_is_written_to_run_json_and_printed(cache_sweeps, tiny_study) -> None:
+    """run.json's overhead (harness.sweeps.overhead) against references of the test's own: the training-step
+    seconds summed by hand from every trial's history, the run's window on this test's clock, and the share's
+    definition (the module's docstring) applied to the measured times, not to the record's derived fields. A is the
+    study's resume, B a sweep that took its pretraining from the cache."""
+    runs = {"a": (tiny_study.out, tiny_study.resume.stdout, tiny_study.resume_window),
+            "b": (cache_sweeps.entry.parent.parent / "b", cache_sweeps.runs["b"].stdout, cache_sweeps.windows["b"])}
+    for name, (out, stdout, (opened, closed)) in runs.items():
+        record = json.loads((out / schema.RUN_FILE).read_text())["overhead"]
+        by_hand = _steps_seconds_by_hand(out, record["started"])
+        train_s = sum(by_hand.values())
+        assert record["train_step_s"] == pytest.approx(train_s, rel=1e-9)
         assert record["scoring_s"] > 0 and record["slots"] >= 1 and record["scorers"] >= 1
+        # the accounted window lies inside the run's process as this test's clock saw it, its phases one after
+        # another inside the window
+        assert opened <= record["started"] and record["started"] + record["wall_s"] <= closed
+        phases = record["phases_s"]
+        assert {"Ray start-up", "GAN trials", "scoring"} <= set(phases)
+        assert min(phases.values()) >= 0 and sum(phases.values()) <= record["wall_s"]
+        # capacity: `slots` trial slots until scoring, `scorers` while it scores
+        scoring_wall = phases["scoring"]
+        before_scoring = record["wall_s"] - scoring_wall
+        capacity = record["slots"] * before_scoring + record["scorers"] * scoring_wall
+        assert record["slot_s"] == pytest.approx(capacity, rel=1e-9)
+        assert record["share"] == pytest.approx(1 - (train_s + record["scoring_s"]) / capacity, rel=1e-9)
         assert 0 < record["share"] < 1
-        assert record["share"] == pytest.approx(
-            1 - (record["train_step_s"] + record["scoring_s"]) / record["slot_s"], rel=1e-9)
-        assert {"Ray start-up", "GAN trials", "scoring"} <= set(record["phases_s"])
-        assert f"overhead: {100 * record['share']:.1f} %" in runs[name].stdout
-        if name == "b":  # the cached pretraining trained in A, before B started: none of its steps are B's
-            assert by_hand["srresnet-pretrain"] == 0.0 and "pretraining" not in record["phases_s"]
+        # busy seconds fit their slots: training steps before scoring, scoring jobs while it scores
+        assert train_s <= record["slots"] * before_scoring
+        assert record["scoring_s"] <= record["scorers"] * scoring_wall
+        assert f"overhead: {100 * record['share']:.1f} %" in stdout
+        if name == "a":  # trained before the resume started: none of their steps are the resume's
+            assert all(by_hand[t] == 0.0 for t in ("srresnet-pretrain", "rrdb-pretrain", *tiny_study.finished))
+            assert all(by_hand[t] > 0 for t in set(by_hand) - {"srresnet-pretrain", "rrdb-pretrain",
+                                                                 *tiny_study.started})
+        else:  # the cached pretraining trained in A, before B started: none of its steps are B's
+            assert by_hand["srresnet-pretrain"] == 0.0 and "pretraining" not in phases
