@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from harness.run.worker import read_history
+from harness.sweeps import scored
 from results import io, rows, schema
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Collected:
     summaries: list[pl.DataFrame] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # trial id -> what its scores came from (`scored`)
 
     def merge(self, other: Collected) -> None:
         """Add what `other` collected after what this holds (rows in that order; a metric's reason updated)."""
@@ -159,6 +161,7 @@ class Collected:
         self.summaries += other.summaries
         self.history += other.history
         self.missing.update(other.missing)
+        self.weights.update(other.weights)
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,11 @@ class Scoring:
         into.missing.update(evaluate.missing_reasons(summary))
 
 
-def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], into: Collected) -> None:
-    """Score the checkpoint `scoring.selection` picks and add the trial's row (ok / stopped / failed, with the
-    reason), with the budget behind the scored weights and the `selected-on-test` flag where it applies."""
+def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], into: Collected, *,
+                  prior: scored.Prior | None = None) -> None:
+    """Score the checkpoint `scoring.selection` picks (or take the `prior` scores of the same weights) and add the
+    trial's row (ok / stopped / failed, with the reason), with the budget behind the scored weights and the
+    `selected-on-test` flag where it applies."""
     from srgan.checkpoint import checkpoint_step, load_generator
 
     run_dir = outcome.run_dir
@@ -217,12 +222,16 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
         status, reason = schema.STATUS_STOPPED, "early-stopped by ASHA (validation PSNR below its rung)"
     g_updates, images_seen = budget(run_dir, checkpoint_step(ckpt))
     row.update(g_updates=g_updates, images_seen=images_seen, selection=scoring.selection)
-    net_g, _ = load_generator(ckpt, expect_scale=scoring.scale)
-    try:
-        scoring.score(net_g, outcome.trial_id, into)
-    except ValueError as err:  # e.g. a model whose output is not finite: the trial failed, the sweep goes on
-        into.trials.append(rows.trial_row(**row, status=schema.STATUS_FAILED, error=str(err)))
-        return
+    into.weights[outcome.trial_id] = scored.weights_digest(ckpt)
+    if prior is not None and prior.weights == into.weights[outcome.trial_id]:
+        scored.take(prior, into)
+    else:
+        net_g, _ = load_generator(ckpt, expect_scale=scoring.scale)
+        try:
+            scoring.score(net_g, outcome.trial_id, into)
+        except ValueError as err:  # e.g. a model whose output is not finite: the trial failed, the sweep goes on
+            into.trials.append(rows.trial_row(**row, status=schema.STATUS_FAILED, error=str(err)))
+            return
     into.trials.append(rows.trial_row(**row, status=status, stop_reason=reason))
 
 
@@ -230,20 +239,26 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
                     kind: str = "sweep", extra: dict | None = None, timeline: Timeline | None = None) -> list[dict]:
     """Score the bicubic baseline and every trial (in parallel where Ray runs: `score_all`); write trials, scores,
     summary, history and run.json. With the sweep's `timeline`, run.json also keeps its overhead (`overhead`:
-    the share of its time spent neither in training steps nor in scoring, `harness.sweeps.overhead`). Returns the trial
-    rows."""
+    the share of its time spent neither in training steps nor in scoring, `harness.sweeps.overhead`). A model scored
+    before from the same weights, the same way, keeps its scores (`harness.sweeps.scored`). Returns the trial rows."""
     from benchmarks.scoring import evaluate
     from benchmarks.scoring.metrics import protocol
     from harness.sweeps import overhead
 
     io.check_writable(out)
     stops = io.read_json(out / schema.STOPS_FILE, required=False) or {}
+    jobs = [None, *outcomes]
+    kept = scored.kept(out, scoring, jobs, lambda job: None if job.error else select_checkpoint(
+        job.run_dir, scoring.selection, metric=scoring.metric, mode=scoring.mode)[0])
     with timeline.phase("scoring") if timeline is not None else contextlib.nullcontext():
-        parts, scorers = score_all([None, *outcomes], scoring, stops)
+        taken = {i: score_job(jobs[i], scoring, stops, prior=prior) for i, prior in kept.items()}
+        fresh, scorers = score_all([job for i, job in enumerate(jobs) if i not in kept], scoring, stops)
+    fresh = iter(fresh)
+    parts = [taken[i] if i in taken else next(fresh) for i in range(len(jobs))]
     collected = Collected()
     for part, _seconds in parts:
         collected.merge(part)
-    extra = dict(extra or {})
+    extra = dict(extra or {}, **{scored.RUN_KEY: scored.record(scoring, collected.weights)})
     if timeline is not None:
         timeline.scorers = scorers
         train_s = sum(overhead.trial_step_seconds(o.run_dir, since=timeline.started) for o in outcomes)
@@ -262,9 +277,9 @@ def collect_results(out: Path, outcomes: Sequence[Outcome], scoring: Scoring, *,
 
 
 def score_job(outcome: Outcome | None, scoring: Scoring, stops: dict[str, str], *,
-              threads: int | None = None) -> tuple[Collected, float]:
-    """Score one trial (`collect_trial`), or the bicubic baseline (`outcome` None), into its own `Collected`;
-    returns it with the seconds it took."""
+              threads: int | None = None, prior: scored.Prior | None = None) -> tuple[Collected, float]:
+    """Score one trial (`collect_trial`), or the bicubic baseline (`outcome` None), into its own `Collected` (or
+    take its `prior` scores, of the same weights); returns it with the seconds it took."""
     import torch
 
     from benchmarks.scoring import evaluate
@@ -274,11 +289,15 @@ def score_job(outcome: Outcome | None, scoring: Scoring, stops: dict[str, str], 
     started = time.perf_counter()
     part = Collected()
     if outcome is None:
-        scoring.score(evaluate.baseline("bicubic", scoring.scale), "bicubic", part)
+        if prior is not None and prior.weights == scored.BASELINE:
+            scored.take(prior, part)
+        else:
+            scoring.score(evaluate.baseline("bicubic", scoring.scale), "bicubic", part)
+        part.weights["bicubic"] = scored.BASELINE
         part.trials.append(rows.trial_row("bicubic", label="bicubic (MATLAB)", preset="bicubic",
                                           status=schema.STATUS_BASELINE, steps=0))
     else:
-        collect_trial(outcome, scoring, stops, part)
+        collect_trial(outcome, scoring, stops, part, prior=prior)
     return part, time.perf_counter() - started
 
 

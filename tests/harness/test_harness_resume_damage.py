@@ -225,8 +225,8 @@ def test_resume_after_cut_off_restarted_and_later_named_states(tiny_study, tiny_
     tune_pretrain state cut off (the resume that wrote it ran out of disk), and a newer one holding only the
     parameter-less trial of Tune's restart afresh after a failed restore; in tune/, a cut-off state with a later
     name (each resume used to add one more phantom trial). The resume, through the study's own entry point,
-    names each, sets them aside, restores the intact states, re-runs nothing and rewrites the same tables; the
-    state it leaves is one the next resume restores from as it is."""
+    names each, sets them aside, restores the intact states, re-runs nothing and rewrites the same tables, keeping
+    every model's scores (none scored again); the state it leaves is one the next resume restores from as it is."""
     out = tiny_study_to_damage
     states = sorted((out / schema.PRETRAIN_TUNE_DIR).glob(recovery.STATE_GLOB))
     assert len(states) >= 2  # the first run's and the resume's
@@ -249,6 +249,11 @@ def test_resume_after_cut_off_restarted_and_later_named_states(tiny_study, tiny_
     assert f"{later}: damaged Tune experiment state" in said
     assert study_rows(out) == tiny_study.rows
     assert _starts(out) == starts  # nothing trained again
+    models = tiny_study.rows["trials"]  # bicubic too
+    assert f"{models} of {models} models keep the scores" in said  # nothing scored again (harness.sweeps.scored)
+    for table, rows in ((schema.SCORES_FILE, ["trial_id", "dataset", "image"]),
+                        (schema.SUMMARY_FILE, ["trial_id", "dataset"])):
+        assert pl.read_parquet(out / table).sort(rows).equals(pl.read_parquet(tiny_study.pristine / table).sort(rows))
     for path in (states[-1], phantom, later):
         assert not path.exists() and path.with_name(path.name + recovery.DAMAGED).exists()
     trials = pl.read_parquet(out / schema.TRIALS_FILE)

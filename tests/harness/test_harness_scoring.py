@@ -1,18 +1,27 @@
 """Scoring a sweep's models through Ray (`harness.sweeps.collect.score_all`: the baseline and the first jobs in the
 driver
 while the scoring processes start and read the benchmark images, the rest as Ray tasks) gives, job by job and in
-the jobs' order, the scores of each model scored alone in this process."""
+the jobs' order, the scores of each model scored alone in this process; a rescoring of a folder keeps the scores of
+the models whose weights it scored before, the same way (`harness.sweeps.scored`)."""
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from benchmarks.scoring import prepared
-from harness.sweeps.collect import Scoring, score_all, score_job
+from harness.sweeps.collect import Outcome, Scoring, collect_results, score_all, score_job
 from harness.sweeps.scoring_profile import make_trials
+from results import schema
+from srgan.checkpoint import save_config, save_generator
+from srgan.generator import build_generator
+from srgan.versions import preset
 
 
 @pytest.mark.slow
@@ -32,3 +41,49 @@ def test_score_all_on_ray_equals_each_model_scored_alone(local_ray, data_root: P
         assert got.height == 5 and got.equals(expected)  # equal to the last digit, not close
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(
         ["_hr", "bicubic", *(o.trial_id for o in outcomes)])
+
+
+def _trial(out: Path, name: str, seed: int) -> Outcome:
+    """A finished tiny v1 trial folder (random weights, seeded) with its final checkpoint."""
+    cfg = preset("v1-tiny")
+    run = out / "trials" / name
+    torch.manual_seed(seed)
+    save_config(cfg, run, workers=1)
+    save_generator(build_generator(cfg.generator, scale=cfg.scale).eval(), cfg,
+                   run / f"checkpoint_{cfg.train.total_steps:07d}", step=cfg.train.total_steps)
+    (run / "history.jsonl").write_text(json.dumps({"step": cfg.train.total_steps, "phase": "gan", "time": 1.0}) + "\n")
+    return Outcome(trial_id=name, run_dir=run, stage="gan")
+
+
+def test_a_rescoring_keeps_the_scores_of_weights_scored_the_same_way_and_scores_the_rest(
+        data_root: Path, tmp_path: Path, caplog) -> None:
+    """A resume's scoring (`collect_results` on a folder that was scored before) takes a model's rows from the tables
+    when its weights and the way it is scored are unchanged (run.json `scored`), and scores every other model."""
+    out = tmp_path / "sweep"
+    outcomes = [_trial(out, "kept", 0), _trial(out, "retrained", 1)]
+    scoring = Scoring(datasets=["set5"], scale=4, data_root=data_root, images_dir=out / "images",
+                      save_images=("set5",))
+    collect_results(out, outcomes, scoring, started=time.time(), command="first")
+    scores = pl.read_parquet(out / schema.SCORES_FILE)
+    assert set(json.loads((out / schema.RUN_FILE).read_text())["scored"]["weights"]) == {"bicubic", "kept",
+                                                                                         "retrained"}
+    # a marker in the table: where it survives, the row was taken, not scored again
+    pl.concat([scores.filter(pl.col("trial_id") != "kept"),
+               scores.filter(pl.col("trial_id") == "kept").with_columns(psnr=pl.lit(-1.0))]).write_parquet(
+        out / schema.SCORES_FILE)
+    _trial(out, "retrained", 2)  # other weights in its final checkpoint
+    with caplog.at_level("INFO"):
+        collect_results(out, outcomes, scoring, started=time.time(), command="resume")
+    assert "2 of 3 models keep the scores" in caplog.text
+    again = pl.read_parquet(out / schema.SCORES_FILE)
+    assert (again.filter(pl.col("trial_id") == "kept")["psnr"] == -1.0).all()
+    assert again.filter(pl.col("trial_id") == "bicubic").equals(scores.filter(pl.col("trial_id") == "bicubic"))
+    fresh, _ = score_job(outcomes[1], replace(scoring, images_dir=tmp_path / "alone"), {})
+    assert again.filter(pl.col("trial_id") == "retrained").equals(pl.concat(fresh.scores))
+    assert not again.filter(pl.col("trial_id") == "retrained").equals(scores.filter(pl.col("trial_id") == "retrained"))
+    # scored another way (no kept images): every model is scored again
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        collect_results(out, outcomes, replace(scoring, save_images=()), started=time.time(), command="other")
+    assert "keep the scores" not in caplog.text
+    assert (pl.read_parquet(out / schema.SCORES_FILE).filter(pl.col("trial_id") == "kept")["psnr"] > 0).all()
