@@ -1,6 +1,6 @@
 """The pretraining cache (`harness.sweeps.cache`): a sweep with the same pretraining as the session's tiny study
 (which stored it) starts no pretraining trial and its GAN trial starts from identical weights; a corrupted entry is
-refused and rebuilt, never used; --no-cache keeps nothing; another config misses; two runs storing one pretraining at
+refused and rebuilt, never used; another config misses; two runs storing one pretraining at
 once leave one good entry; the overhead each run records."""
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def test_two_runs_storing_one_pretraining_at_once_leave_one_good_entry(data_root
 # ----------------------------------------------------------------------------------- sweeps through the CLI
 # Run A is the session's tiny study (tests/conftest.py `tiny_study`): it trained SRResNet's pretraining and stored
 # it in its cache. Sweep B (v2 at the study's size: the same pretraining config) takes it from a copy of that
-# entry; C refuses the copy once corrupted, trains and stores anew; D with --no-cache ignores the entry C stored.
+# entry; C refuses the copy once corrupted, trains and stores anew. --no-cache is checked on the Pareto search
+# (test_harness_pareto.py), which runs with it beside a valid entry of its pretraining.
 
 
 def _sweep(out: Path, data_root: Path, cache_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -190,7 +191,7 @@ def _init_digest(out: Path) -> str:
 @dataclass(frozen=True)
 class CacheSweeps:
     a: Path  # the tiny study, which trained the pretraining and stored it
-    entry: Path  # the copy of its cache entry that B, C and D use (C stores anew into it)
+    entry: Path  # the copy of its cache entry that B and C use (C stores anew into it)
     runs: dict[str, subprocess.CompletedProcess]  # "b", "c": the sweeps' output
     windows: dict[str, tuple[float, float]]  # "b": before the sweep's process started, after it ended
     pretrain_steps: int  # of the shared pretraining
@@ -262,17 +263,6 @@ def test_a_corrupted_entry_is_rebuilt_not_used(cache_sweeps, data_root: Path) ->
     rebuilt = json.loads((entry / cache.MANIFEST).read_text())
     assert rebuilt["source"]["run"] == str(c)  # stored anew by C, and whole
     assert cache.verify(entry, from_dict(ExperimentConfig, rebuilt["config"]), rebuilt["key"], rebuilt["config_digest"])
-
-
-@pytest.mark.slow
-def test_no_cache_trains_and_keeps_nothing(cache_sweeps, data_root: Path, tmp_path: Path) -> None:
-    entry = cache_sweeps.entry
-    before = sorted(p.name for p in entry.parent.iterdir())
-    done = _sweep(tmp_path / "d", data_root, entry.parent, "--no-cache")
-    assert (tmp_path / "d" / schema.PRETRAIN_TUNE_DIR).is_dir() and "from cache" not in done.stdout
-    assert json.loads((tmp_path / "d" / schema.RUN_FILE).read_text())["pretrain_cache"] == {
-        "enabled": False, "root": None, "from_cache": {}}
-    assert sorted(p.name for p in entry.parent.iterdir()) == before
 
 
 def _steps_seconds_by_hand(out: Path, since: float) -> dict[str, float]:

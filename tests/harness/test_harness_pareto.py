@@ -1,6 +1,7 @@
 """harness.sweep --search pareto (harness.sweeps.pareto_search): errors before Ray starts, what the searcher is told,
 NIQE on validation crops, and one real tiny search (module fixture) interrupted with Ctrl-C, resumed with more
-samples, its front confirmed with one more seed: pareto.parquet, pareto_confirm.parquet and the report."""
+samples, its front confirmed with one more seed: pareto.parquet, pareto_confirm.parquet and the report; run with
+--no-cache, it also shows that option trains every pretraining and keeps none."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ import pytest
 import torch
 
 from harness.run import validation
-from harness.sweeps import pareto_search, sweep
-from harness.sweeps.plan import SweepRequest
+from harness.sweeps import cache, pareto_search, sweep
+from harness.sweeps.cli import request_from_args, sweep_parser
+from harness.sweeps.plan import SweepRequest, plan_sweep
 from results.pareto import nondominated_ranks
+from srgan.config import ExperimentConfig, from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 SEARCH = ["--search", "pareto", "--presets", "v2", "--size", "tiny"]
@@ -123,21 +126,37 @@ class Search:
     first_log: str
     finished_at_interrupt: list[str]  # Tune ids of the trials finished when Ctrl-C came
     resume: subprocess.CompletedProcess
+    waiting: cache.Entry  # an entry of its very pretraining, in the pretraining cache it ran with (--no-cache)
+    cache_before: list[str]  # that cache's folder listing before the search
+
+
+def _waiting_entry(argv: list[str], out: Path, cache_dir: Path, data_root: Path) -> cache.Entry:
+    """A valid cache entry of the pretraining `harness.sweep argv` plans (random weights, trained nowhere)."""
+    from cache_synthetic import finished
+
+    ((name, cfg),) = plan_sweep(request_from_args(sweep_parser().parse_args(argv)), out).pretrain_configs.items()
+    elsewhere = out.parent / "elsewhere"
+    return cache.store(finished(cfg, elsewhere / name, data_root), cfg, source_run=elsewhere, root=cache_dir)
 
 
 @pytest.fixture(scope="module")
 def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Search:
     """A real tiny search: 4 samples, Ctrl-C once Tune finished a GAN trial, then `--resume --num-samples 5`, and
-    its front confirmed with one more seed, scored on Set5, report built."""
+    its front confirmed with one more seed, scored on Set5, report built. With --no-cache, while the cache holds a
+    valid entry of its very pretraining (`test_no_cache_trains_and_keeps_nothing`)."""
     from real_runs import interrupt_after, tune_trials
 
     out = tmp_path_factory.mktemp("pareto") / "search"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(out.parent / "cache")}
-    cmd = [sys.executable, "-m", "harness.sweep", *SEARCH, "--loguniform", "loss.adv_weight=1e-4:1e-1",
-           "--num-samples", "4", "--confirm-seeds", "1", "--datasets", "set5", "--vgg-fallback", "untrained",
-           "--max-concurrent", "2", "--out", str(out), "--data-root", str(data_root),
-           # the preset's own log cadence (every 2 steps) with 2 validations: most reports carry no objective
-           "--set", "train.val_every=30", "--set", "train.ckpt_every=30"]
+    cache_dir = out.parent / "cache"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_CACHE": str(cache_dir)}
+    argv = [*SEARCH, "--loguniform", "loss.adv_weight=1e-4:1e-1", "--num-samples", "4", "--confirm-seeds", "1",
+            "--datasets", "set5", "--vgg-fallback", "untrained", "--max-concurrent", "2", "--no-cache",
+            "--out", str(out), "--data-root", str(data_root),
+            # the preset's own log cadence (every 2 steps) with 2 validations: most reports carry no objective
+            "--set", "train.val_every=30", "--set", "train.ckpt_every=30"]
+    waiting = _waiting_entry(argv, out, cache_dir, data_root)
+    cache_before = sorted(p.name for p in cache_dir.iterdir())
+    cmd = [sys.executable, "-m", "harness.sweep", *argv]
     code, text = interrupt_after(cmd, env, out.parent / "first.log", GAN_FINISHED, timeout=600)
     assert code == 130, text[-4000:]
     finished = sorted(t for t, s in tune_trials(out / "tune").items() if s == "TERMINATED")
@@ -145,7 +164,8 @@ def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Sea
     resume = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out), "--num-samples", "5"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-4000:]
-    return Search(out=out, first_log=text, finished_at_interrupt=finished, resume=resume)
+    return Search(out=out, first_log=text, finished_at_interrupt=finished, resume=resume, waiting=waiting,
+                  cache_before=cache_before)
 
 
 @pytest.mark.slow
@@ -238,7 +258,21 @@ def test_the_front_is_confirmed_with_one_more_seed_on_the_test_set(pareto_run: S
 
 
 @pytest.mark.slow
-def test_the_report_draws_the_search_and_tables_its_front(pareto_run: Search) -> None:
+def test_no_cache_trains_and_keeps_nothing(pareto_run: Search, data_root: Path) -> None:
+    """--no-cache: the search trained its pretraining though the cache held a valid entry of it, recorded that it
+    used no cache, and left the cache as it was (nothing stored, the entry neither used nor removed)."""
+    out = pareto_run.out
+    assert (out / "tune_pretrain").is_dir() and (out / "trials" / "srresnet-pretrain" / "starts.log").is_file()
+    assert "from cache" not in pareto_run.first_log + pareto_run.resume.stdout
+    assert json.loads((out / "run.json").read_text())["pretrain_cache"] == {
+        "enabled": False, "root": None, "from_cache": {}}
+    assert sorted(p.name for p in pareto_run.waiting.path.parent.iterdir()) == pareto_run.cache_before
+    # ... an entry of the very pretraining it trained, still whole: it could have been used
+    trained = json.loads((out / "trials" / "srresnet-pretrain" / "config.json").read_text())["config"]
+    entry = cache.lookup(from_dict(ExperimentConfig, trained), data_root, root=pareto_run.waiting.path.parent)
+    assert entry is not None and entry.path == pareto_run.waiting.path
+    assert entry.source == pareto_run.waiting.source
+
     html = (pareto_run.out / "report" / "index.html").read_text()
     assert "Pareto search" in html and "pareto-plane" in html
     table = pl.read_parquet(pareto_run.out / "pareto.parquet")
