@@ -12,8 +12,17 @@ ladder, planned before Ray starts (`plan_arms`), and every trial's role in the s
   is the same run as a trial already planned is not trained twice: the arm at the recipe's own value is that
   preset's study trial, and the 0 arm of a pixel-only recipe (v2's adversarial weight) is its control.
 
+- More seeds where the ladder's answer needs them (`seed_factor` > 1): its top arm and its 0 arm train that many
+  times the study's seeds. The comparison of the top arm with the 0 arm is paired by seed, so it uses every seed
+  both have; the other comparisons (and the trend, over seeds with every non-zero arm) use the seeds they share.
+  At the `cpu` size the top arm's drop varies from seed to seed by several dB (harness.sweeps.study.LADDER_SEED_FACTOR
+  says what was measured): three seeds cannot tell it from zero after Holm, six can; doubling only the two arms
+  that comparison reads costs two trials per seed instead of nine.
+
 Every extra trial is one more value of Tune's `preset` parameter (`SweepSettings.arms`: name -> the recipe and
-the arm's own values), so seeds, resume and the plan check treat it as any preset's trial.
+the arm's own values), so seeds, resume and the plan check treat it as any preset's trial. A trial of a further
+seed block is an arm named `<trial> (seed+N)` whose Tune seed s trains with seed s + N (`expand`): Tune's grid
+stays presets x seeds, and the trial's row (seed, version, control, ladder arm) is the trial it repeats.
 """
 
 from __future__ import annotations
@@ -89,11 +98,17 @@ def control_key(gan: ExperimentConfig, pretraining: str) -> str:
 
 def expand(arms: dict[str, dict], params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """A trial's parameters with its arm resolved: (the recipe's parameters with the arm's own values, whether
-    the trial is a control). A preset's trial is returned as it is."""
+    the trial is a control). A preset's trial is returned as it is. A further seed block's trial (`seed_offset`)
+    trains with its Tune seed plus the offset."""
     arm = arms.get(params.get("preset"))
     if arm is None:
         return params, False
-    return {**params, "preset": arm["preset"], **arm["overrides"]}, bool(arm["control"])
+    out = {**params, "preset": arm["preset"], **arm["overrides"]}
+    if arm.get("seed_offset"):
+        if not isinstance(params.get("train.seed"), int):
+            raise ValueError(f"{params.get('preset')}: a further seed block needs the trial's train.seed")
+        out["train.seed"] = params["train.seed"] + arm["seed_offset"]
+    return out, bool(arm["control"])
 
 
 def trial_role(pretrainings: dict[str, dict], roles: dict[str, dict], params: dict[str, Any] | None
@@ -109,11 +124,14 @@ def trial_role(pretrainings: dict[str, dict], roles: dict[str, dict], params: di
 
 def plan_arms(presets: tuple[str, ...], first: dict[str, Any], *, controls: bool, ladder: dict[str, list[float]],
               ladder_presets: tuple[str, ...], whole: Callable[[dict], ExperimentConfig],
-              gan: Callable[[dict], ExperimentConfig]) -> tuple[dict[str, dict], dict[str, dict]]:
-    """(arms, roles): the extra trials of a study (name -> {"preset", "overrides", "control"}) and every trial
-    name's role (name -> {"version", "control"?, "ladder_*"?}). `first` is the first grid point (the seed);
-    `whole` builds a recipe's whole config from trial parameters, `gan` its GAN stage. Raises a ValueError naming
-    `--ladder` or `--ladder-presets` for a key or value no arm can take, before anything runs."""
+              gan: Callable[[dict], ExperimentConfig], seeds: tuple[int, ...] = (),
+              seed_factor: int = 1) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(arms, roles): the extra trials of a study (name -> {"preset", "overrides", "control"}, and "seed_offset"
+    for a further seed block) and every trial name's role (name -> {"version", "control"?, "ladder_*"?}). `first`
+    is the first grid point (the seed); `whole` builds a recipe's whole config from trial parameters, `gan` its GAN
+    stage. With `seed_factor` k > 1 each ladder's top arm and 0 arm also train k - 1 further blocks of the study's
+    `seeds` (`_more_seeds`). Raises a ValueError naming `--ladder` or `--ladder-presets` for a key or value no arm
+    can take, before anything runs."""
     arms: dict[str, dict] = {}
     roles: dict[str, dict] = {p: {"version": p} for p in presets}
     by_key: dict[str, str] = {}  # control_key -> control name
@@ -133,7 +151,29 @@ def plan_arms(presets: tuple[str, ...], first: dict[str, Any], *, controls: bool
     for key, values in ladder.items():
         for recipe in ladder_presets:
             _plan_ladder(recipe, key, values, first, arms, roles, by_key, whole=whole, gan=gan)
+            if seed_factor > 1:
+                _more_seeds(recipe, key, values, arms, roles, seeds=seeds, factor=seed_factor)
     return arms, roles
+
+
+def _more_seeds(recipe: str, key: str, values: list[float], arms: dict[str, dict], roles: dict[str, dict], *,
+                seeds: tuple[int, ...], factor: int) -> None:
+    """Further seed blocks for a ladder's top arm and its 0 arm (none without a 0 arm: the extra seeds serve the
+    comparison of the two): block b trains seed s + b x (max seed + 1) for each study seed s, so no block repeats a
+    seed. Each block's trial has the role of the trial it repeats."""
+    if not seeds:
+        raise ValueError("a ladder seed factor needs the study's seeds")
+    members = {role["ladder_value"]: name for name, role in roles.items()
+               if role.get("ladder_recipe") == recipe and role.get("ladder_key") == key}
+    if 0.0 not in members or len(members) < 2:
+        return
+    for value in (0.0, max(values)):
+        name = members[value]
+        base = arms.get(name, {"preset": name, "overrides": {}, "control": False})  # a preset's own trial
+        for block in range(1, factor):
+            offset = block * (max(seeds) + 1)
+            arms[f"{name} (seed+{offset})"] = {**base, "seed_offset": offset}
+            roles[f"{name} (seed+{offset})"] = dict(roles[name])
 
 
 def _plan_ladder(recipe: str, key: str, values: list[float], first: dict[str, Any], arms: dict[str, dict],
@@ -197,5 +237,6 @@ def study_arms(request: Any, first: dict[str, Any], recipe: Callable[..., Experi
     init_from=...)` building configs (`harness.sweeps.plan._recipe`)."""
     found, roles = plan_arms(request.presets, first, controls=request.controls, ladder=request.ladder,
                              ladder_presets=request.ladder_presets, whole=recipe,
-                             gan=lambda params: recipe(params, stage="gan", init_from="pretraining"))
+                             gan=lambda params: recipe(params, stage="gan", init_from="pretraining"),
+                             seeds=tuple(request.seeds), seed_factor=request.ladder_seed_factor)
     return {"arms": found, "roles": roles}

@@ -86,6 +86,7 @@ class SweepRequest:
     controls: bool = False
     ladder: dict[str, list[float]] = field(default_factory=dict)
     ladder_presets: tuple[str, ...] = ()
+    ladder_seed_factor: int = 1  # each ladder's top arm and 0 arm train this many times `seeds` (harness.sweeps.arms)
 
     def __post_init__(self) -> None:
         check_size(self.size)

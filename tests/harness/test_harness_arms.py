@@ -7,6 +7,7 @@ with rc 2 before Ray starts. The real tiny study (tests/conftest.py `tiny_study`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -59,8 +60,8 @@ def test_a_control_has_exactly_its_gan_partners_updates_data_lr_seed_and_pretrai
             assert [learning_rates(control, s)[0] for s in range(c.total_steps)] == [
                 learning_rates(partner, s)[0] for s in range(g.total_steps)]
     # one control per generator family and seed: v2, v3 and RaGAN's GAN stages would continue identically
-    assert sorted(name for name, arm in cpu_plan.settings.arms.items() if arm["control"]) == [
-        "rrdb-continued", "srresnet-continued"]
+    assert sorted(name for name, arm in cpu_plan.settings.arms.items()
+                  if arm["control"] and not arm.get("seed_offset")) == ["rrdb-continued", "srresnet-continued"]
 
 
 def test_a_control_sees_its_partners_batches(cpu_plan, data_root: Path) -> None:
@@ -82,8 +83,9 @@ def test_the_ladder_shares_its_zero_arm_with_the_control_and_its_own_value_with_
     key, values = next(iter(arms.parse_ladder(study.LADDER["cpu"]).items()))
     assert key == "loss.adv_weight" and 0.0 in values and len(values) >= 4 and max(values) / min(
         v for v in values if v > 0) >= 100  # four values or more, two decades or more, 0 included
-    members = {role["ladder_value"]: name for name, role in settings.roles.items() if role.get("ladder_key") == key}
-    assert sorted(members) == values  # one trial name per value
+    members = {role["ladder_value"]: name for name, role in settings.roles.items()
+               if role.get("ladder_key") == key and not settings.arms.get(name, {}).get("seed_offset")}
+    assert sorted(members) == values  # one trial name per value (and a further seed block: the next test)
     assert members[0.0] == "srresnet-continued"  # the 0 arm is the control: not trained twice
     assert members[0.001] == "v2"  # v2's own weight is v2's study trial
     assert not any(name.startswith("v2@") and name.endswith("=0") for name in settings.arms)
@@ -97,7 +99,44 @@ def test_the_ladder_shares_its_zero_arm_with_the_control_and_its_own_value_with_
             if name != "srresnet-continued":
                 assert settings.roles[name]["control"] == "srresnet-continued"
     gan_trials = {p for p, _ in runs}
-    assert len(cpu_plan.trials) == 2 * len(gan_trials) == 2 * (5 + 2 + len(values) - 2)
+    # five presets, two controls, the arms of their own, and a further seed block of the top arm and the 0 arm
+    extra = study.LADDER_SEED_FACTOR["cpu"] - 1
+    assert len(cpu_plan.trials) == 2 * len(gan_trials) == 2 * (5 + 2 + len(values) - 2 + 2 * extra)
+
+
+def test_the_top_arm_and_the_zero_arm_get_further_seeds_and_nothing_else(cpu_plan) -> None:
+    """At size cpu the ladder's top arm and its 0 arm train twice --seeds (here 2: seeds 0-3), each further
+    trial the arm's own config with its seed moved past the study's; every other trial keeps the study's seeds."""
+    settings, runs = cpu_plan.settings, _runs(cpu_plan)
+    assert study.LADDER_SEED_FACTOR["cpu"] == 2
+    top = max(arms.parse_ladder(study.LADDER["cpu"])["loss.adv_weight"])
+    top_name = arms.arm_name("v2", "loss.adv_weight", top)
+    blocks = {name: arm for name, arm in settings.arms.items() if arm.get("seed_offset")}
+    assert sorted(blocks) == sorted([f"{top_name} (seed+2)", "srresnet-continued (seed+2)"])
+    for name, arm in blocks.items():
+        base = name.removesuffix(" (seed+2)")
+        assert arm["seed_offset"] == 2 and settings.roles[name] == settings.roles[base]
+        for seed in (0, 1):
+            further, own = runs[name, seed], runs[base, seed]
+            assert further.train.seed == seed + 2 and own.train.seed == seed
+            assert replace(further, train=replace(further.train, seed=seed)) == own  # nothing else differs
+    seeds = {}
+    for (name, _), cfg in runs.items():
+        seeds.setdefault(settings.roles[name]["version"], set()).add(cfg.train.seed)
+    assert seeds[top_name] == seeds["srresnet-continued"] == {0, 1, 2, 3}
+    assert all(s == {0, 1} for v, s in seeds.items() if v not in (top_name, "srresnet-continued"))
+    assert arms.expand(settings.arms, {"preset": f"{top_name} (seed+2)", "train.seed": 1}) == (
+        {"preset": "v2", "train.seed": 3, "loss.adv_weight": top}, False)
+    with pytest.raises(ValueError, match="needs the trial's train.seed"):
+        arms.expand(settings.arms, {"preset": f"{top_name} (seed+2)"})
+
+
+def test_no_further_seeds_without_a_zero_arm_or_at_factor_one(tmp_path: Path, data_root: Path) -> None:
+    no_zero = _plan(tmp_path, data_root, "--size", "cpu", "--seeds", "1", "--ladder", "loss.adv_weight=0.01,1")
+    assert not any(arm.get("seed_offset") for arm in no_zero.settings.arms.values())
+    tiny = _plan(tmp_path, data_root, "--size", "tiny", "--seeds", "1", "--ladder", "loss.adv_weight=0,1")
+    assert study.LADDER_SEED_FACTOR["tiny"] == 1
+    assert not any(arm.get("seed_offset") for arm in tiny.settings.arms.values())
 
 
 def test_roles_give_every_trial_its_study_version(cpu_plan) -> None:
