@@ -202,6 +202,7 @@ def collect_trial(outcome: Outcome, scoring: Scoring, stops: dict[str, str], int
     config = payload.get("config", {})
     history = read_history(run_dir)
     label = (run_dir / "label.txt").read_text() if (run_dir / "label.txt").exists() else outcome.trial_id
+    label = _seed_block_label(label, outcome, config)
     init_from = config.get("train", {}).get("init_from") or None
     row = dict(trial_id=outcome.trial_id, label=label, config=config,
                flags=list(payload.get("flags", [])) + _selection_flags(config, scoring),
@@ -390,6 +391,16 @@ def _selection_flags(config: dict, scoring: Scoring) -> list[str]:
         log.warning("could not check whether a trial validated on a scored set: %s", err)
         return []
     return [validation.SELECTED_ON_TEST] if reasons else []
+
+
+def _seed_block_label(label: str, outcome: Outcome, config: dict) -> str:
+    """A further seed block's trial (harness.sweeps.arms: Tune's seed s trains seed s + N) is labelled by its
+    version and the seed it trained ("v2@adv_weight=10 seed=3"), as its row's seed says, not by Tune's seed."""
+    tune_seed, seed = (outcome.params or {}).get("train.seed"), config.get("train", {}).get("seed")
+    version = (outcome.role or {}).get("version")
+    if version and isinstance(tune_seed, int) and isinstance(seed, int) and seed != tune_seed:
+        return f"{version} seed={seed}"
+    return label
 
 
 def _history_wall(history: list[dict]) -> float | None:

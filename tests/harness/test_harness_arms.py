@@ -226,3 +226,18 @@ def test_the_real_tiny_study_trained_each_control_as_its_partners(tiny_study) ->
                 assert config["data"] == other["data"] and config["optim"] == other["optim"]
                 assert config["train"]["warmup_steps"] == other["train"]["gan_steps"]
                 assert own["step"].max() == history.filter(pl.col("trial_id") == partner["trial_id"])["step"].max()
+
+
+def test_a_further_seed_blocks_row_is_labelled_by_the_seed_it_trained(tmp_path: Path) -> None:
+    """Tune knows the trial as seed 0 of "v2@adv_weight=10 (seed+3)"; its row says seed 3, and so does its label."""
+    from harness.sweeps.collect import Outcome, _seed_block_label
+
+    def outcome(name: str, tune_seed: int) -> Outcome:
+        return Outcome(trial_id="t", run_dir=tmp_path, stage="gan", params={"preset": name, "train.seed": tune_seed},
+                       role={"version": "v2@adv_weight=10"})
+
+    config = {"train": {"seed": 3}}
+    assert _seed_block_label("v2@adv_weight=10 (seed+3) seed=0", outcome("v2@adv_weight=10 (seed+3)", 0),
+                             config) == "v2@adv_weight=10 seed=3"
+    assert _seed_block_label("v2@adv_weight=10 seed=3", outcome("v2@adv_weight=10", 3), config) == (
+        "v2@adv_weight=10 seed=3")  # a trial that trained its Tune seed keeps its label
