@@ -141,7 +141,9 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
     - The study adds per seed two equal-budget controls (`continued_stage`: 80 pixel-loss steps of 0.047 s for
       SRResNet, 0.044 s for RRDB, against 0.067 s for v2's GAN step, 0.14 s for v3, RaGAN and ESRGAN's; process CPU
       time at 1 thread, `benchmarks.speed.cost.measure_step_rate`) and two arms of v2's adversarial-weight ladder
-      (1e-2 and 1; its 0 arm is the control, its 1e-3 arm v2): 9 GAN-stage trials per seed instead of 5. A trial's
+      (0.1 and 10; its 0 arm is the control, its 1e-3 arm v2): 9 GAN-stage trials per seed instead of 5, and the top
+      arm and the 0 arm at 3 more seeds (harness.sweeps.study's LADDER and LADDER_SEED_FACTOR say why: 160 GAN steps
+      separated the top arm less than 80 did). A trial's
       start, validations and checkpoints cost more than its steps: 15 GAN trials took 217 s on 2 cores in issue 25's
       fresh-clone run, for about 180 s of step CPU time by these step times.
     """
