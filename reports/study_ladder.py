@@ -232,6 +232,10 @@ def _table(part: pl.DataFrame, study: pl.DataFrame, arms: list[dose.Arm], datase
     metrics = [m for m in METRIC_NAMES if m in by_metric  # a metric measured on no arm has no column
                and any(v is not None for v in json.loads(by_metric[m]["arm_means"] or "[]"))]
     zero = next((a for a in arms if a.value == 0), None)
+    # an arm with other seeds than most (the top arm and 0 arm's further seed block) says how many; on a tie the
+    # fewer count is the usual one (a seed block only adds seeds)
+    seeds = [len({s for _, s in arm.trials}) for arm in arms]
+    usual = min(seeds, key=lambda n: (-seeds.count(n), n)) if seeds else 0
     rows = []
     for k, arm in enumerate(arms):
         cells = []
@@ -247,7 +251,8 @@ def _table(part: pl.DataFrame, study: pl.DataFrame, arms: list[dose.Arm], datase
             else:
                 diff, state = _diff_text(_study_row(study, arm.version, zero.version, dataset, metric))
             cells.append(LadderCell(text, diff, state))
-        label = _weight_label(first["key"], arm.value) + (f" ({arm.version})" if arm.value == 0 else "")
+        notes = ([arm.version] if arm.value == 0 else []) + ([plural(seeds[k], "seed")] if seeds[k] != usual else [])
+        label = _weight_label(first["key"], arm.value) + (f" ({', '.join(notes)})" if notes else "")
         rows.append(LadderRow(label, arm.version, cells))
     trend = [f"{_interval(by_metric[m], per=' per ×10')}; {_verdict(by_metric[m])}{_mdd(by_metric[m])}"
              for m in metrics]

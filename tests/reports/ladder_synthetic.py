@@ -107,3 +107,31 @@ def add_ladder(folder: Path, *, weights: Sequence[float] = WEIGHTS, slopes: dict
     pl.DataFrame(summary, infer_schema_length=None).select(list(schema.SUMMARY_COLUMNS)).write_parquet(
         folder / schema.SUMMARY_FILE)
     return folder
+
+
+def add_seeds(folder: Path, versions: Sequence[str], seeds: Sequence[int], *, sd: float = 0.3) -> None:
+    """Further seeds of some versions (after `add_ladder`), as the harness's seed blocks add them for the ladder's
+    top arm and 0 arm (harness.sweeps.arms): each a copy of the version's seed-0 trial with its own seed, id and
+    scores (seed-0's, PSNR and NIQE plus noise)."""
+    rng = np.random.default_rng(7)
+    trials = pl.read_parquet(folder / schema.TRIALS_FILE)
+    scores = pl.read_parquet(folder / schema.SCORES_FILE)
+    new_trials, new_scores = [], []
+    for version in versions:
+        base = trials.filter((pl.col("version") == version) & (pl.col("seed") == 0)).to_dicts()[0]
+        for seed in seeds:
+            trial_id = f"{base['trial_id']}-more{seed}"
+            new_trials.append({**base, "trial_id": trial_id, "seed": seed})
+            own = scores.filter(pl.col("trial_id") == base["trial_id"])
+            new_scores.append(own.with_columns(pl.lit(trial_id).alias("trial_id"), *[
+                (pl.col(m) + pl.Series(rng.normal(0, sd, own.height))).alias(m)
+                for m in ("psnr", "niqe") if m in own.columns]))
+    pl.concat([trials, pl.DataFrame(new_trials, schema=trials.schema)]).write_parquet(folder / schema.TRIALS_FILE)
+    pl.concat([scores, *new_scores], how="vertical_relaxed").write_parquet(folder / schema.SCORES_FILE)
+    summary = pl.read_parquet(folder / schema.SUMMARY_FILE)  # each new trial's rows: its base's, with its own means
+    means = pl.concat(new_scores, how="vertical_relaxed").group_by("trial_id", "dataset").agg(
+        pl.col("psnr").mean(), pl.col("niqe").mean())
+    copies = [summary.filter(pl.col("trial_id") == t["trial_id"].rsplit("-more", 1)[0]).with_columns(
+        pl.lit(t["trial_id"]).alias("trial_id")) for t in new_trials]
+    copies = pl.concat(copies).drop("psnr", "niqe").join(means, on=["trial_id", "dataset"]).select(summary.columns)
+    pl.concat([summary, copies], how="vertical_relaxed").write_parquet(folder / schema.SUMMARY_FILE)

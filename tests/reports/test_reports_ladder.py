@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from ladder_synthetic import SLOPES, add_ladder
+from ladder_synthetic import SLOPES, add_ladder, add_seeds
 from reports_synthetic import write_synthetic_study
 
 from reports import build, figures, study_ladder
@@ -274,3 +274,20 @@ def test_the_trial_plane_flags_every_trial_with_untrained_features(tmp_path: Pat
         flagged = text.startswith("v3")  # the synthetic study's v3 trials use untrained VGG19 features
         assert ("†" in text) == flagged and symbol.endswith("-open") == flagged
     assert "† untrained VGG19 features" in fig["layout"]["title"]["text"]
+
+
+def test_an_arm_with_more_seeds_says_how_many(tmp_path: Path) -> None:
+    """The ladder's top arm and 0 arm with a further seed block (harness.sweeps.arms): their rows say 6 seeds, the
+    others (the study's 3) say nothing, and the top arm's difference is its six-seed study row."""
+    folder = write_synthetic_study(tmp_path / "more", presets=("v2",), compute=False, **SMALL)
+    add_ladder(folder)
+    add_seeds(folder, ["srresnet-continued", "v2@adv_weight=1"], [3, 4, 5])
+    compute_study(folder)
+    page = build.build_report(folder).read_text()
+    table = page[page.index('<table class="study-ladder">'):]
+    rows = re.findall(r'<th scope="row"[^>]*>([^<]*)</th>', table[:table.index("</table>")])
+    assert rows == ["adv_weight = 0 (srresnet-continued, 6 seeds)", "adv_weight = 0.01", "adv_weight = 0.1",
+                    "adv_weight = 1 (6 seeds)", "per ×10 of the weight"]
+    top = pl.read_parquet(folder / schema.STUDY_FILE).filter(
+        (pl.col("a") == "v2@adv_weight=1") & (pl.col("dataset") == "Set5") & (pl.col("metric") == "psnr"))
+    assert top["n_seeds"].to_list() == [6]

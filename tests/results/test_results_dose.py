@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from study_reference import holm, reference_study
 from results import dose, schema, stats, study
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "reports"))  # the synthetic study lives beside the report tests
-from ladder_synthetic import LADDER_KEY, SLOPES, add_ladder  # noqa: E402
+from ladder_synthetic import LADDER_KEY, SLOPES, add_ladder, add_seeds  # noqa: E402
 from reports_synthetic import write_synthetic_study  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- the slope
@@ -306,33 +305,13 @@ def test_the_tables_equal_an_independent_recomputation(ladder_study: Path) -> No
         assert r["verdict"] == ref["verdict"]
 
 
-def _more_seeds(folder: Path, versions: Sequence[str], seeds: Sequence[int], *, sd: float = 0.3) -> None:
-    """Further seeds of some versions, as the harness's seed blocks add them (harness.sweeps.arms): each a copy of
-    the version's seed-0 trial with its own seed, id and scores (seed-0's plus noise)."""
-    rng = np.random.default_rng(7)
-    trials = pl.read_parquet(folder / schema.TRIALS_FILE)
-    scores = pl.read_parquet(folder / schema.SCORES_FILE)
-    new_trials, new_scores = [], []
-    for version in versions:
-        base = trials.filter((pl.col("version") == version) & (pl.col("seed") == 0)).to_dicts()[0]
-        for seed in seeds:
-            trial_id = f"{base['trial_id']}-more{seed}"
-            new_trials.append({**base, "trial_id": trial_id, "seed": seed})
-            own = scores.filter(pl.col("trial_id") == base["trial_id"])
-            new_scores.append(own.with_columns(pl.lit(trial_id).alias("trial_id"), *[
-                (pl.col(m) + pl.Series(rng.normal(0, sd, own.height))).alias(m)
-                for m in ("psnr", "niqe") if m in own.columns]))
-    pl.concat([trials, pl.DataFrame(new_trials, schema=trials.schema)]).write_parquet(folder / schema.TRIALS_FILE)
-    pl.concat([scores, *new_scores], how="vertical_relaxed").write_parquet(folder / schema.SCORES_FILE)
-
-
 def test_further_seeds_of_the_top_and_zero_arms_serve_their_comparison_only(tmp_path: Path) -> None:
     """The ladder's top arm and 0 arm with three more seeds (the cpu size's LADDER_SEED_FACTOR): their comparison is
     paired over all six; every other comparison and the trend use the seeds their sides share, and say nothing of
     the seeds only the two arms have."""
     folder = write_synthetic_study(tmp_path / "more", presets=("v2",), seeds=(0, 1, 2), compute=False)
     add_ladder(folder)
-    _more_seeds(folder, ["srresnet-continued", "v2@adv_weight=1"], [3, 4, 5])
+    add_seeds(folder, ["srresnet-continued", "v2@adv_weight=1"], [3, 4, 5])
     study.compute_study(folder)
     rows = pl.read_parquet(folder / schema.STUDY_FILE).filter(pl.col("metric") == "psnr")
     seeds = {r["comparison"]: r["n_seeds"] for r in rows.iter_rows(named=True)}
