@@ -13,7 +13,9 @@ then measures, in one run:
    torch's first calls at each image size) and the mean of the others (warm), and each model's wall and CPU seconds;
 3. the results written (`results.io.write_results`: parquet + JSON);
 4. with `--ray`: the whole `harness.sweeps.collect.score_all` on a local Ray of `--cpus` CPUs (processes started, one
-   task per model), its wall time against the in-process CPU seconds.
+   task per model), its wall time against the in-process CPU seconds;
+5. with `--layers`: where the upscaling goes inside each family's generator (the first model of each), process-CPU
+   seconds per layer over the scored images (`layer_seconds`; a residual block's layers summed over the blocks).
 
 The shares are what to optimise first; the ratios (each phase over upscaling, measured in the same run) stay
 comparable across runs on a busy shared machine, where absolute seconds do not.
@@ -126,6 +128,53 @@ def score_profiled(outcomes: list, scoring) -> tuple[list[dict], list]:
     return rows, parts
 
 
+def layer_seconds(net, images) -> dict[str, float]:
+    """Process-CPU seconds of each leaf module of `net` over one forward pass per (1, 3, h, w) image in `images`
+    (inference mode, this process's threads), keyed by the module's path with block indices as `*` and its kind
+    ("body.*.conv1 Conv2d 32->32 3x3"): where the upscaling's time goes, layer by layer. Hooks time each call
+    between its pre- and post-hook, so a leaf's seconds are its own."""
+    import re
+
+    import torch
+    from torch import nn
+
+    seconds: dict[str, float] = {}
+    started: dict[str, float] = {}
+    hooks = []
+    for path, module in net.named_modules():
+        if next(module.children(), None) is not None:
+            continue
+        kind = type(module).__name__
+        if isinstance(module, nn.Conv2d):
+            kind += f" {module.in_channels}->{module.out_channels} {module.kernel_size[0]}x{module.kernel_size[1]}"
+        where = re.sub(r"(^|\.)\d+(?=\.|$)", r"\1*", path)  # body.3.conv1 -> body.*.conv1
+        key = f"{where} {kind}"
+        seconds.setdefault(key, 0.0)
+
+        def pre(_m, _i, key=key):
+            started[key] = time.process_time()
+
+        def post(_m, _i, _o, key=key):
+            seconds[key] += time.process_time() - started[key]
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        with torch.inference_mode():
+            for lq in images:
+                net(lq)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seconds
+
+
+def describe_layers(name: str, seconds: dict[str, float], total: float, *, top: int = 8) -> str:
+    lines = [f"{name}: {total:.3f} s of upscaling (1 thread, process CPU), by layer:"]
+    for key, value in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {key:44s} {value:8.3f} s {value / total:6.1%}")
+    return "\n".join(lines)
+
+
 def describe(rows: list[dict]) -> str:
     names = [name for name, _ in PHASES] + ["rest"]
     warm = rows[1:] or rows
@@ -144,6 +193,32 @@ def describe(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def profile_layers(outcomes: list, scoring) -> str:
+    """`layer_seconds` of the first model of each generator family among `outcomes`, on the scored images."""
+    import torch
+
+    from benchmarks.scoring.prepared import benchmark_images
+    from srgan.checkpoint import load_generator
+
+    images = [image.lq for image in benchmark_images(scoring.datasets, scoring.scale, scoring.data_root,
+                                                     device=torch.device("cpu"), crop=scoring.scale,
+                                                     color="ycbcr_bt601", reference=False)]
+    parts, seen = [], set()
+    for outcome in outcomes:
+        ckpt = next(outcome.run_dir.glob("checkpoint_*"))
+        net, cfg = load_generator(ckpt, expect_scale=scoring.scale)
+        if cfg.generator.arch in seen:
+            continue
+        seen.add(cfg.generator.arch)
+        net.eval()
+        layer_seconds(net, images)  # torch's first calls at each image size
+        started = time.process_time()
+        seconds = layer_seconds(net, images)
+        parts.append(describe_layers(f"{outcome.trial_id} ({cfg.generator.arch})", seconds,
+                                     time.process_time() - started))
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.sweeps.scoring_profile", description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=6, help="trained models to score (default 6; at least 2)")
@@ -152,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ray", action="store_true", help="also time harness.sweeps.collect.score_all on a local Ray")
     p.add_argument("--cpus", type=int, default=2, help="with --ray: the local Ray's CPUs (default 2)")
     p.add_argument("--keep", type=Path, default=None, help="write the results folder here (default: a temp folder)")
+    p.add_argument("--layers", action="store_true", help="also time the upscaling of each generator family by layer")
     args = p.parse_args(argv)
     if args.models < 2:
         p.error("--models must be at least 2 (one cold, one warm)")
@@ -187,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                          scores=pl.concat(collected.scores, how="diagonal_relaxed"),
                          summary=pl.concat(collected.summaries, how="diagonal_relaxed"))
         print(f"\nresults written (parquet, JSON): {time.perf_counter() - started:.3f} s")
+        if args.layers:
+            print()
+            print(profile_layers(outcomes, scoring))
         if args.ray:
             from harness.cluster.local_ray import init_local_ray, shutdown_ray
 

@@ -87,3 +87,22 @@ def test_a_rescoring_keeps_the_scores_of_weights_scored_the_same_way_and_scores_
         collect_results(out, outcomes, replace(scoring, save_images=()), started=time.time(), command="other")
     assert "keep the scores" not in caplog.text
     assert (pl.read_parquet(out / schema.SCORES_FILE).filter(pl.col("trial_id") == "kept")["psnr"] > 0).all()
+
+
+def test_the_scoring_profile_times_each_layer_once() -> None:
+    """`layer_seconds`: one entry per layer kind and place (a residual block's layers summed over the blocks), each
+    leaf's own seconds (they add up to no more than the whole forward pass)."""
+    import time as clock
+
+    from harness.sweeps.scoring_profile import layer_seconds
+
+    torch.manual_seed(0)
+    net = build_generator(preset("v2-tiny").generator, scale=4).eval()
+    images = [torch.rand(1, 3, 24, 20), torch.rand(1, 3, 16, 16)]
+    started = clock.process_time()
+    seconds = layer_seconds(net, images)
+    total = clock.process_time() - started
+    assert "body.*.conv1 Conv2d 16->16 3x3" in seconds and not any(".0." in key or ".1." in key for key in seconds)
+    assert "tail Conv2d 16->3 9x9" in seconds and "upsample.* PixelShuffle" in seconds
+    assert all(value >= 0 for value in seconds.values()) and sum(seconds.values()) <= total
+    assert not net._forward_hooks and not any(m._forward_pre_hooks or m._forward_hooks for m in net.modules())
