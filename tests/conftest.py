@@ -149,6 +149,25 @@ def _shared_step_times(tmp_path_factory: pytest.TempPathFactory):
         os.environ[CACHE_ENV] = saved
 
 
+# Ray Train V2's controller takes a worker's report once per poll of its workers (each worker's report queue holds
+# one), every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s): a run that reports every step, as the tests' tiny runs
+# do (log_every=1), trains one step per poll. A hanging poll is only waited on longer (a worker is declared dead after
+# RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S, 10 min), so a short period changes when reports are taken, not what runs.
+RAY_TRAIN_POLL_S = "0.2"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_train_poll():
+    """The tests' Ray Train runs, in this process's Ray and in every CLI it starts, poll their workers every
+    `RAY_TRAIN_POLL_S` (unless the environment sets it)."""
+    name = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+    saved = os.environ.get(name)
+    os.environ.setdefault(name, RAY_TRAIN_POLL_S)
+    yield
+    if saved is None:
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> TinyStudy:
     """A real `python -m harness.study --size tiny --seeds 2 --datasets set5` through its CLI: v1, v2, v3, RaGAN
