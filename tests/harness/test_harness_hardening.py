@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness_helpers import PoisonRank, tiny_config
+from harness_helpers import PoisonRank, tiny_config, with_hook
 
 from harness.run import train
 from harness.run.runs import RunSpec, prepare_run
@@ -178,7 +178,7 @@ def test_ctrl_c_stops_harness_train_with_130(data_root: Path, tmp_path: Path) ->
 def test_divergence_on_one_rank_stops_every_rank(local_ray, data_root: Path, tmp_path: Path) -> None:
     """Rank 1's generator turns NaN after 3 steps: both ranks stop at the next collection with the same reason
     (the non-finite flag is all-reduced there), instead of rank 0 waiting forever in a collective."""
-    from harness.run.train import fit, with_hook
+    from harness.run.train import fit
     from harness.run.worker import read_history
 
     cfg = tiny_config(data_root, steps=(3, 5))  # logs (collects) every step
