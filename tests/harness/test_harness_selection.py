@@ -5,8 +5,6 @@ by default, the best on validation as an option (trials.parquet `selection`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -20,8 +18,6 @@ from srgan.checkpoint import load_generator, save_generator
 from srgan.config import override, to_dict
 from srgan.generator import build_generator
 from srgan.versions import preset
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _refused(capsys, argv: list[str]) -> str:
@@ -119,14 +115,14 @@ def test_a_trial_that_validated_on_a_scored_set_is_flagged(data_root: Path, tmp_
 
 
 @pytest.mark.slow
-def test_the_opt_in_runs_and_flags_every_result(data_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "opted"
-    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v1", "--grid", "none", "--steps", "4",
-           "--scheduler", "none", "--datasets", "set5", "--set", "data.val_set=set5", "--allow-selection-on-test",
-           "--no-report", "--out", str(out), "--data-root", str(data_root)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "--allow-selection-on-test: runs validating on a scored set are flagged selected-on-test" in done.stdout
+def test_the_opt_in_runs_and_flags_every_result(ray_job_sweep) -> None:
+    """The session's sweep through `ray job submit` (tests/harness/conftest.py) validates on Set5, which it scores,
+    by the opt-in: it runs, and its results are flagged."""
+    from ray.job_submission import JobStatus
+
+    out, logs = ray_job_sweep.out, ray_job_sweep.logs
+    assert ray_job_sweep.status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "--allow-selection-on-test: runs validating on a scored set are flagged selected-on-test" in logs
     trials = pl.read_parquet(out / "trials.parquet").filter(pl.col("stage") == "gan")
     assert trials.height == 1 and trials["status"].to_list() == ["ok"]
     assert validation.SELECTED_ON_TEST in json.loads(trials["flags"][0]) and trials["selection"][0] == "final"
