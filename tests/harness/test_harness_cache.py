@@ -5,12 +5,13 @@ once leave one good entry; the overhead each run records."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,8 +25,6 @@ from harness.run.runs import resolve_config
 from harness.sweeps import cache
 from results import schema
 from srgan.config import ExperimentConfig, from_dict
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def pretraining(data_root: Path, **train):
@@ -162,21 +161,43 @@ def test_two_runs_storing_one_pretraining_at_once_leave_one_good_entry(data_root
     assert {(tmp_path / f"stored{i}").read_text() for i in range(2)} == {str(winner)}
 
 
-# ----------------------------------------------------------------------------------- sweeps through the CLI
+# ------------------------------------------------------------------------------------------- real sweeps
 # Run A is the session's tiny study (tests/conftest.py `tiny_study`): it trained SRResNet's pretraining and stored
 # it in its cache. Sweep B (v2 at the study's size: the same pretraining config) takes it from a copy of that
-# entry; C refuses the copy once corrupted, trains and stores anew. --no-cache is checked on the Pareto search
-# (test_harness_pareto.py), which runs with it beside a valid entry of its pretraining.
+# entry; C refuses the copy once corrupted, trains and stores anew: `harness.sweep`'s main in this process, on the
+# session's Ray (the CLI's own start-up is the tiny study's and the other CLI tests'). --no-cache is checked on the
+# Pareto search (test_harness_pareto.py), which runs with it beside a valid entry of its pretraining.
 
 
-def _sweep(out: Path, data_root: Path, cache_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harness.sweep", "--presets", "v2", "--grid", "loss.adv_weight=0.001",
-           "--datasets", "set5", "--save-images", "set5", "--scheduler", "none", "--no-report", "--out", str(out),
-           "--data-root", str(data_root), *extra]  # tiny's own steps, as the study's: its pretraining's config
-    env = {**os.environ, "ENHANCE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done
+@dataclass(frozen=True)
+class Ran:
+    stdout: str
+    stderr: str  # with what the run logged at WARNING and above
+
+
+def _sweep(out: Path, data_root: Path, cache_dir: Path) -> Ran:
+    from harness.sweeps import sweep
+
+    argv = ["--presets", "v2", "--grid", "loss.adv_weight=0.001", "--datasets", "set5", "--save-images", "set5",
+            "--scheduler", "none", "--no-report", "--out", str(out), "--data-root", str(data_root)]
+    # (tiny's own steps, as the study's: its pretraining's config)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    saved = os.environ.get(cache.CACHE_ENV)
+    os.environ[cache.CACHE_ENV] = str(cache_dir)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = sweep.main(argv)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        if saved is None:
+            os.environ.pop(cache.CACHE_ENV, None)
+        else:
+            os.environ[cache.CACHE_ENV] = saved
+    assert code == 0, stdout.getvalue()[-4000:] + stderr.getvalue()[-4000:]
+    return Ran(stdout.getvalue(), stderr.getvalue())
 
 
 def _init_digest(out: Path) -> str:
@@ -192,13 +213,14 @@ def _init_digest(out: Path) -> str:
 class CacheSweeps:
     a: Path  # the tiny study, which trained the pretraining and stored it
     entry: Path  # the copy of its cache entry that B and C use (C stores anew into it)
-    runs: dict[str, subprocess.CompletedProcess]  # "b", "c": the sweeps' output
-    windows: dict[str, tuple[float, float]]  # "b": before the sweep's process started, after it ended
+    runs: dict[str, Ran]  # "b", "c": the sweeps' output
+    windows: dict[str, tuple[float, float]]  # "b": before the sweep started, after it ended
     pretrain_steps: int  # of the shared pretraining
 
 
 @pytest.fixture(scope="module")
-def cache_sweeps(tmp_path_factory: pytest.TempPathFactory, data_root: Path, tiny_study) -> CacheSweeps:
+def cache_sweeps(tmp_path_factory: pytest.TempPathFactory, data_root: Path, tiny_study, session_ray
+                 ) -> CacheSweeps:
     """Sweep B (same pretraining as the study's) takes it from a copy of the study's cache entry; then the copy's
     weights are corrupted and sweep C refuses it, trains the pretraining again and stores it anew."""
     base = tmp_path_factory.mktemp("cache-sweeps")
@@ -209,6 +231,7 @@ def cache_sweeps(tmp_path_factory: pytest.TempPathFactory, data_root: Path, tiny
     assert stored is not None and stored.source["run"] == str(tiny_study.out), "the study stored its pretraining"
     entry = cache_dir / stored.path.name
     shutil.copytree(stored.path, entry)
+    session_ray.get()
     before = time.time()
     b = _sweep(base / "b", data_root, cache_dir)
     windows = {"b": (before, time.time())}
