@@ -59,15 +59,14 @@ def weights_digest(checkpoint: Path) -> str:
 def _code() -> str:
     """sha256 over the sources a score depends on (benchmarks/scoring: metrics, datasets; srgan: the models, resize
     and checkpoints), each file's relative name and bytes: known without git."""
-    import benchmarks
+    import benchmarks.scoring
     import srgan
     from srgan.files import file_hash
 
     listing = []
-    for package, sub in ((benchmarks, "scoring"), (srgan, "")):
+    for name, package in (("benchmarks/scoring", benchmarks.scoring), ("srgan", srgan)):
         root = Path(package.__file__).resolve().parent
-        listing += [[f"{root.name}/{p.relative_to(root).as_posix()}", file_hash(p)]
-                    for p in sorted((root / sub).rglob("*.py"))]
+        listing += [[f"{name}/{p.relative_to(root).as_posix()}", file_hash(p)] for p in sorted(root.rglob("*.py"))]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
