@@ -1,5 +1,6 @@
-"""Fixtures shared by the test folders: the data root, tiny checkpoints, one step-time cache, and the session's
-real tiny study, interrupted and resumed (`tiny_study`)."""
+"""Fixtures shared by the test folders: the data root, tiny checkpoints, one step-time cache, the session's one
+in-process Ray (`session_ray`, `local_ray`), and the session's real tiny study, interrupted and resumed
+(`tiny_study`)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,60 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     process (an in-process CLI call must find none up, and CLI subprocesses start their own), and before the
     modules that start a Ray of another shape: one Ray start for all of them. Otherwise the order is kept."""
     items[:] = sorted(items, key=ray_group)  # stable
+
+
+class SessionRay:
+    """The session's in-process Ray, started the product's way (`harness.cluster.local_ray.init_local_ray`: 2 CPUs,
+    services on loopback, the dashboard on, as Ray Train V2 needs it), once, on first use. A module that needs a
+    Ray of another shape (fake GPUs) shuts it down first; the next test that asks for it starts it again.
+    tests/conftest.py runs the tests that use it one after another, after the tests that need no Ray in this
+    process (an in-process CLI call must not find a Ray already up)."""
+
+    def __init__(self) -> None:
+        self.info = None
+        self.starts = 0
+
+    def get(self):
+        """The running session Ray's `LocalRay` (what it started: session folder, owner token, ports)."""
+        import ray
+
+        from harness.cluster.local_ray import current, init_local_ray
+
+        if not ray.is_initialized() or current() is not self.info:
+            if ray.is_initialized():
+                from harness.cluster.local_ray import shutdown_ray
+
+                shutdown_ray()
+            self.info = init_local_ray(2, log_to_driver=False)
+            self.starts += 1
+        return self.info
+
+    def close(self) -> None:
+        import ray
+
+        from harness.cluster.local_ray import shutdown_ray
+
+        if ray.is_initialized():
+            shutdown_ray()
+        self.info = None
+
+
+@pytest.fixture(scope="session")
+def session_ray() -> Iterator[SessionRay]:
+    ray = SessionRay()
+    try:
+        yield ray
+    finally:
+        ray.close()
+
+
+@pytest.fixture
+def local_ray(session_ray: SessionRay):
+    """The session's Ray (`SessionRay`), up; returns the `ray` module. Never shut it down in a test."""
+    import ray
+
+    session_ray.get()
+    return ray
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -169,7 +224,7 @@ def _ray_train_poll():
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> TinyStudy:
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path, session_ray) -> TinyStudy:
     """A real `python -m harness.study --size tiny --seeds 2 --datasets set5` through its CLI: v1, v2, v3, RaGAN
     and ESRGAN x seeds 0 and 1, from two shared pretrainings (SRResNet for v2/v3/RaGAN, RRDB for ESRGAN), scored
     on Set5, with its study tables and report. v3, RaGAN and ESRGAN use untrained VGG features by explicit opt-in
@@ -177,6 +232,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Tin
     GAN trial, then finished by `python -m harness.sweep --resume OUT` (the sweep's entry point on a study folder
     finishes the study, 18.6). Built once per session; a copy of the finished folder is kept beside it
     (`pristine`, for `tiny_study_to_damage`)."""
+    session_ray.get()  # the resume runs harness.sweep's main in this process (real_runs.run_main)
     return build_tiny_study(tmp_path_factory.mktemp("tiny-study") / "study", data_root)
 
 

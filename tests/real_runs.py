@@ -1,9 +1,12 @@
 """The session's real tiny study (tests/conftest.py `tiny_study`): how it is run, interrupted and resumed, and
-the helpers of the tests that read or damage it."""
+the helpers of the tests that read or damage it; a CLI's `main` run in this process (`run_main`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -11,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,7 @@ class TinyStudy:
     first_log: str  # the interrupted run's console output
     finished: list[str]  # GAN trials Tune had finished when the driver got Ctrl-C (trial ids = folder names)
     started: list[str]  # GAN trials started by then (finished or running)
-    resume: subprocess.CompletedProcess  # `python -m harness.sweep --resume OUT`
+    resume: Ran  # `harness.sweep --resume OUT` (its main, in this process on the session's Ray)
     rows: dict[str, int]  # rows of trials.parquet (all, pretrainings) and scores.parquet after the resume
     resume_window: tuple[float, float]  # (unix seconds) just before the resume's process started, after it ended
 
@@ -71,6 +75,45 @@ def study_cache(out: Path) -> Path:
     return out.parent / "pretrain-cache"
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What a CLI's `main` returned and wrote (`run_main`)."""
+
+    returncode: int
+    stdout: str
+    stderr: str  # with what it logged at INFO and above, as its own logging.basicConfig would print it
+
+
+def run_main(main: Callable[[list[str]], int], argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Ran:
+    """`main(argv)` of a CLI (harness.sweep, harness.study, harness.train) in this process, as its command line runs
+    it, with `env` set meanwhile: on the session's Ray, which the caller holds up (tests/harness/conftest.py
+    `session_ray`; the CLI joins a running Ray), so the CLI's own start-up (imports, its Ray's start and stop:
+    about 10 s) is paid once, by the tests that run it as a process. Its stdout and stderr are captured, with its
+    log records at INFO and above (the CLI's logging.basicConfig does nothing under pytest's log handlers)."""
+    env = dict(env or {})
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    saved = {key: os.environ.get(key) for key in env}
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(list(argv))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Ran(code, stdout.getvalue(), stderr.getvalue())
+
+
 def study_env(out: Path) -> dict[str, str]:
     """The study's CLIs' environment: a pretraining cache of its own (harness.sweeps.cache), so its pretrainings train
     here (in tune_pretrain/) and no other run of the session finds them (a test that wants one copies its entry)."""
@@ -99,7 +142,8 @@ def interrupt_after(cmd: list[str], env: dict[str, str], log: Path, marker: re.P
 
 
 def build_tiny_study(out: Path, data_root: Path) -> TinyStudy:
-    """A real tiny study in `out` (see tests/conftest.py `tiny_study`), interrupted and resumed; a copy of the
+    """A real tiny study in `out` (see tests/conftest.py `tiny_study`), interrupted (its CLI in a process of its own,
+    Ctrl-C to its process group) and resumed (`run_main`: the caller holds the session's Ray up); a copy of the
     finished folder is kept beside it (`TinyStudy.pristine`)."""
     cmd = [sys.executable, "-m", "harness.study", "--size", "tiny", "--seeds", "2", "--datasets", "set5",
            "--vgg-fallback", "untrained", "--out", str(out), "--data-root", str(data_root)]
@@ -113,9 +157,10 @@ def build_tiny_study(out: Path, data_root: Path) -> TinyStudy:
     started = sorted(d.name for d in (out / "trials").iterdir()
                      if not d.name.endswith("-pretrain") and (d / "starts.log").is_file())
     assert finished and set(finished) != set(at_interrupt), at_interrupt  # some, not all
+    from harness.sweeps import sweep
+
     before = time.time()
-    resume = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out)], cwd=REPO,
-                            env=study_env(out), capture_output=True, text=True, timeout=900)
+    resume = run_main(sweep.main, ["--resume", str(out)], env={"ENHANCE_CACHE": str(study_cache(out))})
     window = (before, time.time())
     assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-4000:]
     shutil.copytree(out, out.parent / "pristine", symlinks=True)

@@ -5,12 +5,8 @@ once leave one good entry; the overhead each run records."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import multiprocessing as mp
-import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -19,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from real_runs import Ran, run_main
 
 from benchmarks.scoring.datasets import data_root as default_data_root
 from harness.run.runs import resolve_config
@@ -165,14 +162,8 @@ def test_two_runs_storing_one_pretraining_at_once_leave_one_good_entry(data_root
 # Run A is the session's tiny study (tests/conftest.py `tiny_study`): it trained SRResNet's pretraining and stored
 # it in its cache. Sweep B (v2 at the study's size: the same pretraining config) takes it from a copy of that
 # entry; C refuses the copy once corrupted, trains and stores anew: `harness.sweep`'s main in this process, on the
-# session's Ray (the CLI's own start-up is the tiny study's and the other CLI tests'). --no-cache is checked on the
+# session's Ray (real_runs.run_main). --no-cache is checked on the
 # Pareto search (test_harness_pareto.py), which runs with it beside a valid entry of its pretraining.
-
-
-@dataclass(frozen=True)
-class Ran:
-    stdout: str
-    stderr: str  # with what the run logged at WARNING and above
 
 
 def _sweep(out: Path, data_root: Path, cache_dir: Path) -> Ran:
@@ -181,23 +172,9 @@ def _sweep(out: Path, data_root: Path, cache_dir: Path) -> Ran:
     argv = ["--presets", "v2", "--grid", "loss.adv_weight=0.001", "--datasets", "set5", "--save-images", "set5",
             "--scheduler", "none", "--no-report", "--out", str(out), "--data-root", str(data_root)]
     # (tiny's own steps, as the study's: its pretraining's config)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    handler = logging.StreamHandler(stderr)
-    handler.setLevel(logging.WARNING)
-    logging.getLogger().addHandler(handler)
-    saved = os.environ.get(cache.CACHE_ENV)
-    os.environ[cache.CACHE_ENV] = str(cache_dir)
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = sweep.main(argv)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        if saved is None:
-            os.environ.pop(cache.CACHE_ENV, None)
-        else:
-            os.environ[cache.CACHE_ENV] = saved
-    assert code == 0, stdout.getvalue()[-4000:] + stderr.getvalue()[-4000:]
-    return Ran(stdout.getvalue(), stderr.getvalue())
+    done = run_main(sweep.main, argv, env={cache.CACHE_ENV: str(cache_dir)})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done
 
 
 def _init_digest(out: Path) -> str:

@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from real_runs import Ran
 
 from harness.run import validation
 from harness.sweeps import cache, pareto_search, sweep
@@ -25,7 +25,6 @@ from harness.sweeps.plan import SweepRequest, plan_sweep
 from results.pareto import nondominated_ranks
 from srgan.config import ExperimentConfig, from_dict
 
-REPO = Path(__file__).resolve().parents[2]
 SEARCH = ["--search", "pareto", "--presets", "v2", "--size", "tiny"]
 
 
@@ -125,7 +124,7 @@ class Search:
     out: Path
     first_log: str
     finished_at_interrupt: list[str]  # Tune ids of the trials finished when Ctrl-C came
-    resume: subprocess.CompletedProcess
+    resume: Ran  # `harness.sweep --resume OUT --num-samples 5` (real_runs.run_main)
     waiting: cache.Entry  # an entry of its very pretraining, in the pretraining cache it ran with (--no-cache)
     cache_before: list[str]  # that cache's folder listing before the search
 
@@ -140,11 +139,11 @@ def _waiting_entry(argv: list[str], out: Path, cache_dir: Path, data_root: Path)
 
 
 @pytest.fixture(scope="module")
-def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Search:
+def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path, session_ray) -> Search:
     """A real tiny search: 4 samples, Ctrl-C once Tune finished a GAN trial, then `--resume --num-samples 5`, and
     its front confirmed with one more seed, scored on Set5, report built. With --no-cache, while the cache holds a
     valid entry of its very pretraining (`test_no_cache_trains_and_keeps_nothing`)."""
-    from real_runs import interrupt_after, tune_trials
+    from real_runs import interrupt_after, run_main, tune_trials
 
     out = tmp_path_factory.mktemp("pareto") / "search"
     cache_dir = out.parent / "cache"
@@ -161,8 +160,8 @@ def pareto_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Sea
     assert code == 130, text[-4000:]
     finished = sorted(t for t, s in tune_trials(out / "tune").items() if s == "TERMINATED")
     assert finished, text[-4000:]
-    resume = subprocess.run([sys.executable, "-m", "harness.sweep", "--resume", str(out), "--num-samples", "5"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    session_ray.get()  # the resume: harness.sweep's main in this process, on the session's Ray
+    resume = run_main(sweep.main, ["--resume", str(out), "--num-samples", "5"], env={"ENHANCE_CACHE": str(cache_dir)})
     assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-4000:]
     return Search(out=out, first_log=text, finished_at_interrupt=finished, resume=resume, waiting=waiting,
                   cache_before=cache_before)

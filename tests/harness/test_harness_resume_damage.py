@@ -215,6 +215,9 @@ def _starts(out: Path) -> dict[str, int]:
 
 
 def _resume(out: Path, entry: str = "harness.sweep") -> subprocess.CompletedProcess:
+    """`python -m <entry> --resume OUT --no-report` in a process of its own (its own Ray): resumed in the session's
+    Ray, Tune would sync back the driver files it staged in that Ray's session folder for an earlier resume of this
+    folder (the tiny study's own, real_runs.run_main), a state file this test has set aside among them."""
     return subprocess.run([sys.executable, "-m", entry, "--resume", str(out), "--no-report"], cwd=REPO,
                           capture_output=True, text=True, timeout=900, env=study_env(out))
 
