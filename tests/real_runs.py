@@ -90,6 +90,7 @@ def run_main(main: Callable[[list[str]], int], argv: Sequence[str], *, env: Mapp
     `session_ray`; the CLI joins a running Ray), so the CLI's own start-up (imports, its Ray's start and stop:
     about 10 s) is paid once, by the tests that run it as a process. Its stdout and stderr are captured, with its
     log records at INFO and above (the CLI's logging.basicConfig does nothing under pytest's log handlers)."""
+    _wait_for_idle_ray()
     env = dict(env or {})
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(stderr)
@@ -112,6 +113,25 @@ def run_main(main: Callable[[list[str]], int], argv: Sequence[str], *, env: Mapp
             else:
                 os.environ[key] = value
     return Ran(code, stdout.getvalue(), stderr.getvalue())
+
+
+def _wait_for_idle_ray(timeout: float = 60) -> None:
+    """Wait until the session's Ray (if up) has every CPU and GPU free again (an earlier test's actors exit
+    asynchronously); fail naming what is held after `timeout` s, rather than let a run wait on it for ever."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    deadline = time.time() + timeout
+    while True:
+        total, free = ray.cluster_resources(), ray.available_resources()
+        held = {k: (free.get(k, 0.0), v) for k, v in total.items() if k in ("CPU", "GPU") and free.get(k, 0.0) < v}
+        if not held:
+            return
+        if time.time() > deadline:
+            pytest.fail(f"the session's Ray still holds resources {timeout:.0f} s after the last test (free, total): "
+                        f"{held}")
+        time.sleep(0.5)
 
 
 def study_env(out: Path) -> dict[str, str]:
