@@ -155,6 +155,7 @@ class PlaneSeries:
 
 
 LABEL_CHAR, LABEL_HEIGHT = 0.013, 0.07  # a label's box in axis fractions (`_label_spots`)
+MARKER_SPAN = (0.017, 0.029)  # an 11-px marker in axis fractions of the ~650 x 380-px plot area (`merged_labels`)
 FAINT_NAMED = 5  # runaways of a faint series named in the subtitle (the rest counted)
 FENCE = 3.0  # a mark more than FENCE interquartile ranges beyond the quartiles of its axis is an outlier
 _LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",
@@ -258,6 +259,30 @@ def _label_spots(points: Sequence[tuple[float, float, str]], x_range: tuple[floa
     return spots
 
 
+def merged_labels(points: Sequence[tuple[float, float, str]], x_range: tuple[float, float],
+                  y_range: tuple[float, float]) -> list[str]:
+    """Each point's label, where points closer than a marker's size (MARKER_SPAN of each axis) are drawn over each
+    other: the first of them carries all their labels ("adv_weight = 0, 0.001" when they share a "KEY = " head,
+    else joined by " / "), the others none, so no two labels compete for one spot."""
+    width, height = (x_range[1] - x_range[0]) or 1.0, (y_range[1] - y_range[0]) or 1.0
+    groups: list[list[int]] = []
+    for k, (x, y, _) in enumerate(points):
+        near = next((g for g in groups if abs(points[g[0]][0] - x) / width < MARKER_SPAN[0]
+                     and abs(points[g[0]][1] - y) / height < MARKER_SPAN[1]), None)
+        if near is None:
+            groups.append([k])
+        else:
+            near.append(k)
+    texts = [""] * len(points)
+    for g in groups:
+        labels = [points[k][2] for k in g]
+        heads = {label.rpartition(" = ")[0] for label in labels}
+        texts[g[0]] = (f"{heads.pop()} = " + ", ".join(label.rpartition(" = ")[2] for label in labels)
+                       if len(heads) == 1 and all(" = " in label for label in labels) and len(labels) > 1
+                       else " / ".join(labels))
+    return texts
+
+
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -277,11 +302,12 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
     name, fmt = plot_text(METRIC_NAMES.get(metric, metric)), _axis_format(metric)
     fig = go.Figure()
     outside: list[str] = []
-    labelled = [(m.x, m.y, m.label + (" †" if m.flag else "")) for s in series if s.style in ("points", "path")
-                for m in s.marks]
-    spots = iter(_label_spots([(min(max(x, x_range[0]), x_range[1]), min(max(y, y_range[0]), y_range[1]), t)
-                               for x, y, t in labelled], x_range, y_range,
-                               reverse_x=not higher_is_better(metric)))
+    labelled = [(_clamp(m.x, x_range), _clamp(m.y, y_range), m.label + (" †" if m.flag else ""))
+                for s in series if s.style in ("points", "path") for m in s.marks]
+    merged = merged_labels(labelled, x_range, y_range)  # marks drawn over each other share one label
+    shown = [(x, y, text) for (x, y, _), text in zip(labelled, merged, strict=True) if text]
+    texts = iter(merged)
+    placed = iter(_label_spots(shown, x_range, y_range, reverse_x=not higher_is_better(metric)))
     for i, s in enumerate(series):
         color = s.color or _color(i)
         inside = [m for m in s.marks if x_range[0] <= m.x <= x_range[1] and y_range[0] <= m.y <= y_range[1]]
@@ -305,7 +331,8 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
                                "<extra></extra>"))
             continue
         marks = list(s.marks)
-        text_spots = [next(spots) for _ in marks]
+        mark_texts = [next(texts) for _ in marks]
+        text_spots = [next(placed) if text else "top center" for text in mark_texts]
         if s.style == "path" and len(marks) > 1:  # the path through every mark, runaways at the edge
             fig.add_scatter(x=[_clamp(m.x, x_range) for m in marks], y=[_clamp(m.y, y_range) for m in marks],
                             mode="lines", line={"color": color, "width": 1.5}, hoverinfo="skip", showlegend=False,
@@ -325,7 +352,8 @@ def pd_plane(series: Sequence[PlaneSeries], *, metric: str, title: str) -> go.Fi
             fig.add_scatter(
                 x=[_clamp(m.x, x_range)], y=[_clamp(m.y, y_range)], mode="markers+text", name=plot_text(s.name),
                 cliponaxis=False,  # a runaway's triangle sits on the edge of the view: draw it whole
-                legendgroup=plot_text(s.name), showlegend=k == 0, text=[plot_text(label)], textposition=text_spots[k],
+                legendgroup=plot_text(s.name), showlegend=k == 0, text=[plot_text(mark_texts[k])],
+                textposition=text_spots[k],
                 error_x={"type": "data", "symmetric": False, "array": [ex[1] if ex else 0.0],
                          "arrayminus": [ex[0] if ex else 0.0], "visible": ex is not None},
                 error_y={"type": "data", "symmetric": False, "array": [ey[1] if ey else 0.0],

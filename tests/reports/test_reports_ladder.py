@@ -291,3 +291,18 @@ def test_an_arm_with_more_seeds_says_how_many(tmp_path: Path) -> None:
     top = pl.read_parquet(folder / schema.STUDY_FILE).filter(
         (pl.col("a") == "v2@adv_weight=1") & (pl.col("dataset") == "Set5") & (pl.col("metric") == "psnr"))
     assert top["n_seeds"].to_list() == [6]
+
+
+def test_marks_drawn_over_each_other_share_one_label() -> None:
+    """The ladder's 0 arm and 1e-3 arm score within 0.05 NIQE and 0.01 dB of each other (the main job's Set5): one
+    marker covers the other, so their labels would compete for one spot (one was pushed off the plot under the
+    legend). They share one label; a mark a marker's size away keeps its own."""
+    arms = [figures.PlaneMark("adv_weight = 0", 8.551, 28.71), figures.PlaneMark("adv_weight = 0.001", 8.498, 28.72),
+            figures.PlaneMark("adv_weight = 0.1", 14.75, 26.89), figures.PlaneMark("adv_weight = 10", 76.7, 15.42)]
+    fig = figures.pd_plane([figures.PlaneSeries("v2 loss.adv_weight", arms, "path")], metric="niqe", title="ladder")
+    texts = [t["text"][0] for t in fig.to_plotly_json()["data"] if t.get("mode") == "markers+text"]
+    assert texts == ["adv_weight = 0, 0.001", "", "adv_weight = 0.1", "adv_weight = 10"]
+    twins = [(0.5, 0.5, "v2"), (0.5, 0.5, "srresnet-continued"), (0.9, 0.1, "v3")]
+    assert figures.merged_labels(twins, (0, 1), (0, 1)) == ["v2 / srresnet-continued", "", "v3"]
+    apart = [(0.5, 0.5, "v2"), (0.52, 0.5, "v3")]  # 2 % of the width apart: more than a marker, two labels
+    assert figures.merged_labels(apart, (0, 1), (0, 1)) == ["v2", "v3"]
