@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from reports import curves, figures
+from reports import curves, figures, plane
 from reports.load import Results
 from reports.text import long_name
 
@@ -32,7 +32,7 @@ def charts(results: Results, perception: dict[str, str | None]) -> Charts:
     planes = []
     for i, dataset in enumerate(results.datasets):
         metric = perception.get(dataset)
-        fig = figures.perception_distortion(results.summary, results.trials, dataset, metric) if metric else None
+        fig = plane.perception_distortion(results.summary, results.trials, dataset, metric) if metric else None
         if fig is None:
             planes.append(Chart(f"plane-{i}", "", dataset, "no perception–distortion plane: no perception metric "
                                 "(LPIPS or NIQE) was measured on it (see Missing metrics); PSNR and SSIM both "

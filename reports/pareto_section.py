@@ -3,7 +3,7 @@
 Reads pareto.parquet (every trial of `harness.sweep --search pareto`: its weights, its held-out validation
 objectives, `rank`, `front`) and, when the front was confirmed over seeds, pareto_confirm.parquet
 (`results.pareto.confirm_summary`: per front point, dataset and metric the mean over seeds and the seed range,
-on the test sets). Drawn with the one PD-plane function of the report (`reports.figures.pd_plane`), which the
+on the test sets). Drawn with the one PD-plane function of the report (`reports.plane.pd_plane`), which the
 study's ladder uses too: all trials faint, the front as a line, the front points labelled by their weights; and
 per test set the confirmed points with their seed ranges. Every string reaches the page through Jinja2's
 autoescape or `plot_text`.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reports import figures
+from reports import figures, plane
 from reports.text import METRIC_DIGITS, METRIC_NAMES
 from results import io
 from results.pareto import along_front
@@ -135,15 +135,15 @@ def _planes(table: pl.DataFrame, front: pl.DataFrame, confirm: pl.DataFrame | No
         return []
     x, y = metrics[perception], metrics["psnr"]
 
-    def mark(r: dict) -> figures.PlaneMark:
-        return figures.PlaneMark(labels[r["trial_id"]], float(r[x]), float(r[y]))
+    def mark(r: dict) -> plane.PlaneMark:
+        return plane.PlaneMark(labels[r["trial_id"]], float(r[x]), float(r[y]))
 
     done = table.filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
     front_marks = [mark(r) for r in front.sort(x).iter_rows(named=True)]
-    search = figures.pd_plane([
-        figures.PlaneSeries("all trials", [mark(r) for r in done.iter_rows(named=True)], "faint"),
-        figures.PlaneSeries("Pareto front", front_marks, "front"),
-        figures.PlaneSeries("front points (weights)", front_marks, "points"),
+    search = plane.pd_plane([
+        plane.PlaneSeries("all trials", [mark(r) for r in done.iter_rows(named=True)], "faint"),
+        plane.PlaneSeries("Pareto front", front_marks, "front"),
+        plane.PlaneSeries("front points (weights)", front_marks, "points"),
     ], metric=perception, title="Pareto search: held-out validation")
     planes = [("pareto-plane-search", figures.figure_json(search),
                f"x axis: {_name(perception)} on the held-out validation crops; y: PSNR (dB, Y) on them")]
@@ -158,13 +158,13 @@ def _planes(table: pl.DataFrame, front: pl.DataFrame, confirm: pl.DataFrame | No
             if not px.height or not py.height or px["mean"][0] is None or py["mean"][0] is None:
                 continue
             a, b = px.row(0, named=True), py.row(0, named=True)
-            marks.append(figures.PlaneMark(labels[point], a["mean"], b["mean"], a["low"], a["high"], b["low"],
+            marks.append(plane.PlaneMark(labels[point], a["mean"], b["mean"], a["low"], a["high"], b["low"],
                                            b["high"], hover=f"{b['n_seeds']} seeds (range over seeds)"))
         if not marks:
             continue
         line = sorted(marks, key=lambda m: m.x)
-        fig = figures.pd_plane([figures.PlaneSeries("front, seed means", line, "front"),
-                                figures.PlaneSeries("confirmed points (seed range)", marks, "points")],
+        fig = plane.pd_plane([plane.PlaneSeries("front, seed means", line, "front"),
+                                plane.PlaneSeries("confirmed points (seed range)", marks, "points")],
                                metric=perception, title=f"{dataset}: the front confirmed over seeds")
         planes.append((f"pareto-plane-{i}", figures.figure_json(fig),
                        f"{dataset}: each point the mean over its seeds, bars the range over seeds (test set, papers' "

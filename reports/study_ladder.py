@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from reports import figures
+from reports import figures, plane
 from reports.text import METRIC_NAMES, METRIC_UNITS, MISSING, fmt_p, plural
 from reports.text import finite as _finite
 from reports.text import fmt as _num
@@ -271,11 +271,11 @@ def _plane(part: pl.DataFrame, arms: list[dose.Arm], dataset: str, metric: str |
     for k, arm in enumerate(arms):
         if k >= len(xm) or xm[k] is None or ym[k] is None or not all(math.isfinite(v) for v in (xm[k], ym[k])):
             return None
-        marks.append(figures.PlaneMark(
+        marks.append(plane.PlaneMark(
             _weight_label(x["key"], arm.value), xm[k], ym[k], xl[k], xh[k], yl[k], yh[k],
             flag=UNTRAINED_FLAG if arm.version in flagged else None,
             hover=f"{arm.version}; {plural(len({s for _, s in arm.trials}), 'seed')}: mean, bars the seed range"))
     title = f"{dataset}: {x['recipe']}'s {x['key']} ladder, in weight order (bars: seed range)"
-    fig = figures.pd_plane([figures.PlaneSeries(f"{x['recipe']} {x['key']}", marks, "path")], metric=metric,
+    fig = plane.pd_plane([plane.PlaneSeries(f"{x['recipe']} {x['key']}", marks, "path")], metric=metric,
                            title=title)
     return f"study-ladder-{index}", figures.figure_json(fig), title

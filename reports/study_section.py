@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from reports import figures
+from reports import figures, plane
 from reports.load import STUDY_CONTRACT
 from reports.study_claims import claims, method, protocol, stability_finding, untested, variance_line
 from reports.study_ladder import UNTRAINED_FLAG, Ladder, ladder_section
@@ -316,7 +316,7 @@ def diff_rows(study: pl.DataFrame, metrics: list[str] | None = None, *, adjusted
 def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str],
            perception: dict[str, str | None]) -> tuple[list[Plane], list[str]]:
     """Per dataset, PSNR against its perception metric (LPIPS, else NIQE), a point per version: its mean over
-    seeds with the seed range as bars (`figures.pd_plane`: runaways at the edge, labels apart), a version trained
+    seeds with the seed range as bars (`plane.pd_plane`: runaways at the edge, labels apart), a version trained
     with untrained VGG19 features flagged on its point, and the Pareto front of the means."""
     order = profile["version"].to_list()
     stage = dict(zip(profile["version"], profile["stage"], strict=True))
@@ -332,18 +332,18 @@ def planes(versions: pl.DataFrame, profile: pl.DataFrame, datasets: list[str],
             if not (x and ps and _finite(x["mean"]) and _finite(ps["mean"])):
                 continue
             flag = UNTRAINED_FLAG if UNTRAINED_VGG in json_list(flags.get(version)) else None
-            mark = figures.PlaneMark(version, x["mean"], ps["mean"], x.get("low"), x.get("high"), ps.get("low"),
+            mark = plane.PlaneMark(version, x["mean"], ps["mean"], x.get("low"), x.get("high"), ps.get("low"),
                                      ps.get("high"), flag=flag, hover=plural(ps["n_seeds"], "seed") + (
                                          ": mean, bars the seed range" if (ps["n_seeds"] or 0) > 1 else ""))
             symbol = {schema.STAGE_BASELINE: "star", schema.STAGE_PRETRAIN: "diamond"}.get(stage.get(version), "circle")
-            series.append(figures.PlaneSeries(version, [mark], "points", figures.color(k), symbol))
+            series.append(plane.PlaneSeries(version, [mark], "points", figures.color(k), symbol))
         if metric and series:
             marks = [s.marks[0] for s in series]
-            points = [figures.PlanePoint(m.label, m.x, m.y, False) for m in marks]
-            front = figures.pareto_front(points, x_lower_is_better=not schema.HIGHER_IS_BETTER[metric])
-            front_marks = [figures.PlaneMark(p.label, p.x, p.y) for p in front]
+            points = [plane.PlanePoint(m.label, m.x, m.y, False) for m in marks]
+            front = plane.pareto_front(points, x_lower_is_better=not schema.HIGHER_IS_BETTER[metric])
+            front_marks = [plane.PlaneMark(p.label, p.x, p.y) for p in front]
             title = f"{dataset}: versions, PSNR against {METRIC_NAMES[metric]} (mean over seeds; bars: seed range)"
-            fig = figures.pd_plane([figures.PlaneSeries("Pareto front", front_marks, "front"), *series],
+            fig = plane.pd_plane([plane.PlaneSeries("Pareto front", front_marks, "front"), *series],
                                    metric=metric, title=title)
             out.append(Plane(f"study-plane-{i}", figures.figure_json(fig), dataset))
         else:

@@ -21,7 +21,7 @@ from reports_synthetic import (
     write_synthetic_results,
 )
 
-from reports import build, crops, figures
+from reports import build, crops, figures, plane
 from results import schema
 
 
@@ -99,7 +99,7 @@ def test_the_perception_plane_has_its_pareto_front(results_dir: Path, tmp_path: 
     blob = re.search(r'<script type="application/json" id="plane-0">(.*?)</script>', page, re.S).group(1)
     traces = {t["name"]: t for t in json.loads(blob)["data"]}
     summary = pl.read_parquet(results_dir / schema.SUMMARY_FILE).filter(pl.col("dataset") == "Set5")
-    points = [figures.PlanePoint(r["trial_id"], r["lpips"], r["psnr"], False) for r in summary.iter_rows(named=True)]
+    points = [plane.PlanePoint(r["trial_id"], r["lpips"], r["psnr"], False) for r in summary.iter_rows(named=True)]
     # the front by hand: sorted by LPIPS (lower better), keep each point with a PSNR above all before it
     best, expected = -math.inf, []
     for p in sorted(points, key=lambda p: (p.x, -p.y)):
@@ -133,8 +133,8 @@ def test_without_history_or_images(tmp_path: Path) -> None:
     ],
 )
 def test_pareto_front(points: list[tuple[float, float]], lower: bool, expected: list[tuple[float, float]]) -> None:
-    plane = [figures.PlanePoint(str(i), x, y, False) for i, (x, y) in enumerate(points)]
-    front = figures.pareto_front(plane, x_lower_is_better=lower)
+    marks = [plane.PlanePoint(str(i), x, y, False) for i, (x, y) in enumerate(points)]
+    front = plane.pareto_front(marks, x_lower_is_better=lower)
     assert [(p.x, p.y) for p in front] == expected
 
 

@@ -1,4 +1,4 @@
-"""The PD plane a reader can read (reports.figures.pd_plane: bars inside the metric's range, a runaway point at
+"""The PD plane a reader can read (reports.plane.pd_plane: bars inside the metric's range, a runaway point at
 the edge and named, labels apart, flags kept) and the Study section's answer to the trade-off claim from the
 ladder (reports.study_ladder: the exchange-rate sentence, the table, the ladder as a path on the plane)."""
 
@@ -16,7 +16,7 @@ import pytest
 from ladder_synthetic import SLOPES, add_ladder, add_seeds
 from reports_synthetic import write_synthetic_study
 
-from reports import build, figures, study_ladder
+from reports import build, plane, study_ladder
 from reports.load import load_results
 from results import schema
 from results.study import compute_study
@@ -42,9 +42,9 @@ def test_the_bars_never_leave_the_metrics_range() -> None:
     marks = []
     for k in range(30):
         x, y = float(rng.uniform(0.5, 12)), float(rng.uniform(1, 30))
-        marks.append(figures.PlaneMark(f"p{k}", x, y, x - float(rng.uniform(0, 20)), x + float(rng.uniform(0, 20)),
+        marks.append(plane.PlaneMark(f"p{k}", x, y, x - float(rng.uniform(0, 20)), x + float(rng.uniform(0, 20)),
                                        y - float(rng.uniform(0, 40)), y + float(rng.uniform(0, 5))))
-    fig = figures.pd_plane([figures.PlaneSeries("all", marks, "points")], metric="niqe", title="bars")
+    fig = plane.pd_plane([plane.PlaneSeries("all", marks, "points")], metric="niqe", title="bars")
     checked = 0
     for x, y, ex, ey in _marks_and_bars(fig):
         for value, bar, metric in ((x, ex, "niqe"), (y, ey, "psnr")):
@@ -54,7 +54,7 @@ def test_the_bars_never_leave_the_metrics_range() -> None:
                 assert value + bar["array"][0] <= upper
                 checked += 1
     assert checked >= 40  # most marks are inside the view and have both bars
-    lpips = figures.pd_plane([figures.PlaneSeries("one", [figures.PlaneMark("a", 0.05, 20, -0.2, 0.3, 19, 21)],
+    lpips = plane.pd_plane([plane.PlaneSeries("one", [plane.PlaneMark("a", 0.05, 20, -0.2, 0.3, 19, 21)],
                                                   "points")], metric="lpips", title="lpips")
     (x, _, ex, _), = _marks_and_bars(lpips)
     assert ex["arrayminus"] == [pytest.approx(0.05)]  # cut at LPIPS's 0, not at -0.2
@@ -64,10 +64,10 @@ def test_one_runaway_seed_does_not_set_the_axes() -> None:
     """The issue's case: v3 seed 2 at NIQE 73.3 (RaGAN 31.9) with eight points near NIQE 8."""
     rng = np.random.default_rng(1)
     names = ["bicubic", "srresnet-pretrain", "v1", "v2", "rrdb-pretrain", "esrgan", "srresnet-continued", "v3x"]
-    cluster = [figures.PlaneMark(n, float(rng.uniform(7.8, 9.2)), float(rng.uniform(27.5, 28.8))) for n in names]
-    runaway = [figures.PlaneMark("v3", 73.3, 27.9), figures.PlaneMark("ragan", 31.9, 28.0)]
-    series = [figures.PlaneSeries(m.label, [m], "points") for m in cluster + runaway]
-    fig = figures.pd_plane(series, metric="niqe", title="runaway")
+    cluster = [plane.PlaneMark(n, float(rng.uniform(7.8, 9.2)), float(rng.uniform(27.5, 28.8))) for n in names]
+    runaway = [plane.PlaneMark("v3", 73.3, 27.9), plane.PlaneMark("ragan", 31.9, 28.0)]
+    series = [plane.PlaneSeries(m.label, [m], "points") for m in cluster + runaway]
+    fig = plane.pd_plane(series, metric="niqe", title="runaway")
     layout = fig.to_plotly_json()["layout"]
     high, low = layout["xaxis"]["range"]  # NIQE: lower is better, the axis is reversed
     assert high > low and high < 12 and low > 6  # the view is the cluster's
@@ -101,11 +101,11 @@ def test_labels_do_not_print_over_each_other() -> None:
     for seed in range(100):
         rng = np.random.default_rng(seed)
         points = [(float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), name) for name in VERSIONS]
-        placed += _overlapping(points, figures._label_spots(points, x_range, y_range), x_range, y_range) > 0
+        placed += _overlapping(points, plane._label_spots(points, x_range, y_range), x_range, y_range) > 0
         naive += _overlapping(points, ["top center"] * len(points), x_range, y_range) > 0
     assert placed <= 5 and naive >= 50
     twins = [(0.5, 0.5, "v2"), (0.5, 0.5, "v3")]  # coincident points: two different spots
-    spots = figures._label_spots(twins, x_range, y_range)
+    spots = plane._label_spots(twins, x_range, y_range)
     assert spots[0] != spots[1] and _overlapping(twins, spots, x_range, y_range) == 0
 
 
@@ -114,7 +114,7 @@ def _label_boxes(points, spots, x_range, y_range):
     out = []
     for (x, y, label), spot in zip(points, spots, strict=True):
         nx, ny = (x - x_range[0]) / (x_range[1] - x_range[0]), (y - y_range[0]) / (y_range[1] - y_range[0])
-        w, h, gap = figures.LABEL_CHAR * len(label) + 0.01, figures.LABEL_HEIGHT, 0.02
+        w, h, gap = plane.LABEL_CHAR * len(label) + 0.01, plane.LABEL_HEIGHT, 0.02
         vertical, horizontal = spot.split()
         cy = ny + (h / 2 + gap if vertical == "top" else -h / 2 - gap if vertical == "bottom" else 0.0)
         cx = nx + (w / 2 + gap if horizontal == "right" else -w / 2 - gap if horizontal == "left" else 0.0)
@@ -123,9 +123,9 @@ def _label_boxes(points, spots, x_range, y_range):
 
 
 def test_a_flagged_point_keeps_its_flag_and_text_is_escaped() -> None:
-    mark = figures.PlaneMark("<b>v3</b>", 8.0, 28.0, 7.5, 9.0, 27.0, 29.0, flag="untrained VGG19 features")
-    plain = figures.PlaneMark("v2", 9.0, 28.5)
-    fig = figures.pd_plane([figures.PlaneSeries("v3", [mark], "points"), figures.PlaneSeries("v2", [plain], "points")],
+    mark = plane.PlaneMark("<b>v3</b>", 8.0, 28.0, 7.5, 9.0, 27.0, 29.0, flag="untrained VGG19 features")
+    plain = plane.PlaneMark("v2", 9.0, 28.5)
+    fig = plane.pd_plane([plane.PlaneSeries("v3", [mark], "points"), plane.PlaneSeries("v2", [plain], "points")],
                            metric="niqe", title="flags")
     traces = {t["name"]: t for t in fig.to_plotly_json()["data"]}
     assert traces["v3"]["text"] == ["&lt;b&gt;v3&lt;/b&gt; †"]
@@ -254,7 +254,7 @@ def test_the_trial_plane_keeps_a_runaway_trial_at_its_edge() -> None:
     psnr = [float(v) for v in rng.uniform(27, 29, 9)] + [26.5, 27.5]
     summary = pl.DataFrame({"trial_id": ids, "dataset": ["Set5"] * 11, "niqe": niqe, "psnr": psnr})
     trials = pl.DataFrame({"trial_id": ids, "label": ids, "status": ["ok"] * 9 + ["baseline", "ok"]})
-    fig = figures.perception_distortion(summary, trials, "Set5", "niqe").to_plotly_json()
+    fig = plane.perception_distortion(summary, trials, "Set5", "niqe").to_plotly_json()
     high, low = fig["layout"]["xaxis"]["range"]
     assert high < 12 and "runaway: NIQE 73.300" in html.unescape(fig["layout"]["title"]["text"])
     cloud = next(t for t in fig["data"] if t["name"] == "trials")
@@ -268,7 +268,7 @@ def test_the_trial_plane_keeps_a_runaway_trial_at_its_edge() -> None:
 def test_the_trial_plane_flags_every_trial_with_untrained_features(tmp_path: Path) -> None:
     folder = write_synthetic_study(tmp_path / "flags", presets=("v2", "v3"), compute=False, **SMALL)
     results = load_results(folder)
-    fig = figures.perception_distortion(results.summary, results.trials, "Set5", "lpips").to_plotly_json()
+    fig = plane.perception_distortion(results.summary, results.trials, "Set5", "lpips").to_plotly_json()
     cloud = next(t for t in fig["data"] if t["name"] == "trials")
     for text, symbol in zip(cloud["text"], cloud["marker"]["symbol"], strict=True):
         flagged = text.startswith("v3")  # the synthetic study's v3 trials use untrained VGG19 features
@@ -297,12 +297,12 @@ def test_marks_drawn_over_each_other_share_one_label() -> None:
     """The ladder's 0 arm and 1e-3 arm score within 0.05 NIQE and 0.01 dB of each other (the main job's Set5): one
     marker covers the other, so their labels would compete for one spot (one was pushed off the plot under the
     legend). They share one label; a mark a marker's size away keeps its own."""
-    arms = [figures.PlaneMark("adv_weight = 0", 8.551, 28.71), figures.PlaneMark("adv_weight = 0.001", 8.498, 28.72),
-            figures.PlaneMark("adv_weight = 0.1", 14.75, 26.89), figures.PlaneMark("adv_weight = 10", 76.7, 15.42)]
-    fig = figures.pd_plane([figures.PlaneSeries("v2 loss.adv_weight", arms, "path")], metric="niqe", title="ladder")
+    arms = [plane.PlaneMark("adv_weight = 0", 8.551, 28.71), plane.PlaneMark("adv_weight = 0.001", 8.498, 28.72),
+            plane.PlaneMark("adv_weight = 0.1", 14.75, 26.89), plane.PlaneMark("adv_weight = 10", 76.7, 15.42)]
+    fig = plane.pd_plane([plane.PlaneSeries("v2 loss.adv_weight", arms, "path")], metric="niqe", title="ladder")
     texts = [t["text"][0] for t in fig.to_plotly_json()["data"] if t.get("mode") == "markers+text"]
     assert texts == ["adv_weight = 0, 0.001", "", "adv_weight = 0.1", "adv_weight = 10"]
     twins = [(0.5, 0.5, "v2"), (0.5, 0.5, "srresnet-continued"), (0.9, 0.1, "v3")]
-    assert figures.merged_labels(twins, (0, 1), (0, 1)) == ["v2 / srresnet-continued", "", "v3"]
+    assert plane.merged_labels(twins, (0, 1), (0, 1)) == ["v2 / srresnet-continued", "", "v3"]
     apart = [(0.5, 0.5, "v2"), (0.52, 0.5, "v3")]  # 2 % of the width apart: more than a marker, two labels
-    assert figures.merged_labels(apart, (0, 1), (0, 1)) == ["v2", "v3"]
+    assert plane.merged_labels(apart, (0, 1), (0, 1)) == ["v2", "v3"]
