@@ -15,7 +15,7 @@ whose new state holds none of the finished trials. A resume built on that loses 
   it recorded there (`PARAMS_FILE`); Ray Train then resumes each run from its own latest checkpoint, so
   finished work is not trained again.
 
-What the sweep then collects is checked against its plan (`harness.sweeps.collect.plan_problems`), so anything this
+What the sweep then collects is checked against its plan (`harness.sweeps.plan_check.plan_problems`), so anything this
 cannot recover is an error naming the trial, never a quiet success.
 
 A resume is the run it continues (issue 27.1): sweep.json keeps the data a run starts on (`data_record`: the

@@ -206,7 +206,8 @@ def score_sweep(sweep: plan.SweepPlan, out: Path, *, command: str, timeline: ove
     allow; a sweep whose every trial failed is an error. With the `timeline`, print and keep (run.json
     `overhead`) the share of the sweep's time spent neither in training steps nor in scoring."""
     from harness.run import validation
-    from harness.sweeps.collect import Scoring, collect_results, plan_problems, tune_outcomes
+    from harness.sweeps.collect import Scoring, collect_results, tune_outcomes
+    from harness.sweeps.plan_check import plan_problems
 
     outcomes = pretrainings.pretrain_outcomes(sweep, out) if sweep.settings.pretrainings else []
     outcomes += tune_outcomes(out / schema.TUNE_DIR, out, stage=schema.STAGE_GAN)

@@ -21,8 +21,9 @@ import pytest
 from real_runs import study_env, study_rows
 
 from harness.sweeps import recovery
-from harness.sweeps.collect import Outcome, plan_problems
+from harness.sweeps.collect import Outcome
 from harness.sweeps.plan import SweepRequest, plan_sweep
+from harness.sweeps.plan_check import plan_problems
 from results import schema
 
 REPO = Path(__file__).resolve().parents[2]
