@@ -65,9 +65,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class SessionRay:
     """The session's in-process Ray, started the product's way (`harness.cluster.local_ray.init_local_ray`: 2 CPUs,
     services on loopback, the dashboard on, as Ray Train V2 needs it), once, on first use. A module that needs a
-    Ray of another shape (fake GPUs) shuts it down first; the next test that asks for it starts it again.
-    tests/conftest.py runs the tests that use it one after another, after the tests that need no Ray in this
-    process (an in-process CLI call must not find a Ray already up)."""
+    Ray of another shape (fake GPUs) shuts it down first; the next test that asks for it starts it again. The
+    CLIs whose `main` a fixture runs in this process (real_runs.run_main: the tiny study's and the Pareto search's
+    resumes, the cache module's sweeps) join it. The tests that use it run one after another, after the tests that
+    need no Ray in this process (`pytest_collection_modifyitems`: an error path's in-process CLI call must not find
+    a Ray already up)."""
 
     def __init__(self) -> None:
         self.info = None
