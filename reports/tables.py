@@ -155,6 +155,9 @@ def _show_overhead(value: object) -> str:
 
 # run.json keys a newer harness adds, shown when present (never required), in this order
 RUN_EXTRAS = {"validation": _show, "overhead": _show_overhead, "pretrain_cache": _show,
+              # the weights' sha256 a resume reads: how many, not the digests
+              schema.RUN_SCORED: lambda v: (f"{len((v or {}).get('weights') or {})} models' scores, kept by a resume "
+                                            "while their weights are unchanged" if isinstance(v, dict) else _show(v)),
               # the missing metrics' reasons are said once, near the top
               "metrics_missing": lambda v: "see Missing metrics, near the top" if v else _show(v)}
 

@@ -32,6 +32,9 @@ SUMMARY_JSON = "summary.json"
 HISTORY_FILE = "history.parquet"
 IMAGES_DIR = "images"
 REPORT_INDEX = "report/index.html"  # the HTML report `python -m reports.build` writes by default
+# run.json: {"with": the scoring's digest, "weights": {trial_id: sha256 of its scored generator file}} (harness.sweeps.
+# scored): what a resume needs to keep a model's scores rather than score it again
+RUN_SCORED = "scored"
 HR_DIR = "_hr"  # images/_hr/<dataset>/<image>.png
 TRIALS_DIR = "trials"
 

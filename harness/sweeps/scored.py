@@ -24,7 +24,7 @@ from results import io, schema
 
 log = logging.getLogger(__name__)
 
-RUN_KEY = "scored"  # run.json: {"with": scoring digest, "weights": {trial_id: sha256 of the scored generator file}}
+RUN_KEY = schema.RUN_SCORED  # run.json: {"with": scoring digest, "weights": {trial_id: sha256 of the scored file}}
 BASELINE = "baseline"  # the "weights" of the bicubic baseline: none to change
 
 

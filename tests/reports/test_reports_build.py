@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,17 @@ def test_baseline_only(tmp_path: Path) -> None:
     page = build.build_report(folder).read_text()
     assert "0 trials on 1 dataset(s)" in page and "PSNR: bicubic scores" in page
     assert page.count('class="trial-row') == 1
+
+
+def test_the_run_table_says_how_many_scores_a_resume_keeps_not_their_digests(results_dir: Path, tmp_path: Path) -> None:
+    """run.json's `scored` (the weights' sha256 a resume reads) is one line in the run table, not 40 digests."""
+    from results import io
+
+    copy = tmp_path / "results"
+    shutil.copytree(results_dir, copy)
+    run = io.read_json(copy / schema.RUN_FILE)
+    digests = {f"t{i}": f"{i:064x}" for i in range(3)}
+    io.write_json(copy / schema.RUN_FILE, {**run, schema.RUN_SCORED: {"with": "ab" * 32, "weights": digests}})
+    page = build.build_report(copy, tmp_path / "report").read_text()
+    assert "3 models&#39; scores, kept by a resume while their weights are unchanged" in page  # escaped
+    assert not any(d in page for d in digests.values())
