@@ -22,7 +22,7 @@ def _study_plan(tmp_path: Path, data_root: Path, *argv: str) -> plan.SweepPlan:
 
 
 def _total(cfg) -> int:
-    return cfg.train.warmup_steps + cfg.train.gan_steps
+    return cfg.train.total_steps
 
 
 @pytest.mark.parametrize("size", ["cpu", "full", "paper"])

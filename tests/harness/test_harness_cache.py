@@ -38,7 +38,7 @@ def finished_pretraining(cfg, run_dir: Path, *, seed: int = 0, data_root: Path |
     torch.manual_seed(seed)
     net = build_generator(cfg.generator, scale=cfg.scale)
     save_config(cfg, run_dir)
-    steps = cfg.train.warmup_steps + cfg.train.gan_steps
+    steps = cfg.train.total_steps
     for step in (steps // 2, steps):
         save_generator(net, cfg, run_dir / f"checkpoint_{step:07d}", step=step)
     rows = [{"step": s, "phase": "warmup", "time": time.time(), "images_per_s": 10.0} for s in (steps // 2, steps)]

@@ -70,3 +70,9 @@ def test_presets_differ_only_where_their_version_did() -> None:
     assert esrgan.generator.arch == "rrdbnet" and esrgan.optim.ema_decay > 0 and ragan.optim.ema_decay == 0
     with pytest.raises(ValueError, match="unknown preset"):
         preset("v4")
+
+
+def test_a_run_trains_its_pixel_loss_and_gan_steps_in_all() -> None:
+    """TrainConfig.total_steps, the one place the sum is written: the v2 preset's 1000 warmup and 1000 GAN steps
+    (srgan.versions), the cpu size's 200 + 80, single-stage v1's 2000 GAN steps alone."""
+    assert [preset(name).train.total_steps for name in ("v2", "v2-cpu", "v1")] == [2000, 280, 2000]
