@@ -29,13 +29,13 @@ from benchmarks.scoring import prepared
 from benchmarks.scoring.scorers import MAX_NAMED, default_device, keep_images, load_scorers, scores_frame, wants
 from results import provenance, schema
 from srgan.resize import imresize
-from srgan.upscale import check_finite_output, upscale
+from srgan.upscale import DEFAULT_TILE, check_finite_output, upscale
 
 log = logging.getLogger(__name__)
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe")
-DEFAULT_TILE = 512  # LR px; whole-image inference below this (all of Set5/Set14/BSD100), tiles above it
+# DEFAULT_TILE (srgan.upscale, 512 LR px): whole-image inference below it (all of Set5/Set14/BSD100), tiles above it
 # Tiles overlap by the generator's receptive radius (`srgan.upscale.receptive_radius`) unless told otherwise,
 # so tiled scores equal untiled ones for every preset.
 

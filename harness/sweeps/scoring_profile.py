@@ -36,7 +36,7 @@ from pathlib import Path
 
 # (phase, functions whose cumulative time it is: "file:function" suffixes); the first match of a call wins
 PHASES = (
-    ("datasets", ("scoring/datasets.py:load_pairs", "scoring/prepared.py:prepared_sets")),
+    ("datasets", ("scoring/datasets.py:load_pairs", "scoring/prepared.py:benchmark_images")),
     ("model load", ("srgan/checkpoint.py:load_generator",)),
     ("upscaling", ("srgan/upscale.py:upscale",)),
     ("psnr/ssim", ("scoring/psnr_ssim.py:psnr_ssim", "scoring/psnr_ssim.py:psnr_ssim_against")),

@@ -106,3 +106,18 @@ def test_the_scoring_profile_times_each_layer_once() -> None:
     assert "tail Conv2d 16->3 9x9" in seconds and "upsample.* PixelShuffle" in seconds
     assert all(value >= 0 for value in seconds.values()) and sum(seconds.values()) <= total
     assert not net._forward_hooks and not any(m._forward_pre_hooks or m._forward_hooks for m in net.modules())
+
+
+def test_every_profiled_phase_names_a_function_that_exists() -> None:
+    """The profile matches phases by "folder/file.py:function" (cProfile's names): a function renamed or moved would
+    silently drop out of its phase (scoring/prepared.py:prepared_sets did, when it became benchmark_images)."""
+    import importlib
+
+    from harness.sweeps.scoring_profile import PHASES
+
+    for phase, names in PHASES:
+        for name in names:
+            path, _, function = name.partition(":")
+            package = {"scoring": "benchmarks.scoring", "srgan": "srgan"}[path.split("/")[0]]
+            module = importlib.import_module(f"{package}.{path.split('/')[1].removesuffix('.py')}")
+            assert callable(getattr(module, function, None)), f"{phase}: {name} names no function"
