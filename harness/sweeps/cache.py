@@ -88,15 +88,19 @@ def folder_files(folder: str | Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def package_sources(package: Any) -> list[list[str]]:
+    """[relative name, sha256] of every Python source of an imported `package`, in name order: its code, known
+    without git."""
+    root = Path(package.__file__).resolve().parent
+    return [[p.relative_to(root).as_posix(), sha256_of(p)] for p in sorted(root.rglob("*.py"))]
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """sha256 of `srgan/`'s Python sources (each file's relative name and bytes): the code a pretraining trains
-    with, known without git."""
+    """sha256 of `srgan/`'s Python sources (`package_sources`): the code a pretraining trains with."""
     import srgan
 
-    root = Path(srgan.__file__).resolve().parent
-    listing = [[p.relative_to(root).as_posix(), sha256_of(p)] for p in sorted(root.rglob("*.py"))]
-    return _digest(listing)
+    return _digest(package_sources(srgan))
 
 
 def _digest(value: Any) -> str:

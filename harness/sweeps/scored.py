@@ -57,17 +57,12 @@ def weights_digest(checkpoint: Path) -> str:
 
 @lru_cache(maxsize=1)
 def _code() -> str:
-    """sha256 over the sources a score depends on (benchmarks/scoring: metrics, datasets; srgan: the models, resize
-    and checkpoints), each file's relative name and bytes: known without git."""
+    """sha256 over the sources a score depends on: srgan's (the models, resize and checkpoints: the pretraining
+    cache's `code_version`) and benchmarks/scoring's (metrics, datasets; `package_sources`)."""
     import benchmarks.scoring
-    import srgan
-    from srgan.files import file_hash
+    from harness.sweeps.cache import code_version, package_sources
 
-    listing = []
-    for name, package in (("benchmarks/scoring", benchmarks.scoring), ("srgan", srgan)):
-        root = Path(package.__file__).resolve().parent
-        listing += [[f"{name}/{p.relative_to(root).as_posix()}", file_hash(p)] for p in sorted(root.rglob("*.py"))]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([code_version(), package_sources(benchmarks.scoring)]).encode()).hexdigest()
 
 
 def scoring_digest(scoring: Scoring) -> str:
