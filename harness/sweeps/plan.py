@@ -158,7 +158,7 @@ def _recipe(settings: SweepSettings, params: dict[str, Any], *, stage: str = "si
     partner = settings.budget_partners.get(params["preset"])
     if stage != "single" or partner is None or two_stage(cfg):
         return cfg
-    other = _recipe(replace(settings, budget_partners={}, vgg_fallback="untrained"), {**params, "preset": partner})
+    other = _recipe(replace(_shapes(settings), budget_partners={}), {**params, "preset": partner})
     return equal_budget(cfg, other.train.total_steps, every=every)
 
 
@@ -201,7 +201,7 @@ def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentCon
     if held is not None:
         return from_dict(ExperimentConfig, held)
     recipe, control = arms.expand(settings.arms, params)  # a control or ladder arm: its recipe's parameters
-    whole = _recipe(replace(settings, vgg_fallback="untrained"), recipe)  # only its stages matter here
+    whole = _recipe(_shapes(settings), recipe)  # only its stages matter here
     if not two_stage(whole):
         return _recipe(settings, recipe)
     key = pretrain_key(_recipe(settings, recipe, stage="pretrain"))
@@ -209,6 +209,12 @@ def run_config(settings: SweepSettings, params: dict[str, Any]) -> ExperimentCon
         raise ValueError(f"{params}: its pretraining was not planned (a sampled value changes the pretraining; "
                          "sweep it with --grid instead)")
     return _gan_config(settings, recipe, control, key)
+
+
+def _shapes(settings: SweepSettings) -> SweepSettings:
+    """`settings` for reading a recipe's shape (its stages, steps, pretraining): the VGG19 weights are checked
+    elsewhere (a trial without them fails in its trial, named, unless opted in), so untrained features stand in."""
+    return replace(settings, vgg_fallback="untrained")
 
 
 def _gan_config(settings: SweepSettings, recipe: dict[str, Any], control: bool, key: str) -> ExperimentConfig:
@@ -411,21 +417,18 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
                              f"(--size picks their size: {', '.join(SIZES)})")
     settings = settings_from(request, out)
     grid = trial_grid(request)
-    explore = replace(settings, vgg_fallback="untrained")  # the recipes' shapes; weights are checked below
+    points = grid_points(grid)
     if request.equal_g_updates:
-        first = grid_points(grid)[0]
-        wholes = {name: _recipe(explore, {"preset": name, **first}) for name in request.presets}
+        wholes = {name: _recipe(_shapes(settings), {"preset": name, **points[0]}) for name in request.presets}
         settings = replace(settings, budget_partners=budget_partners(request.presets, wholes))
-        explore = replace(settings, vgg_fallback="untrained")
-    settings = replace(settings, **arms.study_arms(request, grid_points(grid)[0], partial(_recipe, explore)))
-    explore = replace(settings, vgg_fallback="untrained")
+    settings = replace(settings, **arms.study_arms(request, points[0], partial(_recipe, _shapes(settings))))
     trials, pretrainings, users, stages = [], {}, {}, []
     for name in (*request.presets, *settings.arms):
-        for values in grid_points(grid):
+        for values in points:
             params = {"preset": name, **values,
                       **{k: lo for k, (lo, _hi) in (request.loguniform | request.uniform).items()}}
             recipe, control = arms.expand(settings.arms, params)
-            whole = _recipe(explore, recipe)
+            whole = _recipe(_shapes(settings), recipe)
             key = None
             if two_stage(whole):
                 pre = _recipe(settings, recipe, stage="pretrain")
@@ -437,20 +440,21 @@ def plan_sweep(request: SweepRequest, out: Path) -> SweepPlan:
     names = pretrain_run_names(pretrainings)
     settings = replace(settings, pretrainings={names[k]: to_dict(c) for k, c in pretrainings.items()},
                        pretrain_names=names)
-    explore = replace(settings, vgg_fallback="untrained")
     probe = RunSpec(cfg=trials[0][1], run_dir=out, data_root=Path(settings.data_root), workers=settings.workers,
                     cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker)
+    local = None if request.address else resources.local_resources()
     runs, configs = [], {}
     for (params, _), (recipe, control, key) in zip(trials, stages, strict=True):
         try:  # each trial's config, resolved once here and carried to its trial (settings.configs)
             cfg = _recipe(settings, recipe) if key is None else _gan_config(settings, recipe, control, key)
             configs[params_key(params)] = to_dict(cfg)
         except WeightsUnavailable:  # resolved again in its trial, which fails there, named, unless opted in
-            cfg = _recipe(explore, recipe) if key is None else _gan_config(explore, recipe, control, key)
+            shapes = _shapes(settings)
+            cfg = _recipe(shapes, recipe) if key is None else _gan_config(shapes, recipe, control, key)
         resolve_train_dirs(cfg, settings.data_root)
         runs.append(cfg)
-        if not request.address:
-            resources.check_run(replace(probe, cfg=cfg), resources.local_resources())
+        if local is not None:
+            resources.check_run(replace(probe, cfg=cfg), local)
     settings = replace(settings, configs=configs)
     if request.fetch:
         from benchmarks.scoring.datasets import fetch_missing
