@@ -15,7 +15,8 @@ then measures, in one run:
 4. with `--ray`: the whole `harness.sweeps.collect.score_all` on a local Ray of `--cpus` CPUs (processes started, one
    task per model), its wall time against the in-process CPU seconds;
 5. with `--layers`: where the upscaling goes inside each family's generator (the first model of each), process-CPU
-   seconds per layer over the scored images (`layer_seconds`; a residual block's layers summed over the blocks).
+   seconds per layer of its plain forward over the scored images (`layer_seconds`; a residual block's layers summed
+   over the blocks), and the seconds of the inference forward that scoring runs (`srgan.inference`).
 
 The shares are what to optimise first; the ratios (each phase over upscaling, measured in the same run) stay
 comparable across runs on a busy shared machine, where absolute seconds do not.
@@ -194,11 +195,14 @@ def describe(rows: list[dict]) -> str:
 
 
 def profile_layers(outcomes: list, scoring) -> str:
-    """`layer_seconds` of the first model of each generator family among `outcomes`, on the scored images."""
+    """`layer_seconds` of the first model of each generator family among `outcomes`, on the scored images: the
+    plain forward's layers (the modules' own calls), then the seconds of the inference forward scoring runs
+    (`srgan.inference`, whose fused convs no module hook sees)."""
     import torch
 
     from benchmarks.scoring.prepared import benchmark_images
     from srgan.checkpoint import load_generator
+    from srgan.inference import inference_forward
 
     images = [image.lq for image in benchmark_images(scoring.datasets, scoring.scale, scoring.data_root,
                                                      device=torch.device("cpu"), crop=scoring.scale,
@@ -214,8 +218,14 @@ def profile_layers(outcomes: list, scoring) -> str:
         layer_seconds(net, images)  # torch's first calls at each image size
         started = time.process_time()
         seconds = layer_seconds(net, images)
-        parts.append(describe_layers(f"{outcome.trial_id} ({cfg.generator.arch})", seconds,
+        parts.append(describe_layers(f"{outcome.trial_id} ({cfg.generator.arch}), plain forward", seconds,
                                      time.process_time() - started))
+        with torch.inference_mode():
+            forward = inference_forward(net)
+            started = time.process_time()
+            for lq in images:
+                forward(lq)
+        parts.append(f"  inference forward (srgan.inference, what scoring runs): {time.process_time() - started:.3f} s")
     return "\n".join(parts)
 
 
