@@ -9,6 +9,10 @@ smaller `overlap` trades exactness for smaller tiles. The output is written into
 tiles run one at a time, so peak memory is the output plus one tile's activations, however large the image.
 (BatchNorm in eval mode is a per-channel affine map, so SRResNet is fully convolutional too.)
 
+Every call runs the model's inference forward (`srgan.inference.inference_forward`): for the project's generators
+the same function as their forward, computed with fused convs and channels-last activations (about twice as fast
+on a CPU), for any other model its own forward.
+
 Every model output is checked before it is clamped: NaN or infinite values (a diverged checkpoint) raise
 `NonFiniteOutputError` naming the image, instead of becoming a black picture.
 

@@ -162,11 +162,11 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
         train=replace(t, size="cpu", warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10,
                       val_every=CPU_GAN_STEPS // 3, ckpt_every=CPU_GAN_STEPS // 3, pretrain_lr=5e-4,
                       pretrain_gamma=0.5, pretrain_milestones=(int(warmup * 0.75), int(warmup * 0.9)) if warmup else (),
-                      pretrain_batch_size=12, pretrain_patch_size=_fit(64, cfg.scale)),
+                      pretrain_batch_size=16, pretrain_patch_size=_fit(96, cfg.scale)),
     )
 
 
-CPU_PRETRAIN_STEPS = 200
+CPU_PRETRAIN_STEPS = 800
 CPU_GAN_STEPS = 80
 
 
