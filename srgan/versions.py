@@ -166,7 +166,7 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
-CPU_PRETRAIN_STEPS = 800
+CPU_PRETRAIN_STEPS = 700
 CPU_GAN_STEPS = 80
 
 
