@@ -157,7 +157,7 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
                           skip="bicubic" if g.output == "linear" else g.skip),
         discriminator=replace(cfg.discriminator, num_features=16, num_stages=3, hidden=64),
         loss=replace(cfg.loss, perceptual_layer="conv2_2") if cfg.loss.perceptual_weight > 0 else cfg.loss,
-        data=replace(cfg.data, patch_size=_fit(48, cfg.scale), batch_size=8),
+        data=replace(cfg.data, patch_size=_fit(48, cfg.scale), batch_size=12),
         optim=replace(cfg.optim, ema_decay=1 - 5 / CPU_GAN_STEPS if cfg.optim.ema_decay > 0 else 0.0),
         train=replace(t, size="cpu", warmup_steps=warmup, gan_steps=CPU_GAN_STEPS, log_every=10,
                       val_every=CPU_GAN_STEPS // 3, ckpt_every=CPU_GAN_STEPS // 3, pretrain_lr=5e-4,
@@ -166,7 +166,7 @@ def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
-CPU_PRETRAIN_STEPS = 700
+CPU_PRETRAIN_STEPS = 600
 CPU_GAN_STEPS = 80
 
 
