@@ -105,25 +105,29 @@ def test_the_ladder_shares_its_zero_arm_with_the_control_and_its_own_value_with_
 
 
 def test_the_top_arm_and_the_zero_arm_get_further_seeds_and_nothing_else(cpu_plan) -> None:
-    """At size cpu the ladder's top arm and its 0 arm train twice --seeds (here 2: seeds 0-3), each further
-    trial the arm's own config with its seed moved past the study's; every other trial keeps the study's seeds."""
+    """At size cpu the ladder's top arm and its 0 arm train LADDER_SEED_FACTOR times --seeds (here 2: seeds 0 to
+    2 * factor - 1), each further trial the arm's own config with its seed moved past the study's; every other trial
+    keeps the study's seeds."""
     settings, runs = cpu_plan.settings, _runs(cpu_plan)
-    assert study.LADDER_SEED_FACTOR["cpu"] == 2
+    factor = study.LADDER_SEED_FACTOR["cpu"]
+    assert factor >= 2
     top = max(arms.parse_ladder(study.LADDER["cpu"])["loss.adv_weight"])
     top_name = arms.arm_name("v2", "loss.adv_weight", top)
+    offsets = [2 * k for k in range(1, factor)]
     blocks = {name: arm for name, arm in settings.arms.items() if arm.get("seed_offset")}
-    assert sorted(blocks) == sorted([f"{top_name} (seed+2)", "srresnet-continued (seed+2)"])
+    assert sorted(blocks) == sorted(f"{base} (seed+{o})" for base in (top_name, "srresnet-continued") for o in offsets)
     for name, arm in blocks.items():
-        base = name.removesuffix(" (seed+2)")
-        assert arm["seed_offset"] == 2 and settings.roles[name] == settings.roles[base]
+        base, _, offset = name.partition(" (seed+")
+        offset = int(offset.removesuffix(")"))
+        assert arm["seed_offset"] == offset and settings.roles[name] == settings.roles[base]
         for seed in (0, 1):
             further, own = runs[name, seed], runs[base, seed]
-            assert further.train.seed == seed + 2 and own.train.seed == seed
+            assert further.train.seed == seed + offset and own.train.seed == seed
             assert replace(further, train=replace(further.train, seed=seed)) == own  # nothing else differs
     seeds = {}
     for (name, _), cfg in runs.items():
         seeds.setdefault(settings.roles[name]["version"], set()).add(cfg.train.seed)
-    assert seeds[top_name] == seeds["srresnet-continued"] == {0, 1, 2, 3}
+    assert seeds[top_name] == seeds["srresnet-continued"] == set(range(2 * factor))
     assert all(s == {0, 1} for v, s in seeds.items() if v not in (top_name, "srresnet-continued"))
     assert arms.expand(settings.arms, {"preset": f"{top_name} (seed+2)", "train.seed": 1}) == (
         {"preset": "v2", "train.seed": 3, "loss.adv_weight": top}, False)
