@@ -119,33 +119,33 @@ def tiny(cfg: ExperimentConfig) -> ExperimentConfig:
 def cpu(cfg: ExperimentConfig) -> ExperimentConfig:
     """The `cpu` size (`harness.study --size cpu`, the README's main job): networks that learn in minutes on a
     2-core CPU, shaped from measured step times (1 thread, process CPU time; `python -m harness.study --size cpu
-    --dry-run` prints them) so that the whole study fits 15 minutes there. Each choice is a departure from the
-    papers, listed by `departures()` in every run's config.json:
+    --dry-run` prints them) so that the whole study fits 12 minutes there with its set-up. Each choice is a
+    departure from the papers, listed by `departures()` in every run's config.json:
 
     - SRResNet 8 blocks x 32 features without BatchNorm (with BN the pretraining was at 28.6 dB on Set5 x4 after
       250 steps; without, at 29.1 dB after 300 and 30.1 dB after 800), RRDBNet 2 RRDB x 24 features (growth 12),
       a 3-stage D (16 features, dense 64); linear-output generators add a bicubic skip, as in `tiny`.
-    - The pixel-loss pretraining (`pretrain_stage`): CPU_PRETRAIN_STEPS on batches of 12 64-px patches at lr 5e-4,
-      halved at 75 % and 90 % (at batch 16, 0.62 s a step for SRResNet and 0.40 for RRDB, as the study's cost
-      estimate measured them on an idle 2-core machine).
-    - The GAN stage: CPU_GAN_STEPS on batches of 8 48-px patches at the preset's lr (v2 0.18-0.25 s a step alone,
-      about 0.28 with two trials sharing the 2 cores; v3 0.49, RaGAN 0.52, ESRGAN 0.46 there). Sixty steps left
-      every model at its pretraining. Measured on a fresh clone, set-up (3 to 4 minutes) included: 300 + 150 steps
-      (batch 16) took 19.0 min (v2's NIQE on Set5 8.29 -> 7.82 over its GAN stage), 200 + 100 took 15.5 min
-      (v2: +0.15 dB, NIQE -0.23 on Set5, -0.43 on Set14); 200 (batch 12) + 80 fits the README's 15 minutes.
+    - The pixel-loss pretraining (`pretrain_stage`): CPU_PRETRAIN_STEPS on SRGAN's batch, 16 patches of 96 px
+      (Ledig et al. 2017 sec. 3.2), at lr 5e-4, halved at 75 % and 90 % (0.30 s a step for SRResNet, 0.32 for
+      RRDB). SRResNet reaches 29.9 dB on Set5 x4 (200 steps of 12 64-px patches, the size's pretraining until issue
+      25, reached 28.6): the GAN stage departs from a pretrained network, as the papers' do. Measured on fresh
+      clones: 800 steps (30.3 dB) left the ladder's top arm indistinguishable from its 0 arm after Holm (two of six
+      seeds lost under 1.7 dB of Set5 PSNR at weight 10, under 2.2 at 100); 600 is where it separates.
+    - The GAN stage: CPU_GAN_STEPS on batches of 12 48-px patches (SRGAN's batch is 16) at the preset's lr. Sixty
+      steps left every model at its pretraining; 160 separated the ladder's top arm less than 80 did.
     - The perceptual loss uses VGG19's conv2_2 (SRGAN's "VGG22", Ledig et al. 2017 sec. 3.4) instead of conv5_4
       (SRGAN's VGG54, ESRGAN's layer): a GAN step with conv5_4 took 0.89 s, with conv2_2 0.33 s.
     - ESRGAN's EMA decay fits the stage: 1 - 5 / CPU_GAN_STEPS (0.9375), so that the pretrained weights' share
       in the scored EMA model is e^-5 (0.7 %) at the end; the paper's (BasicSR's) 0.999 would keep 86 % of them.
     - v1 (single stage) gets as many generator updates as its two-stage partners (`harness.sweeps.plan`'s equal budget).
-    - The study adds per seed two equal-budget controls (`continued_stage`: 80 pixel-loss steps of 0.047 s for
-      SRResNet, 0.044 s for RRDB, against 0.067 s for v2's GAN step, 0.14 s for v3, RaGAN and ESRGAN's; process CPU
-      time at 1 thread, `benchmarks.speed.cost.measure_step_rate`) and two arms of v2's adversarial-weight ladder
-      (0.1 and 10; its 0 arm is the control, its 1e-3 arm v2): 9 GAN-stage trials per seed instead of 5, and the top
-      arm and the 0 arm at 3 more seeds (harness.sweeps.study's LADDER and LADDER_SEED_FACTOR say why: 160 GAN steps
-      separated the top arm less than 80 did). A trial's
-      start, validations and checkpoints cost more than its steps: 15 GAN trials took 217 s on 2 cores in issue 25's
-      fresh-clone run, for about 180 s of step CPU time by these step times.
+    - The study adds per seed two equal-budget controls (`continued_stage`: pixel-loss steps only, no D) and two
+      arms of v2's adversarial-weight ladder (0.1 and 10; its 0 arm is the control, its 1e-3 arm v2): 9 GAN-stage
+      trials per seed instead of 5, and the top arm and the 0 arm at further seeds (harness.sweeps.study's LADDER
+      and LADDER_SEED_FACTOR say why).
+    - What this costs, on a fresh clone here (issue 25): the study takes about 9 minutes after its set-up (11 in
+      all), and scoring its 42 models (about 2.3 s of one core each for Set5 + Set14: `harness.sweeps.scoring_profile`)
+      under a tenth of it; with 200 pretraining steps of 12 64-px patches and GAN batches of 8, before
+      `srgan.inference`, scoring was 28 % of a 4-minute study.
     """
     g, t = cfg.generator, cfg.train
     warmup = CPU_PRETRAIN_STEPS if t.warmup_steps else 0
@@ -283,7 +283,8 @@ def _size_departures(cfg: ExperimentConfig) -> list[str]:
              f"{cfg.discriminator.num_stages}-stage discriminator, instead of the papers' (SRGAN: 16 blocks x 64; "
              "ESRGAN: 23 RRDB x 64 and VGG-128), to learn in minutes on a 2-core CPU",
              f"size cpu: {t.total_steps} steps in this run (pretraining {CPU_PRETRAIN_STEPS} "
-             f"pixel-loss steps at lr 5e-4, GAN {CPU_GAN_STEPS} steps) instead of 10^6 + 2x10^5 (SRGAN sec. 3.2) or "
+             f"pixel-loss steps of 16 96-px patches at lr 5e-4, GAN {CPU_GAN_STEPS} steps of "
+             f"{cfg.data.batch_size} {cfg.data.patch_size}-px patches) instead of 10^6 + 2x10^5 (SRGAN sec. 3.2) or "
              "10^6 + 4x10^5 (ESRGAN, BasicSR's options)"]
     if g.skip == "bicubic":
         notes.append("size cpu: the generator adds a bicubic upscale of its input (global residual learning)")

@@ -16,8 +16,8 @@ ladder, planned before Ray starts (`plan_arms`), and every trial's role in the s
   times the study's seeds. The comparison of the top arm with the 0 arm is paired by seed, so it uses every seed
   both have; the other comparisons (and the trend, over seeds with every non-zero arm) use the seeds they share.
   At the `cpu` size the top arm's drop varies from seed to seed by several dB (harness.sweeps.study.LADDER_SEED_FACTOR
-  says what was measured): three seeds cannot tell it from zero after Holm, six can; doubling only the two arms
-  that comparison reads costs two trials per seed instead of nine.
+  says what was measured): six seeds cannot tell it from zero after Holm, nine can; tripling only the two arms that
+  comparison reads costs two trials per seed instead of nine.
 
 Every extra trial is one more value of Tune's `preset` parameter (`SweepSettings.arms`: name -> the recipe and
 the arm's own values), so seeds, resume and the plan check treat it as any preset's trial. A trial of a further
