@@ -79,7 +79,7 @@ def test_a_full_disk_while_saving_images_is_named_and_loses_nothing(data_root: P
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     saved: list[Path] = []
 
-    def disk_fills_after_two(img, path) -> None:
+    def disk_fills_after_two(img, path, **options) -> None:
         if len(saved) == 2:
             _full_disk(path)
         saved.append(Path(path))
@@ -116,7 +116,7 @@ def test_score_trial_raises_a_named_output_error(data_root: Path, tmp_path: Path
     from benchmarks.scoring.evaluate import baseline
     from results.io import ResultsError
 
-    monkeypatch.setattr(scorers, "save_image", lambda img, path: _full_disk(path))
+    monkeypatch.setattr(scorers, "save_image", lambda img, path, **options: _full_disk(path))
     with pytest.raises(scorers.OutputError, match=r"images/t/set5/baby.png: could not be written") as err:
         score_trial(baseline("bicubic", 4), "t", ["set5"], 4, metrics=("psnr",), save_images=["baby"],
                     images_dir=tmp_path / "images", progress=False)

@@ -318,3 +318,15 @@ def test_save_image_refuses_a_format_it_cannot_write(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=f"{tmp_path / name}: cannot write"):
             save_image(torch.zeros(3, 2, 2), tmp_path / name)
     assert not list(tmp_path.iterdir())
+
+
+def test_png_level_changes_the_bytes_not_the_pixels(tmp_path: Path) -> None:
+    """Scoring keeps the report's images at zlib level 1 (`benchmarks.scoring.scorers.KEPT_PNG_LEVEL`): the same
+    8-bit pixels as the default level, in a larger file."""
+    img = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    save_image(img, tmp_path / "fast.png", png_level=1)
+    save_image(img, tmp_path / "small.png")
+    fast, small = (np.asarray(Image.open(tmp_path / name)) for name in ("fast.png", "small.png"))
+    assert np.array_equal(fast, small) and fast.dtype == np.uint8
+    assert np.array_equal(fast, img.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    assert (tmp_path / "fast.png").read_bytes() != (tmp_path / "small.png").read_bytes()
