@@ -7,7 +7,7 @@ import json
 import pytest
 
 from srgan.config import ConfigError, ExperimentConfig, from_dict, override, parse_set_args, to_dict, to_json
-from srgan.versions import PRESETS, preset
+from srgan.versions import CPU_GAN_STEPS, CPU_PRETRAIN_STEPS, PRESETS, preset
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -74,5 +74,6 @@ def test_presets_differ_only_where_their_version_did() -> None:
 
 def test_a_run_trains_its_pixel_loss_and_gan_steps_in_all() -> None:
     """TrainConfig.total_steps, the one place the sum is written: the v2 preset's 1000 warmup and 1000 GAN steps
-    (srgan.versions), the cpu size's 200 + 80, single-stage v1's 2000 GAN steps alone."""
-    assert [preset(name).train.total_steps for name in ("v2", "v2-cpu", "v1")] == [2000, 280, 2000]
+    (srgan.versions), the cpu size's 600 + 80, single-stage v1's 2000 GAN steps alone."""
+    assert [preset(name).train.total_steps for name in ("v2", "v2-cpu", "v1")] == [2000, 680, 2000]
+    assert (CPU_PRETRAIN_STEPS, CPU_GAN_STEPS) == (600, 80)
