@@ -59,9 +59,15 @@ class SRResNet(nn.Module):
         self.output = output
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.tail(self.upsample(self.trunk(lq))), lq)  # (B, 3, h*s, w*s)
+
+    def trunk(self, lq: torch.Tensor) -> torch.Tensor:
+        """The LR features before upsampling: head, residual blocks, global skip (`srgan.inference` reuses it)."""
         feat = self.head(lq)
-        feat = feat + self.body_tail(self.body(feat))
-        sr = self.tail(self.upsample(feat))  # (B, 3, h*s, w*s)
+        return feat + self.body_tail(self.body(feat))
+
+    def finish(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """The output conv's result made the image: the bicubic skip, then the bounded output where configured."""
         sr = bicubic_skip(sr, lq, self.scale) if self.skip == "bicubic" else sr
         return torch.sigmoid(sr) if self.output == "sigmoid" else sr
 
@@ -130,11 +136,19 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(f, 3, 3, padding=1)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        feat = self.conv_first(lq)
-        feat = feat + self.conv_body(self.body(feat))
+        feat = self.trunk(lq)
         for factor, conv in zip(self.factors, self.conv_up, strict=True):
             feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=factor, mode="nearest")), 0.2)
-        sr = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))  # (B, 3, h*s, w*s)
+        return self.finish(feat, lq)  # (B, 3, h*s, w*s)
+
+    def trunk(self, lq: torch.Tensor) -> torch.Tensor:
+        """The LR features before upsampling: first conv, RRDBs, trunk conv, long skip (`srgan.inference` reuses it)."""
+        feat = self.conv_first(lq)
+        return feat + self.conv_body(self.body(feat))
+
+    def finish(self, feat: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """The upsampled features made the image: HR conv, output conv, then the bicubic skip where configured."""
+        sr = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
         return bicubic_skip(sr, lq, self.scale) if self.skip == "bicubic" else sr
 
 

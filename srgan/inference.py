@@ -20,8 +20,11 @@ On a CPU the activations are channels-last (NHWC), which oneDNN runs faster at t
 border maps onto zero padding before the shuffle or the upsampling (the image's sides are whole multiples of r),
 so border pixels are exact too. The float32 results differ from `net(lq)` by rounding only: tests/srgan/
 test_srgan_inference.py checks every architecture, scale and output against the plain forward, in float64 to
-1e-12 and in float32 to 1e-5. Measured at the `cpu` size on Set5 + Set14 x4 (1 thread, process CPU time,
-`python -m benchmarks.speed.inference`): SRResNet 2.88 -> 1.40 s, RRDBNet 3.17 -> 1.47 s.
+1e-12 and in float32 to 2e-6 of the output's scale. Measured at the `cpu` size on Set5 + Set14 x4 (1 thread, process
+CPU time, `python -m benchmarks.speed.inference`): SRResNet 2.85 -> 1.43 s, RRDBNet 2.97 -> 1.73 s.
+
+The trunk at LR and the output's last steps are the generators' own (`trunk`, `finish`); only the upsampling path
+between them is rewritten.
 
 `srgan.upscale.upscale` runs every model through `inference_forward`, so scoring, validation and the upscale CLI
 all use it; any other module runs as it is.
@@ -35,18 +38,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan.generator import RRDBNet, SRResNet, bicubic_skip
+from srgan.generator import RRDBNet, SRResNet
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-def shuffled_conv(weight: torch.Tensor, bias: torch.Tensor | None, r: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+def shuffled_conv(weight: torch.Tensor, bias: torch.Tensor | None,
+                  r: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """The conv on the map before PixelShuffle(r) that equals `conv2d(pixel_shuffle(z, r), weight, bias,
     padding=k // 2)` once its output is shuffled by r: returns (kernel, bias, padding).
 
     Output channel o*r^2 + s*r + t is output phase (s, t) of channel o; input channel c*r^2 + a*r + b is input phase
     (a, b) of channel c (PixelShuffle's order). Tap u of the original kernel, at output phase s and input phase a,
-    reads the pre-shuffle row offset by k' with r*k' + a - s + p = u, so k' spans [-R, R], R = floor((p + r - 1) / r)."""
+    reads the pre-shuffle row offset by k' with r*k' + a - s + p = u, so k' spans [-R, R],
+    R = floor((p + r - 1) / r)."""
     out_c, in_c, kh, kw = weight.shape
     if kh != kw or kh % 2 == 0:
         raise ValueError(f"shuffled_conv needs an odd square kernel, got {kh}x{kw}")
@@ -114,14 +119,11 @@ def _srresnet(net: SRResNet) -> Forward:
     slope = slope if slope.numel() == 1 else slope.repeat_interleave(r * r)
 
     def forward(lq: torch.Tensor) -> torch.Tensor:
-        feat = net.head(lq.contiguous(memory_format=layout))
-        feat = feat + net.body_tail(net.body(feat))
+        feat = net.trunk(lq.contiguous(memory_format=layout))
         for conv, shuffle, prelu in zip(convs[:-1], shuffles[:-1], prelus[:-1], strict=True):
             feat = prelu(shuffle(conv(feat)))
         feat = F.prelu(convs[-1](feat), slope)
-        sr = F.pixel_shuffle(F.conv2d(feat, weight, bias, padding=padding), r).contiguous()
-        sr = bicubic_skip(sr, lq, net.scale) if net.skip == "bicubic" else sr
-        return torch.sigmoid(sr) if net.output == "sigmoid" else sr
+        return net.finish(F.pixel_shuffle(F.conv2d(feat, weight, bias, padding=padding), r).contiguous(), lq)
 
     return forward
 
@@ -134,11 +136,9 @@ def _rrdbnet(net: RRDBNet) -> Forward:
         ups.append((factor, weight.contiguous(memory_format=layout), bias))
 
     def forward(lq: torch.Tensor) -> torch.Tensor:
-        feat = net.conv_first(lq.contiguous(memory_format=layout))
-        feat = feat + net.conv_body(net.body(feat))
+        feat = net.trunk(lq.contiguous(memory_format=layout))
         for factor, weight, bias in ups:
             feat = F.pixel_shuffle(F.leaky_relu(F.conv2d(feat, weight, bias, padding=1), 0.2), factor)
-        sr = net.conv_last(F.leaky_relu(net.conv_hr(feat), 0.2)).contiguous()
-        return bicubic_skip(sr, lq, net.scale) if net.skip == "bicubic" else sr
+        return net.finish(feat, lq).contiguous()
 
     return forward
