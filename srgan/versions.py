@@ -283,7 +283,8 @@ def _size_departures(cfg: ExperimentConfig) -> list[str]:
              f"{cfg.discriminator.num_stages}-stage discriminator, instead of the papers' (SRGAN: 16 blocks x 64; "
              "ESRGAN: 23 RRDB x 64 and VGG-128), to learn in minutes on a 2-core CPU",
              f"size cpu: {t.total_steps} steps in this run (pretraining {CPU_PRETRAIN_STEPS} "
-             f"pixel-loss steps of 16 96-px patches at lr 5e-4, GAN {CPU_GAN_STEPS} steps of "
+             f"pixel-loss steps of {t.pretrain_batch_size} {t.pretrain_patch_size}-px patches at lr 5e-4, GAN "
+             f"{CPU_GAN_STEPS} steps of "
              f"{cfg.data.batch_size} {cfg.data.patch_size}-px patches) instead of 10^6 + 2x10^5 (SRGAN sec. 3.2) or "
              "10^6 + 4x10^5 (ESRGAN, BasicSR's options)"]
     if g.skip == "bicubic":
