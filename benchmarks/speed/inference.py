@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             fast = inference_forward(net)
             for x in images:
-                t_plain, y_plain = _fastest(lambda x=x: net(x), args.repeats)
-                t_fast, y_fast = _fastest(lambda x=x: fast(x), args.repeats)
+                t_plain, y_plain = _fastest(partial(net, x), args.repeats)
+                t_fast, y_fast = _fastest(partial(fast, x), args.repeats)
                 plain_s, fast_s = plain_s + t_plain, fast_s + t_fast
                 worst = max(worst, float((y_plain - y_fast).abs().max()))
         print(f"{cfg.name:14s} {cfg.generator.arch:9s} plain {plain_s:.3f} s  inference {fast_s:.3f} s  "

@@ -168,7 +168,7 @@ def test_ray_packs_four_quarter_gpu_workers_and_holds_the_fifth(fake_gpu_ray):
     ray.kill(workers[calls.index(ready[0])])
     ready5, _ = ray.wait(waiting, timeout=120)
     assert ready5, "the fifth worker did not start once a quarter GPU was free"
-    for w, call in zip(workers, calls):
+    for w, call in zip(workers, calls, strict=True):
         if call != ready[0]:
             ray.kill(w)
 
